@@ -1,0 +1,1 @@
+"""Report parsing, sentence-to-image alignment and disagreement detection."""
