@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AlignmentConfig(AppConfig):
+    name = "alignment"
+    verbose_name = "Alignment"

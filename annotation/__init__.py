@@ -1,0 +1,1 @@
+"""Datasets, lexicons, studies, images, regions, assignments, review, import and export."""

@@ -1,0 +1,164 @@
+"""JSON API of the annotation app: thin DRF views over ``services`` and ``selectors``."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from . import selectors, services
+from .models import Region, RegionRevision
+from .services import RegionConflict
+
+
+def api_exception_handler(exc, context):
+    """Turn domain errors into HTTP: Django ``ValidationError`` → 400 with the per-field messages,
+    ``RegionConflict`` → 409 with the current region."""
+    if isinstance(exc, RegionConflict):
+        return Response(
+            {"detail": "This region was changed elsewhere since you loaded it.", "changed": exc.changed,
+             "current": RegionOutput(exc.current).data},
+            status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or "Permission denied.")
+    return exception_handler(exc, context)
+
+
+class MeApi(APIView):
+    """Who am I, and what may I do where."""
+
+    class Output(serializers.Serializer):
+        username = serializers.CharField()
+        is_staff = serializers.BooleanField()
+        datasets = serializers.ListField()
+
+    def get(self, request):
+        datasets = [
+            {"id": d.pk, "name": d.name,
+             "roles": sorted(selectors.dataset_roles(user=request.user, dataset_id=d.pk))}
+            for d in selectors.datasets_for_user(user=request.user)
+        ]
+        return Response(self.Output({"username": request.user.username, "is_staff": request.user.is_staff,
+                                     "datasets": datasets}).data)
+
+
+class RegionOutput(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Region
+        fields = [
+            "id", "image", "author", "source", "source_author", "source_id", "assignment", "shape", "geometry",
+            "label", "lesion_key", "attributes", "bbox", "area_px", "area_mm2", "long_axis_mm", "short_axis_mm",
+            "version", "created_at", "updated_at",
+        ]
+
+
+class RegionListCreateApi(APIView):
+    """``GET ?image=ID`` lists the regions of an image the caller may see (blind reading applies);
+    ``POST`` creates one on an image assigned to the caller (or any image, for reviewers and admins)."""
+
+    class CreateInput(serializers.Serializer):
+        image = serializers.IntegerField()
+        shape = serializers.CharField()
+        geometry = serializers.JSONField()
+        attributes = serializers.JSONField(required=False, default=dict)
+        label = serializers.CharField(required=False, allow_blank=True, default="lesion")
+        lesion_key = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def get(self, request):
+        try:
+            image_id = int(request.query_params.get("image", ""))
+        except ValueError as error:
+            raise exceptions.ValidationError({"image": "give ?image=<image id>"}) from error
+        image = selectors.image_get_for_user(user=request.user, image_id=image_id)
+        regions = selectors.regions_visible(user=request.user, image=image).order_by("id")
+        return Response({"results": RegionOutput(regions, many=True).data})
+
+    def post(self, request):
+        data = self.CreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        image = selectors.image_get_for_user(user=request.user, image_id=data.validated_data["image"])
+        assignment = image.assignments.filter(annotator=request.user).first()
+        if assignment is None and not selectors.dataset_roles(
+            user=request.user, dataset_id=image.study.dataset_id
+        ) & {"reviewer", "admin"}:
+            raise exceptions.PermissionDenied("This image is not assigned to you.")
+        if assignment is not None and assignment.status == assignment.Status.SUBMITTED:
+            raise exceptions.PermissionDenied("You have submitted this image; its reading is closed.")
+        region = services.region_create(
+            image=image, author=request.user, assignment=assignment,
+            **{k: v for k, v in data.validated_data.items() if k != "image"},
+        )
+        return Response(RegionOutput(region).data, status=status.HTTP_201_CREATED)
+
+
+class RegionDetailApi(APIView):
+    """``PATCH`` with ``version`` (the version the client last saw) saves, or answers 409 with the
+    region as it now is; ``DELETE ?version=N`` soft-deletes likewise."""
+
+    class UpdateInput(serializers.Serializer):
+        version = serializers.IntegerField(min_value=1)
+        shape = serializers.CharField(required=False)
+        geometry = serializers.JSONField(required=False)
+        attributes = serializers.JSONField(required=False)
+        label = serializers.CharField(required=False, allow_blank=True)
+        lesion_key = serializers.CharField(required=False, allow_blank=True)
+        seen = serializers.JSONField(required=False)
+
+    def _editable(self, request, region_id: int) -> Region:
+        region = selectors.region_get_for_user(user=request.user, region_id=region_id)
+        roles = selectors.dataset_roles(user=request.user, dataset_id=region.image.study.dataset_id)
+        if region.author_id != request.user.pk and not roles & {"admin"}:
+            raise exceptions.PermissionDenied("Only the region's author can change it.")
+        if region.assignment and region.assignment.status == region.assignment.Status.SUBMITTED and "admin" not in roles:
+            raise exceptions.PermissionDenied("This reading was submitted; its regions are closed.")
+        return region
+
+    def get(self, request, region_id: int):
+        return Response(RegionOutput(selectors.region_get_for_user(user=request.user, region_id=region_id)).data)
+
+    def patch(self, request, region_id: int):
+        region = self._editable(request, region_id)
+        data = self.UpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        changes = {k: v for k, v in data.validated_data.items() if k not in ("version", "seen")}
+        region = services.region_update(
+            region=region, actor=request.user, expected_version=data.validated_data["version"], changes=changes,
+            seen=data.validated_data.get("seen"),
+        )
+        return Response(RegionOutput(region).data)
+
+    def delete(self, request, region_id: int):
+        region = self._editable(request, region_id)
+        try:
+            version = int(request.query_params.get("version", ""))
+        except ValueError as error:
+            raise exceptions.ValidationError({"version": "give ?version=<the version you last saw>"}) from error
+        services.region_delete(region=region, actor=request.user, expected_version=version)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RegionHistoryApi(APIView):
+    """Who changed what when; reviewers and admins only."""
+
+    class Output(serializers.ModelSerializer):
+        actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+        class Meta:
+            model = RegionRevision
+            fields = ["version", "action", "actor", "changed", "shape", "geometry", "label", "lesion_key",
+                      "attributes", "created_at"]
+
+    def get(self, request, region_id: int):
+        region = selectors.region_get_for_user(user=request.user, region_id=region_id, roles=["reviewer", "admin"])
+        return Response({"results": self.Output(region.revisions.select_related("actor"), many=True).data})

@@ -1,0 +1,324 @@
+"""Writes to the annotation data. Keyword-only functions named ``<entity>_<action>``; views, API,
+commands and tasks call these and nothing else to change annotation rows.
+
+Validation lives here (and in database constraints), so the API, the pages and the importer cannot
+disagree about what a valid region is.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, F
+from django.utils import timezone
+
+from .geometry import GeometryError, geometry_measures, geometry_validate
+from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash, lexicon_systems
+from .models import Assignment, Dataset, Image, Lexicon, Membership, Region, RegionRevision, Report, Study
+
+REGION_FIELDS = ("shape", "geometry", "label", "lesion_key", "attributes")
+LABEL_MAX = 64
+LESION_KEY_MAX = 32
+
+
+class RegionConflict(Exception):
+    """A save was based on a stale version. ``current`` is the region as it now is; ``changed`` names
+    the fields that differ from what the client last saw (when it said)."""
+
+    def __init__(self, current: Region, changed: list[str]):
+        self.current = current
+        self.changed = changed
+        super().__init__(f"region {current.pk} is at version {current.version}")
+
+
+# ---------------------------------------------------------------------------------------------- lexicons
+
+
+def lexicon_sync(*, system: str) -> Lexicon:
+    """Store the current file of ``system`` as a Lexicon row (one row per system and version). A file
+    whose content changed without a version bump is refused: pinned datasets would be reinterpreted."""
+    content, digest = lexicon_load_with_hash(system)
+    lexicon, created = Lexicon.objects.get_or_create(
+        system=system,
+        version=content["version"],
+        defaults={"name": content["name"], "content": content, "sha256": digest},
+    )
+    if not created and lexicon.sha256 != digest and lexicon.content != content:
+        raise ValidationError(
+            f"lexicon {system} {content['version']} changed on disk without a version bump; "
+            "bump 'version' in the file so existing datasets keep the version they pinned"
+        )
+    return lexicon
+
+
+def lexicon_sync_all() -> list[Lexicon]:
+    return [lexicon_sync(system=system) for system in lexicon_systems()]
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+def dataset_create(
+    *, name: str, lexicon_system: str = "udaf", annotators_per_image: int = 2, description: str = "",
+    created_by=None, settings: Mapping | None = None,
+) -> Dataset:
+    """Create a dataset pinned to the current version of ``lexicon_system``."""
+    if not 1 <= int(annotators_per_image) <= 3:
+        raise ValidationError({"annotators_per_image": "must be 1, 2 or 3"})
+    if Dataset.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"a dataset named '{name}' already exists"})
+    lexicon = lexicon_sync(system=lexicon_system)
+    dataset = Dataset.objects.create(
+        name=name, lexicon=lexicon, annotators_per_image=annotators_per_image, description=description,
+        created_by=created_by, settings=dict(settings or {}),
+    )
+    if created_by is not None:
+        membership_add(dataset=dataset, user=created_by, role=Membership.Role.ADMIN)
+    return dataset
+
+
+def membership_add(*, dataset: Dataset, user, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"unknown role '{role}' (use annotator, reviewer or admin)"})
+    membership, _ = Membership.objects.get_or_create(dataset=dataset, user=user, role=role)
+    return membership
+
+
+# ---------------------------------------------------------------------------------------------- reports
+
+
+def report_set(*, study: Study, text: str, language: str = "en") -> Report:
+    """Create or replace the study's report. The version goes up only when the text or language
+    changes, so re-importing the same report changes nothing."""
+    if language not in Report.Language.values:
+        raise ValidationError({"language": f"unknown language '{language}' (use en or zh)"})
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError({"text": "the report text is empty"})
+    report = Report.objects.select_for_update().filter(study=study).first()
+    if report is None:
+        return Report.objects.create(study=study, text=text, language=language)
+    if report.text != text or report.language != language:
+        report.text, report.language, report.version = text, language, report.version + 1
+        report.save(update_fields=["text", "language", "version", "updated_at"])
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- regions
+
+
+def _validated(*, image: Image, lexicon, shape: str, geometry: Any, attributes: Any, label: Any,
+               lesion_key: Any) -> dict:
+    errors: dict[str, Any] = {}
+    clean: dict[str, Any] = {"shape": shape}
+    try:
+        clean["geometry"] = geometry_validate(shape, geometry, width=image.width, height=image.height)
+    except GeometryError as error:
+        errors["shape" if shape not in ("polygon", "rectangle", "ellipse", "line", "point") else "geometry"] = str(error)
+    try:
+        clean["attributes"] = attributes_validate(lexicon, attributes)
+    except AttributeValidationError as error:
+        errors["attributes"] = [f"{name}: {message}" for name, message in error.errors.items()]
+    if not isinstance(label, str) or len(label) > LABEL_MAX:
+        errors["label"] = f"must be text of at most {LABEL_MAX} characters"
+    else:
+        clean["label"] = label.strip()
+    if not isinstance(lesion_key, str) or len(lesion_key) > LESION_KEY_MAX:
+        errors["lesion_key"] = f"must be text of at most {LESION_KEY_MAX} characters"
+    else:
+        clean["lesion_key"] = lesion_key.strip()
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+def _measure(region: Region, image: Image) -> None:
+    measures = geometry_measures(
+        region.shape, region.geometry,
+        spacing_x_mm=image.pixel_spacing_x_mm, spacing_y_mm=image.pixel_spacing_y_mm,
+    )
+    region.bbox = measures.bbox
+    region.area_px = measures.area_px
+    region.area_mm2 = measures.area_mm2
+    region.long_axis_mm = measures.long_axis_mm
+    region.short_axis_mm = measures.short_axis_mm
+
+
+def _revision(region: Region, *, action: str, actor, changed: Sequence[str]) -> RegionRevision:
+    return RegionRevision.objects.create(
+        region=region, version=region.version, action=action, actor=actor, shape=region.shape,
+        geometry=region.geometry, label=region.label, lesion_key=region.lesion_key,
+        attributes=region.attributes, changed=list(changed),
+    )
+
+
+@transaction.atomic
+def region_create(
+    *, image: Image, author, shape: str, geometry: Any, attributes: Any = None, label: str = "lesion",
+    lesion_key: str = "", assignment: Assignment | None = None, source: str = Region.Source.READER,
+    source_author: str = "", source_id: str = "",
+) -> Region:
+    """Create a region after validating geometry against the image and attributes against the dataset's
+    pinned lexicon. Records revision 1. Raises ``ValidationError`` with a message per field."""
+    lexicon = image.study.dataset.lexicon
+    clean = _validated(image=image, lexicon=lexicon, shape=shape, geometry=geometry,
+                       attributes=attributes or {}, label=label, lesion_key=lesion_key)
+    region = Region(image=image, author=author, assignment=assignment, source=source,
+                    source_author=source_author, source_id=str(source_id or "")[:128], **clean)
+    _measure(region, image)
+    region.save()
+    _revision(region, action=RegionRevision.Action.CREATE, actor=author, changed=list(REGION_FIELDS))
+    if assignment is not None and assignment.status == Assignment.Status.ASSIGNED:
+        assignment_start(assignment=assignment)
+    return region
+
+
+@transaction.atomic
+def region_update(*, region: Region, actor, expected_version: int, changes: Mapping[str, Any],
+                  seen: Mapping[str, Any] | None = None) -> Region:
+    """Apply ``changes`` (any of shape, geometry, label, lesion_key, attributes) if the region is still
+    at ``expected_version``; otherwise raise ``RegionConflict`` — never overwrite someone else's save.
+
+    The version check and the write are one conditional UPDATE, so two concurrent saves of the same
+    version cannot both succeed.
+    """
+    unknown = set(changes) - set(REGION_FIELDS)
+    if unknown:
+        raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
+    image = region.image
+    merged = {name: changes.get(name, getattr(region, name)) for name in REGION_FIELDS}
+    clean = _validated(image=image, lexicon=image.study.dataset.lexicon, **merged)
+    changed = [name for name in REGION_FIELDS if clean[name] != getattr(region, name)]
+    candidate = Region(shape=clean["shape"], geometry=clean["geometry"])
+    _measure(candidate, image)
+    updated = Region.objects.filter(pk=region.pk, version=expected_version, is_deleted=False).update(
+        **clean, bbox=candidate.bbox, area_px=candidate.area_px, area_mm2=candidate.area_mm2,
+        long_axis_mm=candidate.long_axis_mm, short_axis_mm=candidate.short_axis_mm,
+        version=F("version") + 1, updated_at=timezone.now(),
+    )
+    if not updated:
+        current = Region.objects.get(pk=region.pk)
+        base = seen or {}
+        stale = [name for name in REGION_FIELDS if name in base and base[name] != getattr(current, name)]
+        if not stale:
+            later = RegionRevision.objects.filter(region=current, version__gt=expected_version)
+            stale = [name for names in later.values_list("changed", flat=True) for name in names]
+        raise RegionConflict(current, sorted(set(stale)))
+    region.refresh_from_db()
+    _revision(region, action=RegionRevision.Action.UPDATE, actor=actor, changed=changed)
+    return region
+
+
+@transaction.atomic
+def region_delete(*, region: Region, actor, expected_version: int) -> Region:
+    """Soft-delete: the row and its history stay; it disappears from lists and exports."""
+    updated = Region.objects.filter(pk=region.pk, version=expected_version, is_deleted=False).update(
+        is_deleted=True, deleted_at=timezone.now(), version=F("version") + 1, updated_at=timezone.now()
+    )
+    if not updated:
+        raise RegionConflict(Region.objects.get(pk=region.pk), ["deleted"])
+    region.refresh_from_db()
+    _revision(region, action=RegionRevision.Action.DELETE, actor=actor, changed=["deleted"])
+    return region
+
+
+@transaction.atomic
+def region_restore(*, region: Region, actor) -> Region:
+    Region.objects.filter(pk=region.pk, is_deleted=True).update(
+        is_deleted=False, deleted_at=None, version=F("version") + 1, updated_at=timezone.now()
+    )
+    region.refresh_from_db()
+    _revision(region, action=RegionRevision.Action.RESTORE, actor=actor, changed=["deleted"])
+    return region
+
+
+# ---------------------------------------------------------------------------------------------- assignments
+
+
+def assignment_start(*, assignment: Assignment) -> Assignment:
+    if assignment.status == Assignment.Status.ASSIGNED:
+        Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ASSIGNED).update(
+            status=Assignment.Status.IN_PROGRESS, started_at=timezone.now()
+        )
+        Image.objects.filter(pk=assignment.image_id, status=Image.Status.NEW).update(status=Image.Status.ANNOTATING)
+        assignment.refresh_from_db()
+    return assignment
+
+
+@transaction.atomic
+def assignment_submit(*, assignment: Assignment) -> Assignment:
+    """Mark the reading submitted after checking that every live region of it carries the lexicon's
+    required attributes. Raises ``ValidationError`` listing the incomplete regions."""
+    if assignment.status == Assignment.Status.SUBMITTED:
+        return assignment
+    lexicon = assignment.image.study.dataset.lexicon
+    problems: list[str] = []
+    for region in Region.objects.filter(
+        image=assignment.image, author=assignment.annotator, source=Region.Source.READER, is_deleted=False
+    ).order_by("id"):
+        if region.shape in ("line", "point"):
+            continue  # measurements and markers carry no lesion description
+        try:
+            attributes_validate(lexicon, region.attributes, require_complete=True)
+        except AttributeValidationError as error:
+            problems.extend(
+                f"region {region.pk} ({region.label or region.shape}): {name} {message}"
+                for name, message in error.errors.items()
+            )
+    if problems:
+        raise ValidationError({"regions": problems})
+    Assignment.objects.filter(pk=assignment.pk).update(
+        status=Assignment.Status.SUBMITTED, submitted_at=timezone.now()
+    )
+    assignment.refresh_from_db()
+    statuses = set(Assignment.objects.filter(image=assignment.image_id).values_list("status", flat=True))
+    if statuses == {Assignment.Status.SUBMITTED}:
+        Image.objects.filter(pk=assignment.image_id, status__in=[Image.Status.NEW, Image.Status.ANNOTATING]).update(
+            status=Image.Status.ANNOTATED
+        )
+    return assignment
+
+
+def assign_work(*, dataset: Dataset, annotators: Iterable | None = None, batch_size: int = 5000) -> int:
+    """Hand out the dataset's images so each gets ``annotators_per_image`` distinct readers, giving each
+    image to the least-loaded annotators. Idempotent: images that already have enough readers are left
+    alone, and nobody gets the same image twice (also guarded by a unique constraint). Returns the
+    number of assignments created."""
+    if annotators is None:
+        annotators = [m.user for m in Membership.objects.filter(dataset=dataset, role=Membership.Role.ANNOTATOR)
+                      .select_related("user").order_by("user_id")]
+    annotators = [user for user in annotators if user.is_active]
+    need = min(dataset.annotators_per_image, len(annotators))
+    if need == 0:
+        return 0
+    load = defaultdict(int)
+    for row in (Assignment.objects.filter(annotator__in=annotators, image__study__dataset=dataset)
+                .values("annotator").annotate(n=Count("id"))):
+        load[row["annotator"]] += row["n"]
+    existing = defaultdict(set)
+    for image_id, annotator_id in Assignment.objects.filter(image__study__dataset=dataset).values_list(
+        "image_id", "annotator_id"
+    ).iterator(chunk_size=batch_size):
+        existing[image_id].add(annotator_id)
+    created = 0
+    pending: list[Assignment] = []
+    image_ids = Image.objects.filter(study__dataset=dataset).order_by("study_id", "position", "id")
+    for image_id in image_ids.values_list("id", flat=True).iterator(chunk_size=batch_size):
+        readers = existing.get(image_id, set())
+        missing = need - len(readers)
+        if missing <= 0:
+            continue
+        candidates = sorted((u for u in annotators if u.pk not in readers), key=lambda u: (load[u.pk], u.pk))
+        for user in candidates[:missing]:
+            pending.append(Assignment(image_id=image_id, annotator=user))
+            load[user.pk] += 1
+        if len(pending) >= batch_size:
+            created += len(Assignment.objects.bulk_create(pending, ignore_conflicts=True))
+            pending = []
+    if pending:
+        created += len(Assignment.objects.bulk_create(pending, ignore_conflicts=True))
+    return created
+
