@@ -322,3 +322,20 @@ def assign_work(*, dataset: Dataset, annotators: Iterable | None = None, batch_s
         created += len(Assignment.objects.bulk_create(pending, ignore_conflicts=True))
     return created
 
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def image_thumbnail_make(*, image_id: int) -> Image | None:
+    """Give the image a thumbnail if it has none. A gone image is not an error (it was deleted after the
+    job was queued); an existing thumbnail makes this a no-op, so re-running is safe."""
+    from .media import thumbnail_make
+
+    image = Image.objects.filter(pk=image_id).first()
+    if image is None or image.thumbnail:
+        return image
+    name = thumbnail_make(file_name=image.file.name)
+    Image.objects.filter(pk=image_id, thumbnail="").update(thumbnail=name)
+    image.refresh_from_db()
+    return image

@@ -1,0 +1,94 @@
+"""Image files: verification, content-addressed storage and thumbnails.
+
+Files are stored under their sha256, so the same pixels imported twice (or shared by demo images) are
+stored once. Every image is opened and fully decoded by Pillow before it is accepted, with Pillow's
+decompression-bomb guard set from ``IMAGE_MAX_PIXELS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+THUMBNAIL_SIZE = (256, 256)
+ACCEPTED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"}
+
+
+class ImageFileError(ValueError):
+    """The file is not an acceptable image; the message says why."""
+
+
+@dataclass(frozen=True)
+class VerifiedImage:
+    content: bytes
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+    @property
+    def extension(self) -> str:
+        return {"JPEG": "jpg"}.get(self.format, self.format.lower())
+
+
+def image_verify(content: bytes) -> VerifiedImage:
+    """Decode ``content`` completely and return its facts. Raises ``ImageFileError`` for an empty,
+    oversized, truncated, unknown-format or decompression-bomb file."""
+    if not content:
+        raise ImageFileError("the file is empty")
+    if len(content) > settings.IMAGE_MAX_BYTES:
+        raise ImageFileError(f"the file is {len(content):,} bytes; the limit is {settings.IMAGE_MAX_BYTES:,}")
+    PILImage.MAX_IMAGE_PIXELS = settings.IMAGE_MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(content)) as probe:
+                fmt = probe.format or ""
+                probe.verify()
+            with PILImage.open(io.BytesIO(content)) as image:
+                image.load()
+                width, height = image.size
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
+        raise ImageFileError(f"the image has too many pixels (limit {settings.IMAGE_MAX_PIXELS:,})") from error
+    except UnidentifiedImageError as error:
+        raise ImageFileError("the file is not an image Pillow can read") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageFileError(f"the image is damaged or truncated ({error})") from error
+    if fmt not in ACCEPTED_FORMATS:
+        raise ImageFileError(f"image format {fmt or 'unknown'} is not accepted")
+    return VerifiedImage(content=content, sha256=hashlib.sha256(content).hexdigest(), width=width,
+                         height=height, format=fmt)
+
+
+def image_store(verified: VerifiedImage) -> str:
+    """Store the file under its hash (once) and return the storage name."""
+    name = f"images/{verified.sha256[:2]}/{verified.sha256}.{verified.extension}"
+    if not default_storage.exists(name):
+        saved = default_storage.save(name, ContentFile(verified.content))
+        if saved != name:  # a concurrent writer stored the same bytes first: keep one copy
+            default_storage.delete(saved)
+    return name
+
+
+def thumbnail_make(*, file_name: str) -> str:
+    """Make (once) the thumbnail of a stored image file and return its storage name."""
+    digest = file_name.rsplit("/", 1)[-1].split(".", 1)[0]
+    name = f"thumbnails/{digest[:2]}/{digest}.jpg"
+    if default_storage.exists(name):
+        return name
+    with default_storage.open(file_name, "rb") as handle, PILImage.open(handle) as image:
+        image.thumbnail(THUMBNAIL_SIZE)
+        buffer = io.BytesIO()
+        image.convert("L" if image.mode in ("L", "I;16", "I") else "RGB").save(buffer, "JPEG", quality=85)
+    saved = default_storage.save(name, ContentFile(buffer.getvalue()))
+    if saved != name:
+        default_storage.delete(saved)
+    return name
