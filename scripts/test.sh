@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need, starts PostgreSQL and Redis if
+# they are down, lints, checks migrations, then runs pytest against PostgreSQL with a real Celery
+# worker on Redis and real Chromium. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh requirements-dev.txt
+bash scripts/services.sh
+
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sonoalign}"
+export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/1}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/2}"
+export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/artifacts}"
+mkdir -p "$ARTIFACTS_DIR"
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== django checks"
+.venv/bin/python manage.py check --fail-level WARNING
+.venv/bin/python manage.py makemigrations --check --dry-run
+echo "== pytest"
+.venv/bin/python -m pytest "$@"
