@@ -1,0 +1,342 @@
+"""Turn the matches stored by the pipeline into sentences and findings.
+
+Per sentence: lesion words anchor findings; several lesions in one sentence are split at the separator
+before each new lesion ("... and a 0.8 cm nodule"); every other item (organ, laterality, site, clock,
+quadrant, distance, size, attribute, assessment) goes to the finding whose stretch of text holds it.
+A sentence without a lesion word adds to the open finding (structured "Label: value" lines, "BI-RADS 3."
+after the lesion sentence) or, when it describes something on its own, starts an organ-level finding.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from . import patterns as P
+from .context import Cue, Scope, build_scopes, flags
+from .lexicons import LEXICON_SYSTEMS, LexiconTables, ValueRef, term_code
+from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
+from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, match_payload
+from .vocabulary import FIELD_HINTS, NON_LESION_KINDS
+
+_FIELD_START = re.compile(
+    r"(?i)^\s*(?:\d{1,2}[.、)]\s*)?(" + "|".join(re.escape(k).replace(r"\ ", r"\s+")
+                                              for k in sorted(FIELD_HINTS, key=len, reverse=True))
+    + r")\s*[:：]\s*")
+_NONE_VALUE = re.compile(r"(?i)^(?:none|no\b|nil|absent|无|未见)")
+# Words too generic to stand for a lexicon value unless a field label says which attribute is meant.
+_GENERIC = frozenset({"absent", "soft", "hard", "intermediate", "internal", "none", "solid", "cystic",
+                      "linear", "flat", "parallel", "smooth", "shadow", "echogenic", "irregular",
+                      "collection", "heterogeneous"})
+_KEEP_GENERIC_IN_CONTEXT = frozenset({"solid", "cystic", "echogenic", "irregular", "heterogeneous", "smooth",
+                                      "parallel"})
+_UDAF_DIAGNOSES = frozenset({"nodule", "cyst", "mass", "fluid_collection"})
+
+
+class _Item:
+    """A matched item inside a sentence (start, end, kind, value)."""
+
+    __slots__ = ("start", "end", "kind", "value")
+
+    def __init__(self, start: int, end: int, kind: str, value: Any) -> None:
+        self.start = start
+        self.end = end
+        self.kind = kind
+        self.value = value
+
+
+def _resolve(refs: tuple[ValueRef, ...], lexicon: str, hint: frozenset[str] | None) -> ValueRef:
+    """Pick the lexicon value a phrase stands for: a field label's attribute first, then the caller's
+    lexicon, then udaf, birads-us, tirads."""
+    rank = {name: i for i, name in enumerate(LEXICON_SYSTEMS)}
+    return min(refs, key=lambda r: (hint is not None and r.attribute not in hint, r.lexicon != lexicon,
+                                    rank[r.lexicon]))
+
+
+def _nearest(items: list[_Item], anchor: int, skip: tuple[int, int] | None = None) -> _Item | None:
+    best: _Item | None = None
+    best_d = 1 << 30
+    for it in items:
+        if skip is not None and it.start < skip[1] and skip[0] < it.end:
+            continue
+        # prefer a word before the anchor on ties ("左乳低回声结节", "right breast mass")
+        d = anchor - it.end if it.end <= anchor else it.start - anchor + 1
+        if d < best_d:
+            best, best_d = it, d
+    return best
+
+
+class _Context:
+    """What carries across sentences of one report."""
+
+    def __init__(self) -> None:
+        self.header_laterality: str | None = None
+        self.header_organ: str | None = None
+        self.last_organ: str | None = None
+        self.open: Finding | None = None
+        self.section: str | None = None
+
+
+def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: LexiconTables) -> ParsedReport:
+    """Build the ``ParsedReport`` of a doc that went through ``get_pipeline(language)``."""
+    text = doc.text
+    sents = doc.user_data.get("sono_sents", [])
+    report = ParsedReport(language=language)
+    if not sents:
+        return report
+    n = len(sents)
+    per: list[list[_Item]] = [[] for _ in range(n)]
+    cues: list[list[Cue]] = [[] for _ in range(n)]
+    si = 0
+    for layer, key, s, e, bs, be in doc.user_data.get("sono_phrases", []):
+        while si + 1 < n and sents[si + 1][0] <= s:
+            si += 1
+        if s >= sents[si][1]:
+            continue
+        kind, payload = match_payload(nlp, key)
+        if layer == CUE:
+            cues[si].append(Cue(payload[0], payload[1], s, e, bs, be))
+        else:
+            per[si].append(_Item(s, e, layer, payload))
+    si = 0
+    for kind, s, e, value in doc.user_data.get("sono_regex", []):
+        while si + 1 < n and sents[si + 1][0] <= s:
+            si += 1
+        if s >= sents[si][1]:
+            continue
+        per[si].append(_Item(s, e, kind, value))
+
+    ctx = _Context()
+    for index, (start, end, section, header) in enumerate(sents):
+        sentence = Sentence(index=index, start=start, end=end, text=text[start:end], section=section)
+        report.sentences.append(sentence)
+        if section != ctx.section:
+            ctx.section = section
+            ctx.open = None
+            ctx.header_laterality = ctx.header_organ = None
+        items = per[index]
+        scopes = build_scopes(text, start, end, language, cues[index])
+        _sentence_findings(text, sentence, header, items, scopes, ctx, lexicon, tables)
+    return report
+
+
+def _sentence_findings(text: str, sentence: Sentence, header: str | None, items: list[_Item],
+                       scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables) -> None:
+    start, end = sentence.start, sentence.end
+    quad_spans = [(i.start, i.end) for i in items if i.kind == "quadrant"]
+    by: dict[str, list[_Item]] = {}
+    for it in items:
+        if it.kind == SITE and any(a < it.end and it.start < b for a, b in quad_spans):
+            continue
+        by.setdefault(it.kind, []).append(it)
+    lats = by.get("laterality", [])
+    organs = by.get(ORGAN, [])
+    anchors = by.get(LESION, [])
+    if len(anchors) > 1 and any(a.value != "calcification" for a in anchors):
+        # calcifications next to another lesion word describe that lesion
+        anchors = [a for a in anchors if a.value != "calcification"]
+
+    field = _FIELD_START.match(text, start, end)
+    hint = FIELD_HINTS.get(" ".join(field.group(1).lower().split())) if field else None
+
+    if header == "section":
+        return
+    if header == "organ" and not anchors:
+        if lats:
+            ctx.header_laterality = lats[0].value
+        if organs:
+            ctx.header_organ = ctx.last_organ = organs[-1].value
+        return
+
+    groups = _group_anchors(text, anchors)
+    segments: list[tuple[int, int, list[_Item]]] = []
+    if groups:
+        bounds = [start]
+        for prev, nxt in zip(groups, groups[1:], strict=False):
+            bounds.append(_last_separator(text, prev[-1].end, nxt[0].start))
+        bounds.append(end)
+        segments = [(bounds[i], bounds[i + 1], groups[i]) for i in range(len(groups))]
+
+    new_findings: list[Finding] = []
+    if segments:
+        for seg_start, seg_end, group in segments:
+            f = _finding_from(text, seg_start, seg_end, group, by, scopes, ctx, lexicon, tables, hint,
+                              sentence_start=start)
+            new_findings.append(f)
+    else:
+        content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
+        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end():end]):
+            content = True
+        if not content:
+            if organs:
+                ctx.last_organ = organs[-1].value
+            return
+        f = _finding_from(text, start, end, [], by, scopes, ctx, lexicon, tables, hint, sentence_start=start)
+        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end():end]):
+            f.attributes.append(Attribute("echogenic_foci", "none_or_large_comet_tail_artifacts", "tirads",
+                                          False, False, field.end(), end, text[field.end():end]))
+        op = ctx.open
+        if (op is not None and not op.negated and (f.organ is None or op.organ is None or f.organ == op.organ
+                                                   or not organs)
+                and (f.laterality is None or op.laterality is None or f.laterality == op.laterality
+                     or not lats)):
+            _merge(op, f)
+            if organs:
+                ctx.last_organ = organs[-1].value
+            return
+        new_findings.append(f)
+    for f in new_findings:
+        if f.organ is None:
+            f.organ = ctx.header_organ or ctx.last_organ
+        if lexicon == "udaf":
+            _add_udaf_structure(f, tables)
+    sentence.findings.extend(new_findings)
+    if organs:
+        ctx.last_organ = organs[-1].value
+    if new_findings:
+        ctx.open = new_findings[-1]
+
+
+def _group_anchors(text: str, anchors: list[_Item]) -> list[list[_Item]]:
+    """Group lesion words that name one lesion ("low echo mass: nodule?", "cyst or nodule")."""
+    groups: list[list[_Item]] = []
+    for a in anchors:
+        if groups and P.LESION_SEPARATOR.search(text, groups[-1][-1].end, a.start) is None:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    return groups
+
+
+def _last_separator(text: str, a: int, b: int) -> int:
+    pos = a
+    for m in P.LESION_SEPARATOR.finditer(text, a, b):
+        pos = m.start()
+    return pos
+
+
+def _in(items: list[_Item] | None, a: int, b: int) -> list[_Item]:
+    return [i for i in items or () if a <= i.start < b]
+
+
+def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, list[_Item]],
+                  scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables,
+                  hint: frozenset[str] | None, sentence_start: int) -> Finding:
+    kinds = [g.value for g in group]
+    lesion = next((k for k in kinds if k != "lesion"), kinds[0]) if kinds else None
+    anchor = group[0].start if group else a
+    anchor_span = (group[0].start, group[-1].end) if group else None
+
+    f = Finding(lesion=lesion, start=a, end=b)
+    seg_lats = _in(by.get("laterality"), a, b)
+    lat = _nearest(seg_lats, anchor)
+    if lat is None:
+        before = [i for i in by.get("laterality", ()) if i.start < a]
+        lat = before[-1] if before else None
+    if lat is None:
+        # "a cyst at 2 o'clock and a nodule at 10 o'clock in the right breast": one side named for all
+        values = {i.value for i in by.get("laterality", ())}
+        lat = by["laterality"][0] if len(values) == 1 else None
+    f.laterality = lat.value if lat is not None else ctx.header_laterality
+
+    seg_organs = _in(by.get(ORGAN), a, b)
+    organ = _nearest(seg_organs, anchor, skip=anchor_span if lesion == "lymph_node" else None)
+    if organ is None:
+        others = [i for i in by.get(ORGAN, ()) if not (anchor_span and lesion == "lymph_node"
+                                                         and i.start < anchor_span[1]
+                                                         and anchor_span[0] < i.end)]
+        organ = _nearest(others, anchor)
+    if organ is not None:
+        f.organ = organ.value
+    elif lesion == "lymph_node":
+        f.organ = "Lymph nodes"
+    else:
+        f.organ = ctx.header_organ
+
+    f.site = list(dict.fromkeys(i.value for i in _in(by.get(SITE), a, b)))
+    clock = _in(by.get("clock"), a, b)
+    f.clock = clock[0].value if clock else None
+    quad = _in(by.get("quadrant"), a, b)
+    f.quadrant = quad[0].value if quad else None
+    dist = _in(by.get("distance"), a, b)
+    f.distance_from_nipple_cm = dist[0].value if dist else None
+    sizes = _in(by.get("size"), a, b)
+    if sizes:
+        f.size_mm = list(sizes[0].value)
+
+    birads = _in(by.get("birads"), a, b)
+    tirads = _in(by.get("tirads"), a, b)
+    points = _in(by.get("points"), a, b)
+    if birads:
+        f.assessment = Assessment("BI-RADS", birads[0].value)
+    elif tirads:
+        system, category, pts = tirads[0].value
+        f.assessment = Assessment(system, category, pts)
+    if points:
+        if f.assessment is None:
+            f.assessment = Assessment("ACR TI-RADS", None, points[0].value)
+        elif f.assessment.system == "ACR TI-RADS" and f.assessment.points is None:
+            f.assessment.points = points[0].value
+
+    ctx_flags = flags(scopes, anchor)
+    if group:
+        f.negated = bool(ctx_flags["negated"])
+        f.uncertain = bool(ctx_flags["uncertain"])
+    f.historical = bool(ctx_flags["historical"])
+    f.hypothetical = bool(ctx_flags["hypothetical"])
+    f.experiencer = str(ctx_flags["experiencer"])
+
+    seen: set[tuple[str, str]] = set()
+    for it in _in(by.get(ATTR), a, b):
+        phrase, refs = it.value
+        if phrase in _GENERIC and hint is None and not (group and phrase in _KEEP_GENERIC_IN_CONTEXT):
+            continue
+        ref = _resolve(refs, lexicon, hint)
+        if (ref.attribute, ref.value) in seen:
+            continue
+        seen.add((ref.attribute, ref.value))
+        af = flags(scopes, it.start)
+        f.attributes.append(Attribute(ref.attribute, ref.value, ref.lexicon, bool(af["negated"]),
+                                      bool(af["uncertain"]), it.start, it.end, text[it.start:it.end]))
+    return f
+
+
+def _merge(target: Finding, extra: Finding) -> None:
+    """Fold an anchorless sentence's finding into the open finding: fill what is missing, add the rest."""
+    for name in ("organ", "laterality", "clock", "quadrant", "distance_from_nipple_cm", "size_mm"):
+        if getattr(target, name) is None and getattr(extra, name) is not None:
+            setattr(target, name, getattr(extra, name))
+    for s in extra.site:
+        if s not in target.site:
+            target.site.append(s)
+    have = {(a.name, a.value) for a in target.attributes}
+    target.attributes.extend(a for a in extra.attributes if (a.name, a.value) not in have)
+    if extra.assessment is not None:
+        if target.assessment is None:
+            target.assessment = extra.assessment
+        else:
+            if target.assessment.points is None and extra.assessment.points is not None \
+                    and target.assessment.system == extra.assessment.system:
+                target.assessment.points = extra.assessment.points
+            if target.assessment.category is None and extra.assessment.category is not None:
+                target.assessment.category = extra.assessment.category
+                target.assessment.system = extra.assessment.system
+    target.end = max(target.end, extra.end)
+
+
+def _add_udaf_structure(f: Finding, tables: LexiconTables) -> None:
+    """With the udaf lexicon, also report the structural dimensions a region is tagged with."""
+    extra: list[Attribute] = []
+    if f.lesion in _UDAF_DIAGNOSES:
+        extra.append(Attribute("diagnosis", f.lesion, "udaf", f.negated, f.uncertain, f.start, f.start, ""))
+    if f.organ is not None:
+        extra.append(Attribute("organ_level", term_code(f.organ), "udaf", f.negated, f.uncertain, f.start,
+                               f.start, ""))
+        body = tables.organ_body_system.get(f.organ)
+        if body:
+            extra.append(Attribute("body_system_level", term_code(body), "udaf", f.negated, f.uncertain,
+                                   f.start, f.start, ""))
+    f.attributes[:0] = extra

@@ -1,0 +1,142 @@
+"""Regular expressions of the report grammar: sentence boundaries, headers, sizes, clock positions,
+distances, quadrants, laterality and assessment categories.
+
+They run over the whole report text once (C speed) and are bucketed by sentence afterwards, which costs
+far less than scanning tokens in Python.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .vocabulary import FIELD_LABELS, SECTIONS
+
+_NUM = r"\d+(?:\.\d+)?"
+_UNIT = r"(mm|cm|毫米|厘米)"
+_BY = r"\s*(?:[x×X*✕]|by)\s*"
+
+# Sizes: "1.2 x 0.8 x 0.9 cm", "1.2 cm x 0.8 cm", "12×8mm", "12 mm", "1.2cm" (the last unit applies to
+# numbers written without one).
+SIZE = re.compile(
+    rf"(?<![\d.])({_NUM})\s*{_UNIT}?{_BY}({_NUM})\s*{_UNIT}?(?:{_BY}({_NUM}))?\s*{_UNIT}(?![a-zA-Z])"
+    rf"|(?<![\d.])({_NUM})\s*{_UNIT}(?![a-zA-Z])"
+)
+
+DISTANCE = re.compile(
+    rf"(?i)(?<![\d.])({_NUM})\s*(cm|mm)\s*(?:fn|ftn|fnp|from\s+(?:the\s+)?(?:nipple|areola)|from\s+n\b)"
+    rf"|\b(?:fn|ftn)\s*({_NUM})\s*(cm|mm)"
+    rf"|距(?:离)?乳头(?:距离)?(?:约|大约|为|约为)?\s*({_NUM})\s*{_UNIT}"
+)
+
+_H = r"(1[0-2]|0?[1-9])"
+CLOCK = re.compile(
+    rf"(?i)(?<![\d:.]){_H}(?::([0-5]\d))?(?:\s*(?:-|–|to|~)\s*{_H}(?::([0-5]\d))?)?\s*(?:o['’`]?\s?clock|oclock)"
+    rf"|(?<![\d:.]){_H}:([0-5]\d)(?![\d:])(?!\s*(?:am|pm|a\.m|p\.m|h\b|hrs|hours))"
+    rf"|(?<![\d.]){_H}(?:\s*[-~～至到]\s*{_H})?\s*点(?!状|片|线)(?:钟)?"
+)
+
+QUADRANT = re.compile(
+    r"(?i)\b(upper|lower)[\s-]?(outer|inner)(?:\s+quadrant)?\b"
+    r"|\b(uoq|uiq|loq|liq)\b"
+    r"|\b(retroareolar|subareolar|periareolar|retro-areolar|sub-areolar)\b"
+    r"|\bcentral\s+(?:quadrant|region|breast|portion)\b"
+    r"|\b(upper|lower|outer|inner)\s+quadrants?\b"
+    r"|(?:偏)?(外上|内上|外下|内下)(?:象限|相限)?"
+    r"|(?:偏)?([上下内外])侧?(?:象限|相限)"
+    r"|乳晕(?:区|下方|后方|下|后|旁|周围)?|中央区"
+)
+
+_QUAD_EN = {"upper outer": "upper_outer", "upper inner": "upper_inner", "lower outer": "lower_outer",
+            "lower inner": "lower_inner", "uoq": "upper_outer", "uiq": "upper_inner", "loq": "lower_outer",
+            "liq": "lower_inner"}
+_QUAD_ZH = {"外上": "upper_outer", "内上": "upper_inner", "外下": "lower_outer", "内下": "lower_inner",
+            "上": "upper", "下": "lower", "内": "inner", "外": "outer"}
+
+
+def quadrant_code(m: re.Match[str]) -> str:
+    """Normalised quadrant code of a ``QUADRANT`` match (``upper_outer`` ... ``central``/``retroareolar``;
+    half-breast words give ``upper``/``lower``/``inner``/``outer``)."""
+    if m.group(1):
+        return _QUAD_EN[f"{m.group(1).lower()} {m.group(2).lower()}"]
+    if m.group(3):
+        return _QUAD_EN[m.group(3).lower()]
+    if m.group(4):
+        return "retroareolar"
+    if m.group(5):
+        return m.group(5).lower()
+    if m.group(6):
+        return _QUAD_ZH[m.group(6)]
+    if m.group(7):
+        return _QUAD_ZH[m.group(7)]
+    text = m.group(0)
+    return "retroareolar" if text.startswith("乳晕") else "central"
+
+
+LATERALITY = re.compile(
+    r"(?i)\b(left|lt\.?)(?![\w-])|\b(right|rt\.?)(?![\w-])|\b(bilateral(?:ly)?|bilat)\b"
+    r"|\bboth\s+(?=(?:thyroid\s+)?(?:lobes|breasts|kidneys|sides|axillae|axillas|ovaries|testes|testicles|adnexa))"
+    r"|(?<!左)(左)(?!右)|(?<!左)(右)|(双侧|两侧|双)"
+)
+
+
+def laterality_code(m: re.Match[str]) -> str:
+    """``left``/``right``/``bilateral`` of a ``LATERALITY`` match."""
+    if m.group(1) or m.group(4):
+        return "left"
+    if m.group(2) or m.group(5):
+        return "right"
+    return "bilateral"
+
+
+_ROMAN = r"VI|IV|V|III|II|I|Ⅵ|Ⅳ|Ⅴ|Ⅲ|Ⅱ|Ⅰ"
+BIRADS = re.compile(
+    rf"(?i)(?:bi-?\s?rads|(?<![a-z])i-rads|\bbr(?=\s?[0-6]\b))(?:[\s-]*us)?\s*(?:分级|分类|类别|category|cat\.?|assessment)?"
+    rf"\s*[:：]?\s*(?:为|是)?\s*(?<![\d])([0-6]|{_ROMAN})(?![\d.])\s*([abc](?![a-z]))?"
+    rf"(?:\s*(?:类|级))?(?:\s*[-~～至/]\s*([0-6])\s*([abc](?![a-z]))?)?"
+)
+TIRADS = re.compile(
+    r"(?i)(?:(?:acr\s*)?(?:c-)?ti-?\s?rads)\s*(?:level|category|classification|分级|分类|类别)?\s*[:：]?\s*"
+    r"(?:为|是)?\s*(?:tr\s*-?\s*)?([1-5])(?![\d.])\s*([abc](?![a-z]))?"
+    r"|\btr\s*-?\s*([1-5])\b"
+)
+POINTS_AFTER = re.compile(r"(?i)^\s*[,(（:：-]?\s*(?:total\s*(?:of\s*)?)?(\d{1,2})\s*(?:points?|pts?\b|分)")
+POINTS_TOTAL = re.compile(
+    r"(?i)(?:total\s+(?:ti-?rads\s+)?points?|points?\s+total|ti-?rads\s+(?:total\s+)?(?:points?|score)|"
+    r"total\s+score|总分|总评分)\s*(?:[:：=]|of|is)?\s*(\d{1,2})\b"
+    r"|(?:total|sum)\s*(?:[:：=]|of|is)?\s*(\d{1,2})\s*points?"
+)
+FIELD_POINTS = re.compile(r"(?i)\((\d)\s*(?:points?|pts?)\)|（(\d)\s*分）|\((\d)\s*分\)")
+
+# Numbered list items: "1、", "2.", "3)", "(4)", "（5）" at the start of the text or after punctuation.
+_LIST_ITEM = r"(?:(?<=^)|(?<=[\s。；;.,，:：!?！？]))(?:\(\d{1,2}\)|（\d{1,2}）|\d{1,2}(?:[、．]|[.)）](?!\d)))"
+_SECTION_EN = "|".join(sorted((re.escape(k) for k in SECTIONS if k.isascii()), key=len, reverse=True))
+_SECTION_ZH = "|".join(sorted((re.escape(k) for k in SECTIONS if not k.isascii()), key=len, reverse=True))
+_FIELDS = "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in FIELD_LABELS)
+_ORGAN_HEAD = (r"(?:(?:right|left|bilateral)\s+(?:thyroid\s+)?(?:lobe|breast|axilla|kidney|ovary|testis|testicle|"
+               r"adnexa|neck|parotid|submandibular|lobe\s+of\s+the\s+thyroid)|isthmus|thyroid(?:\s+gland)?|"
+               r"(?:nodule|lesion|mass|cyst)\s*(?:#\s*)?\d{1,2}|liver|gallbladder|pancreas|spleen|kidneys?|"
+               r"bladder|uterus|ovaries|right\s+breast|left\s+breast)")
+# Headers that stand alone as a sentence (split before and after) and field labels that only start one.
+HEADER = re.compile(
+    rf"(?i)(?<![\w-])(?:(?P<section>{_SECTION_EN})|(?P<organ>{_ORGAN_HEAD}))\s*[:：]"
+    rf"|(?P<caps>(?-i:\b[A-Z][A-Z]+(?:\s+[A-Z][A-Z]+){{0,3}}))\s*:(?!\d)"
+    rf"|(?P<zsection>{_SECTION_ZH})\s*[:：]"
+    rf"|(?P<zorgan>(?:甲状腺)?[左右双][^\s，。；：:、,]{{0,5}})[：:]"
+    rf"|(?P<field>(?<![\w-])(?:{_FIELDS}))\s*[:：]"
+)
+LIST_ITEM = re.compile(_LIST_ITEM)
+SENTENCE_END = re.compile(r"[。！？；;!?]+|\n+|\.(?=\s*$)|\.(?=\s+[\"'(\[]?[A-Z0-9\u4e00-\u9fff])|\.(?=[\u4e00-\u9fff])")
+ABBREVIATIONS = frozenset({"approx", "e.g", "i.e", "dr", "vs", "fig", "mr", "mrs", "ms", "no", "st", "incl",
+                           "cf", "pt", "hx", "dx", "sx", "est", "max", "min", "ca", "resp", "lt", "rt", "u.s",
+                           "eg", "ie", "appr", "diam", "ant", "post", "sup", "inf", "lat", "med", "vol"})
+
+# Separators between two lesions in one sentence ("a cyst at 2 o'clock and a nodule at 10 o'clock").
+LESION_SEPARATOR = re.compile(r"(?i)[,;，；、]|\s(?:and|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另")
+# Clause breaks that end a negation/uncertainty scope.  English commas do not ("no cysts, masses or
+# nodules"), but a coordinated new lesion does ("no cyst ... and a 1 cm nodule").
+CLAUSE_EN = re.compile(r"(?i);|:|\s(?:and|,)\s+(?=(?:a|an|another|there|the|one|two|several|multiple|\d)\b)"
+                       r"|,\s+(?=(?:a|an|another|there|the)\b)")
+CLAUSE_ZH = re.compile(r"[，,；;：:。]")
+
+ROMAN_VALUES = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "Ⅰ": 1, "Ⅱ": 2, "Ⅲ": 3, "Ⅳ": 4, "Ⅴ": 5, "Ⅵ": 6}
+CJK = re.compile(r"[\u4e00-\u9fff]")

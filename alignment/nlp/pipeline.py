@@ -1,0 +1,323 @@
+"""The spaCy pipeline: a blank language, a sentence/section splitter, one PhraseMatcher pass for lexicon
+values, organs, lesions, site words and context triggers, and one regex pass for numbers and categories.
+
+Components only store plain tuples in ``doc.user_data`` (msgpack-friendly, so ``n_process > 1`` works);
+``alignment.nlp.assemble`` turns them into findings.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from typing import Any
+
+import spacy
+from spacy.language import Language
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc
+from spacy.util import compile_suffix_regex
+
+from . import patterns as P
+from .lexicons import LexiconTables, ValueRef, load_tables
+from .vocabulary import CUES_EN, CUES_ZH, LESIONS, SECTIONS, SITES
+
+# Layers of the phrase matcher.  Overlaps are resolved within a layer (longest wins); across layers a
+# context trigger inside a lexicon phrase ("no internal vascularity", "无回声", "not parallel") is not a
+# trigger.
+ATTR, ORGAN, LESION, SITE, CUE = "attr", "organ", "lesion", "site", "cue"
+
+
+class MatchTable:
+    """Maps PhraseMatcher keys to (layer, payload); shared by the components of one pipeline."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[int, tuple[str, Any]] = {}
+
+    def add(self, nlp: Language, matcher: PhraseMatcher, key: str, layer: str, payload: Any,
+            phrases: list[str]) -> None:
+        docs = [nlp.make_doc(p) for p in dict.fromkeys(phrases) if p.strip()]
+        if not docs:
+            return
+        matcher.add(key, docs)
+        self.by_key[nlp.vocab.strings[key]] = (layer, payload)
+
+
+def _make_blank(lang: str) -> Language:
+    nlp = spacy.blank(lang)
+    if lang == "en":
+        # "4A." / "TR4." / "cm." at a sentence end must not stay one token, or phrases and sentences
+        # run together.
+        suffixes = [*nlp.Defaults.suffixes, r"(?<=[0-9A-Za-z])\.", r"(?<=[0-9])(?:mm|cm)", r"[:：]"]
+        nlp.tokenizer.suffix_search = compile_suffix_regex(suffixes).search
+    return nlp
+
+
+def _build(lang: str, tables: LexiconTables) -> Language:
+    nlp = _make_blank(lang)
+    matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
+    table = MatchTable()
+    for i, (phrase, refs) in enumerate(tables.attributes[lang].items()):
+        table.add(nlp, matcher, f"A{i}", ATTR, (phrase, refs), [phrase])
+    organ_phrases: dict[str, list[str]] = {}
+    for phrase, organ in tables.organs[lang].items():
+        organ_phrases.setdefault(organ, []).append(phrase)
+    for organ, phrases in organ_phrases.items():
+        table.add(nlp, matcher, f"O:{organ}", ORGAN, organ, phrases)
+    col = 0 if lang == "en" else 1
+    for kind, words in LESIONS.items():
+        table.add(nlp, matcher, f"L:{kind}", LESION, kind, words[col])
+    for site, words in SITES.items():
+        table.add(nlp, matcher, f"S:{site}", SITE, site, words[col])
+    cues = CUES_EN if lang == "en" else CUES_ZH
+    for (category, direction), words in cues.items():
+        table.add(nlp, matcher, f"C:{category}:{direction}", CUE, (category, direction), words)
+    nlp.add_pipe("sonoalign_sentences")
+    nlp.add_pipe("sonoalign_phrases", config={})
+    nlp.get_pipe("sonoalign_phrases").setup(matcher, table)
+    nlp.add_pipe("sonoalign_regex")
+    return nlp
+
+
+def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
+    """Sentence spans of ``text`` as ``(start, end, section, header_kind)``.
+
+    Boundaries: sentence punctuation (。！？；; and a period before a capital, digit or CJK character,
+    not after an abbreviation), line breaks, numbered list items ("1、", "2)", "(3)"), inline section and
+    organ headers (``FINDINGS:``, ``Right lobe:``, ``超声提示：``, ``右乳：``), which stand alone, and
+    structured field labels (``Composition:``), which start a sentence.  ``section`` is the section in
+    force; ``header_kind`` is ``"section"``/``"organ"`` for a header-only sentence, else ``None``.
+    """
+    cuts: dict[int, str | None] = {}
+    kinds: dict[int, tuple[str, str | None]] = {}
+    for m in P.SENTENCE_END.finditer(text):
+        if m.group(0) == ".":
+            word_start = m.start()
+            while word_start > 0 and (text[word_start - 1].isalpha() or text[word_start - 1] == "."):
+                word_start -= 1
+            if text[word_start:m.start()].lower() in P.ABBREVIATIONS:
+                continue
+        cuts.setdefault(m.end(), None)
+    for m in P.LIST_ITEM.finditer(text):
+        cuts.setdefault(m.start(), None)
+    for m in P.HEADER.finditer(text):
+        group = m.lastgroup
+        cuts.setdefault(m.start(), None)
+        if group in ("section", "zsection"):
+            label = " ".join(m.group(group).lower().split())
+            kinds[m.start()] = ("section", SECTIONS.get(label))
+            cuts[m.end()] = None
+        elif group == "caps":
+            label = " ".join(m.group(group).lower().split())
+            if label in SECTIONS:
+                kinds[m.start()] = ("section", SECTIONS[label])
+            else:
+                kinds[m.start()] = ("organ", None)
+            cuts[m.end()] = None
+        elif group in ("organ", "zorgan"):
+            kinds[m.start()] = ("organ", None)
+            cuts[m.end()] = None
+    bounds = sorted({0, len(text), *cuts})
+    out: list[tuple[int, int, str | None, str | None]] = []
+    section: str | None = None
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a >= b:
+            continue
+        header = None
+        kind = kinds.get(a)
+        if kind is not None:
+            header = kind[0]
+            if kind[0] == "section" and kind[1] is not None:
+                section = kind[1]
+        if not any(ch.isalnum() for ch in text[a:b]):
+            # a stray bullet or punctuation run: fold it into nothing rather than emit an empty sentence
+            continue
+        out.append((a, b, section, header))
+    return out
+
+
+@Language.component("sonoalign_sentences")
+def sentences_component(doc: Doc) -> Doc:
+    """Store sentence spans and sections in ``doc.user_data["sono_sents"]``."""
+    doc.user_data["sono_sents"] = split_sentences(doc.text)
+    return doc
+
+
+@Language.factory("sonoalign_phrases")
+class PhraseComponent:
+    """One PhraseMatcher pass; stores ``(layer, key, start_char, end_char, block_start, block_end)`` after
+    resolving overlaps (longest first within a layer).  A context trigger inside a lexicon phrase carries
+    that phrase's span as its block (else -1, -1); site words inside lexicon phrases are dropped."""
+
+    def __init__(self, nlp: Language, name: str) -> None:
+        self.matcher: PhraseMatcher | None = None
+        self.table: MatchTable | None = None
+
+    def setup(self, matcher: PhraseMatcher, table: MatchTable) -> None:
+        self.matcher = matcher
+        self.table = table
+
+    def __call__(self, doc: Doc) -> Doc:
+        assert self.matcher is not None and self.table is not None
+        by_key = self.table.by_key
+        layers: dict[str, list[tuple[int, int, int]]] = {}
+        for key, s, e in self.matcher(doc):
+            layers.setdefault(by_key[key][0], []).append((s, e, key))
+        out: list[tuple[str, int, int, int]] = []
+        blocked: list[tuple[int, int]] = []
+        for layer in (ATTR, ORGAN, LESION, SITE, CUE):
+            spans = layers.get(layer)
+            if not spans:
+                continue
+            spans.sort(key=lambda t: (t[0] - t[1], t[0]))
+            taken = bytearray(len(doc) + 1)
+            for s, e, key in spans:
+                if any(taken[s:e]):
+                    continue
+                block = None
+                if (layer == CUE or layer == SITE) and blocked:
+                    block = next(((bs, be) for bs, be in blocked if bs < e and s < be), None)
+                    if block is not None and layer == SITE:
+                        continue
+                taken[s:e] = b"\x01" * (e - s)
+                if layer == ATTR:
+                    blocked.append((s, e))
+                last = doc[e - 1]
+                if block is None:
+                    out.append((layer, key, doc[s].idx, last.idx + len(last), -1, -1))
+                else:
+                    # a trigger inside a lexicon phrase: kept with the phrase's span, so that
+                    # classify_context can still use it when that phrase is the target itself
+                    end_tok = doc[block[1] - 1]
+                    out.append((layer, key, doc[s].idx, last.idx + len(last), doc[block[0]].idx,
+                                end_tok.idx + len(end_tok)))
+        out.sort(key=lambda t: t[2])
+        doc.user_data["sono_phrases"] = out
+        return doc
+
+
+def _num(value: str) -> float:
+    return float(value)
+
+
+def _mm(value: str, unit: str | None) -> float:
+    v = float(value)
+    return round(v * 10.0, 3) if unit in ("cm", "厘米") else v
+
+
+def clock_from(h1: str, m1: str | None, h2: str | None = None, m2: str | None = None) -> str:
+    """Normalise a clock position to ``H:MM``; a range ("5-7点", "12-1 o'clock") gives its midpoint."""
+    a = (int(h1) % 12) * 60 + int(m1 or 0)
+    if h2:
+        b = (int(h2) % 12) * 60 + int(m2 or 0)
+        if b < a:
+            b += 720
+        a = ((a + b) // 2) % 720
+    hour, minute = divmod(a, 60)
+    return f"{hour or 12}:{minute:02d}"
+
+
+@Language.component("sonoalign_regex")
+def regex_component(doc: Doc) -> Doc:
+    """Numbers, positions and categories by regex over the whole text.
+
+    Stores ``doc.user_data["sono_regex"]`` as a list of ``(kind, start, end, value)``: ``size`` (list of mm),
+    ``distance`` (cm), ``clock`` ("H:MM"), ``quadrant``, ``laterality``, ``birads`` (category),
+    ``tirads`` ((system, category)), ``points`` (total), ``field_points``.
+    """
+    text = doc.text
+    items: list[tuple[str, int, int, Any]] = []
+    dist_spans: list[tuple[int, int]] = []
+    for m in P.DISTANCE.finditer(text):
+        g = m.groups()
+        if g[0]:
+            v, u = g[0], g[1]
+        elif g[2]:
+            v, u = g[2], g[3]
+        else:
+            v, u = g[4], g[5]
+        cm = float(v) / 10.0 if u.lower() in ("mm", "毫米") else float(v)
+        items.append(("distance", m.start(), m.end(), round(cm, 3)))
+        dist_spans.append((m.start(), m.end()))
+    for m in P.SIZE.finditer(text):
+        if any(a < m.end() and m.start() < b for a, b in dist_spans):
+            continue
+        g = m.groups()
+        if g[0] is not None:
+            last = g[5]
+            dims = [_mm(g[0], g[1] or last), _mm(g[2], g[3] or last)]
+            if g[4] is not None:
+                dims.append(_mm(g[4], last))
+        else:
+            dims = [_mm(g[6], g[7])]
+        items.append(("size", m.start(), m.end(), dims))
+    for m in P.CLOCK.finditer(text):
+        g = m.groups()
+        if g[0]:
+            value = clock_from(g[0], g[1], g[2], g[3])
+        elif g[4]:
+            value = clock_from(g[4], g[5])
+        else:
+            value = clock_from(g[6], None, g[7], None)
+        items.append(("clock", m.start(), m.end(), value))
+    for m in P.QUADRANT.finditer(text):
+        items.append(("quadrant", m.start(), m.end(), P.quadrant_code(m)))
+    for m in P.LATERALITY.finditer(text):
+        items.append(("laterality", m.start(), m.end(), P.laterality_code(m)))
+    for m in P.BIRADS.finditer(text):
+        cat, sub, cat2, sub2 = m.groups()
+        if cat2:
+            # "3-4a类": the report hedges between two categories; keep the higher (more suspicious) one
+            cat, sub = cat2, sub2
+        number = str(P.ROMAN_VALUES.get(cat.upper(), cat)) if not cat.isdigit() else cat
+        category = number + (sub.upper() if sub and number == "4" else "")
+        items.append(("birads", m.start(), m.end(), category))
+    for m in P.TIRADS.finditer(text):
+        level, sub, tr = m.groups()
+        if tr:
+            value = ("ACR TI-RADS", f"TR{tr}")
+        elif sub:
+            value = ("Kwak TI-RADS", f"{level}{sub.upper()}")
+        else:
+            value = ("ACR TI-RADS", f"TR{level}")
+        pm = P.POINTS_AFTER.match(text, m.end(), min(len(text), m.end() + 24))
+        items.append(("tirads", m.start(), m.end(), [value[0], value[1], int(pm.group(1)) if pm else None]))
+    for m in P.POINTS_TOTAL.finditer(text):
+        items.append(("points", m.start(), m.end(), int(m.group(1) or m.group(2))))
+    items.sort(key=lambda t: t[1])
+    doc.user_data["sono_regex"] = items
+    return doc
+
+
+_LOCK = threading.Lock()
+_PIPELINES: dict[tuple[str, str | None], Language] = {}
+
+
+def get_pipeline(lang: str, lexicon_dir: str | None = None) -> Language:
+    """The pipeline for ``lang`` (``en`` or ``zh``), built once per process and lexicon directory."""
+    key = (lang, lexicon_dir)
+    nlp = _PIPELINES.get(key)
+    if nlp is None:
+        with _LOCK:
+            nlp = _PIPELINES.get(key)
+            if nlp is None:
+                nlp = _build(lang, load_tables(lexicon_dir))
+                _PIPELINES[key] = nlp
+    return nlp
+
+
+def match_payload(nlp: Language, key: int) -> tuple[str, Any]:
+    """The (layer, payload) stored for a PhraseMatcher key of ``nlp``."""
+    return nlp.get_pipe("sonoalign_phrases").table.by_key[key]  # type: ignore[union-attr]
+
+
+def bucket(items: list[Any], starts: list[int], pos: int) -> int:
+    """Index of the sentence (by sorted ``starts``) that contains character ``pos``."""
+    return bisect_right(starts, pos) - 1
+
+
+__all__ = ["ATTR", "CUE", "LESION", "ORGAN", "SITE", "ValueRef", "bucket", "clock_from", "get_pipeline",
+           "match_payload", "split_sentences"]
