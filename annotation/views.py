@@ -57,11 +57,10 @@ def _database() -> str:
 
 
 def _broker() -> str:
-    from django.conf import settings
-
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return "eager (tasks run in-process)"
     from sonoalign.celery import app
+
+    if app.conf.task_always_eager:
+        return "eager (tasks run in-process)"
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)

@@ -1,0 +1,51 @@
+"""The doors a new user and an operator try first."""
+
+import pytest
+from django.test import Client
+
+from tests.factories import user_make
+
+pytestmark = pytest.mark.django_db
+
+
+def test_login_page_renders():
+    response = Client().get("/accounts/login/")
+    assert response.status_code == 200
+    assert b"Log in" in response.content
+
+
+def test_pages_require_login():
+    response = Client().get("/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_healthz_reports_database_broker_and_storage():
+    body = Client().get("/healthz").json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "broker", "storage"}
+    assert all(check["ok"] for check in body["checks"].values())
+
+
+def test_healthz_is_503_when_the_broker_is_unreachable():
+    from sonoalign.celery import app
+
+    previous = (app.conf.task_always_eager, app.conf.broker_url)
+    app.conf.task_always_eager, app.conf.broker_url = False, "redis://127.0.0.1:1/0"
+    try:
+        response = Client().get("/healthz")
+    finally:
+        app.conf.task_always_eager, app.conf.broker_url = previous
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["ok"] is False
+
+
+def test_home_lists_the_users_datasets():
+    from tests.factories import dataset_make
+
+    user = user_make("reader")
+    dataset_make(name="Thyroid 2024", members={"annotator": [user]})
+    dataset_make(name="Someone else's")
+    client = Client()
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert "Thyroid 2024" in page and "Someone else" not in page
