@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.urls import reverse
 from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
@@ -162,3 +164,79 @@ class RegionHistoryApi(APIView):
     def get(self, request, region_id: int):
         region = selectors.region_get_for_user(user=request.user, region_id=region_id, roles=["reviewer", "admin"])
         return Response({"results": self.Output(region.revisions.select_related("actor"), many=True).data})
+
+
+# ---------------------------------------------------------------------------------------------- workspace
+# The reader's queue and submit, over the same selectors and services as the pages.
+
+
+class AssignmentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    image = serializers.IntegerField(source="image_id")
+    study = serializers.CharField(source="image.study.accession")
+    dataset = serializers.IntegerField(source="image.study.dataset_id")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    submitted_at = serializers.DateTimeField(allow_null=True)
+    annotate_url = serializers.SerializerMethodField()
+
+    def get_annotate_url(self, assignment) -> str:
+        return reverse("annotation:annotate", args=[assignment.image_id])
+
+
+def _dataset_param(request) -> int | None:
+    raw = request.query_params.get("dataset")
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise exceptions.ValidationError({"dataset": "give ?dataset=<dataset id>"}) from error
+
+
+class QueueApi(APIView):
+    """``GET ?status=assigned|in_progress|submitted&dataset=ID&page=N``: the caller's counts and a page
+    of their assignments, oldest first."""
+
+    def get(self, request):
+        dataset_id = _dataset_param(request)
+        status_filter = request.query_params.get("status") or None
+        if status_filter is not None and status_filter not in selectors.QUEUE_STATUSES:
+            raise exceptions.ValidationError({"status": f"use one of {', '.join(selectors.QUEUE_STATUSES)}"})
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(
+            selectors.assignments_for_user(user=request.user, status=status_filter, dataset_id=dataset_id),
+            request, view=self,
+        )
+        response = paginator.get_paginated_response(AssignmentOutput(page, many=True).data)
+        response.data["counts"] = selectors.queue_counts(user=request.user, dataset_id=dataset_id)
+        return response
+
+
+class QueueNextApi(APIView):
+    """``GET``: the assignment to open next (in progress first, then the oldest to do), or
+    ``{"next": null}`` when the queue is empty."""
+
+    def get(self, request):
+        following = selectors.assignment_next(user=request.user, dataset_id=_dataset_param(request))
+        return Response({"next": AssignmentOutput(following).data if following else None})
+
+
+class AssignmentDetailApi(APIView):
+    def get(self, request, assignment_id: int):
+        assignment = selectors.assignment_get_for_user(user=request.user, assignment_id=assignment_id)
+        return Response(AssignmentOutput(assignment).data)
+
+
+class AssignmentSubmitApi(APIView):
+    """``POST``: validate (every region carries the lexicon's required attributes), submit, and answer
+    with the submitted assignment and the next one. 400 lists the incomplete regions."""
+
+    def post(self, request, assignment_id: int):
+        assignment = selectors.assignment_get_for_user(user=request.user, assignment_id=assignment_id)
+        if assignment.annotator_id != request.user.pk:
+            raise exceptions.PermissionDenied("Only the reader of this image can submit it.")
+        assignment, following = services.assignment_submit_and_next(assignment=assignment)
+        return Response({"assignment": AssignmentOutput(assignment).data,
+                         "next": AssignmentOutput(following).data if following else None})

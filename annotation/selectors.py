@@ -3,13 +3,14 @@ an outsider gets 404 (the object's existence is not revealed), a member without 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from .models import Assignment, Dataset, Image, Membership, Region, Study
+from .models import Assignment, Dataset, Image, Membership, Region, RegionRevision, Report, Study
 
 ALL_ROLES = frozenset(Membership.Role.values)
 
@@ -118,3 +119,102 @@ def assignment_next(*, user, dataset_id: int | None = None) -> Assignment | None
         qs = qs.filter(image__study__dataset_id=dataset_id)
     in_progress = qs.filter(status=Assignment.Status.IN_PROGRESS).order_by("id").first()
     return in_progress or qs.filter(status=Assignment.Status.ASSIGNED).order_by("id").first()
+
+
+# ---------------------------------------------------------------------------------------------- workspace
+# Reads behind the annotator's queue and annotate page (and their API twins).
+
+QUEUE_STATUSES = ("assigned", "in_progress", "submitted")
+
+
+def assignments_for_user(*, user, status: str | None = None, dataset_id: int | None = None) -> QuerySet[Assignment]:
+    """The caller's own assignments, oldest first (the order ``assignment_next`` hands them out).
+    Ordered by id so the ``assignment_queue`` index (annotator, status, id) serves the page."""
+    qs = Assignment.objects.filter(annotator=user)
+    if status in QUEUE_STATUSES:
+        qs = qs.filter(status=status)
+    if dataset_id is not None:
+        qs = qs.filter(image__study__dataset_id=dataset_id)
+    return qs.select_related("image__study__dataset").order_by("id")
+
+
+def assignment_get_for_user(*, user, assignment_id: int) -> Assignment:
+    """An assignment its annotator may act on; reviewers and admins of the dataset may look at it.
+    Anyone else gets 404, like every other object they cannot see."""
+    assignment = (
+        Assignment.objects.select_related("image__study__dataset__lexicon", "annotator")
+        .filter(pk=assignment_id).first()
+    )
+    if assignment is None:
+        raise Http404("No such assignment.")
+    if assignment.annotator_id == user.pk:
+        return assignment
+    _check_roles(user=user, dataset_id=assignment.image.study.dataset_id, roles=["reviewer", "admin"])
+    return assignment
+
+
+def assignment_for_image(*, user, image: Image) -> Assignment | None:
+    """The caller's reading of ``image``, if it is assigned to them."""
+    return Assignment.objects.filter(image=image, annotator=user).first()
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])|(?<=[。！？；;])\s*|\n+")
+
+
+def _sentences_split(text: str) -> list[dict]:
+    """A plain split for reports the pipeline has not parsed yet, so the reader sees the report in
+    sentences from the first minute; the pipeline's own sentences replace it once they exist."""
+    sentences, start = [], 0
+    for match in [*_SENTENCE_END.finditer(text), None]:
+        end = match.start() if match else len(text)
+        piece = text[start:end]
+        if piece.strip():
+            offset = start + len(piece) - len(piece.lstrip())
+            sentences.append({"index": len(sentences), "start": offset, "end": offset + len(piece.strip()),
+                              "text": piece.strip(), "section": "", "findings": 0})
+        start = match.end() if match else len(text)
+    return sentences
+
+
+def report_sentences(*, report: Report | None) -> list[dict]:
+    """The sentences of a report to show beside its images, each with how many findings the pipeline
+    found in it (0 until the alignment pipeline has parsed this report version)."""
+    if report is None:
+        return []
+    # Imported here: alignment builds on annotation, not the other way round.
+    from alignment.models import Sentence
+
+    parsed = (
+        Sentence.objects.filter(report=report, report_version=report.version)
+        .annotate(findings_count=Count("findings"))
+        .order_by("-pipeline_version", "index")
+    )
+    rows = list(parsed)
+    if rows:
+        newest = rows[0].pipeline_version
+        return [{"index": s.index, "start": s.start, "end": s.end, "text": s.text, "section": s.section,
+                 "findings": s.findings_count} for s in sorted(rows, key=lambda s: s.index)
+                if s.pipeline_version == newest]
+    return _sentences_split(report.text)
+
+
+def region_history(*, region: Region) -> QuerySet[RegionRevision]:
+    """Every revision of a region, oldest first, with who made it. Callers check the viewer's role
+    (reviewers and admins) through ``region_get_for_user(..., roles=...)`` first."""
+    return region.revisions.select_related("actor").order_by("version")
+
+
+def regions_missing_attributes(*, regions: Iterable[Region], lexicon) -> dict[int, list[str]]:
+    """For each area region, the required lexicon attributes it still lacks — what submit will refuse.
+    Lines (calipers) and points carry no lesion description, as in ``assignment_submit``."""
+    from .lexicons import AttributeValidationError, attributes_validate
+
+    missing: dict[int, list[str]] = {}
+    for region in regions:
+        if region.shape in ("line", "point"):
+            continue
+        try:
+            attributes_validate(lexicon, region.attributes, require_complete=True)
+        except AttributeValidationError as error:
+            missing[region.pk] = sorted(error.errors)
+    return missing

@@ -339,3 +339,45 @@ def image_thumbnail_make(*, image_id: int) -> Image | None:
     Image.objects.filter(pk=image_id, thumbnail="").update(thumbnail=name)
     image.refresh_from_db()
     return image
+
+
+# ---------------------------------------------------------------------------------------------- workspace
+# Writes behind the annotator's queue and annotate page, shared by the HTML views and the API.
+
+
+def assignment_submit_and_next(*, assignment: Assignment) -> tuple[Assignment, Assignment | None]:
+    """Submit a reading (validated by ``assignment_submit``) and return it with the reader's next
+    assignment in the same dataset — or in any dataset when that one is done — or None when the queue
+    is empty."""
+    from .selectors import assignment_next
+
+    assignment = assignment_submit(assignment=assignment)
+    dataset_id = assignment.image.study.dataset_id
+    following = assignment_next(user=assignment.annotator, dataset_id=dataset_id)
+    return assignment, following or assignment_next(user=assignment.annotator)
+
+
+def assignment_open(*, assignment: Assignment) -> Assignment:
+    """Opening an assigned image starts the reading (queue shows it as in progress)."""
+    return assignment_start(assignment=assignment)
+
+
+# ---------------------------------------------------------------------------------------------- batch import
+# (owned by the import/export work; see annotation/importing.py)
+
+
+def assignment_submit_imported(*, assignment: Assignment) -> Assignment:
+    """Mark a reading migrated from another tool as submitted, as it was there. Unlike
+    ``assignment_submit`` it does not demand complete attributes: the source tool's rules applied when
+    the reader worked, and refusing would lose their work. The image becomes annotated once every
+    reader of it has submitted, as with a normal submission."""
+    Assignment.objects.filter(pk=assignment.pk).exclude(status=Assignment.Status.SUBMITTED).update(
+        status=Assignment.Status.SUBMITTED, submitted_at=timezone.now()
+    )
+    assignment.refresh_from_db()
+    statuses = set(Assignment.objects.filter(image=assignment.image_id).values_list("status", flat=True))
+    if statuses == {Assignment.Status.SUBMITTED}:
+        Image.objects.filter(pk=assignment.image_id, status__in=[Image.Status.NEW, Image.Status.ANNOTATING]).update(
+            status=Image.Status.ANNOTATED
+        )
+    return assignment

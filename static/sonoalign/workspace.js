@@ -1,0 +1,684 @@
+// Sonoalign's one island of JavaScript: the drawing canvas of the annotate page.
+//
+// OpenSeadragon shows the image (zoom, pan); Annotorious and its tools plugin draw and edit shapes on
+// it. This module turns their events into calls to the JSON API (/api/v1/regions/) and keeps nothing
+// but what is on screen: the regions of this image as the server last returned them. The region list
+// is server-rendered and refreshed by htmx when we fire `regions-changed` on <body>.
+(function () {
+  "use strict";
+
+  const root = document.getElementById("workspace");
+  if (!root) return;
+  const config = JSON.parse(document.getElementById("workspace-config").textContent);
+  const csrf = root.dataset.csrf;
+  const W = config.width, H = config.height;
+  const $ = (selector) => root.querySelector(selector);
+
+  // ------------------------------------------------------------------ status and messages
+
+  const statusEl = $("#save-status");
+  let pendingSaves = 0;
+
+  function setStatus(state, text) {
+    statusEl.dataset.state = state;
+    statusEl.textContent = text;
+  }
+
+  function saveStarted() {
+    pendingSaves += 1;
+    setStatus("saving", "Saving…");
+  }
+
+  function saveFinished(ok) {
+    pendingSaves = Math.max(0, pendingSaves - 1);
+    if (!ok) return;
+    if (pendingSaves === 0) setStatus("saved", "All changes saved");
+  }
+
+  const banner = $("#banner");
+  function showBanner(kind, html) {
+    banner.dataset.kind = kind;
+    banner.querySelector(".banner-text").innerHTML = html;
+    banner.hidden = false;
+  }
+  banner.querySelector(".banner-close").addEventListener("click", () => { banner.hidden = true; });
+
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  }
+
+  function errorText(body) {
+    // DRF and the service answer {field: message | [messages]}; show every message with its field.
+    if (!body || typeof body !== "object") return "The server refused the change.";
+    return Object.entries(body).map(([field, messages]) =>
+      `${field === "detail" ? "" : field + ": "}${[].concat(messages).join("; ")}`).join(" · ");
+  }
+
+  async function api(method, url, body) {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    if (response.status !== 204) {
+      try { data = await response.json(); } catch (_) { data = null; }
+    }
+    return { status: response.status, data };
+  }
+
+  // ------------------------------------------------------------------ viewer and annotator
+
+  const viewer = OpenSeadragon({
+    element: document.getElementById("viewer"),
+    tileSources: { type: "image", url: config.imageUrl, buildPyramid: false },
+    prefixUrl: root.dataset.static + "vendor/openseadragon-images/",
+    showNavigationControl: false,
+    // The 2D canvas drawer lets a CSS filter do window/level on screen without touching the pixels.
+    drawer: "canvas",
+    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: false },
+    maxZoomPixelRatio: 10,
+    visibilityRatio: 0.6,
+    animationTime: 0.4,
+  });
+
+  // annotation id → region as the server last returned it; region id → annotation id.
+  const regions = new Map();
+  const annotationOf = new Map();
+
+  const OWN = "#38bdf8", OTHER = "#f59e0b", SELECTED = "#facc15";
+  const anno = AnnotoriousOSD.createOSDAnnotator(viewer, {
+    drawingEnabled: false,
+    drawingMode: "click",
+    autoSave: true,
+    userSelectAction: config.editable ? "EDIT" : "SELECT",
+    style: (annotation, state) => {
+      const region = regions.get(annotation.id);
+      const mine = !region || region.author === config.user;
+      const colour = state && state.selected ? SELECTED : (mine ? OWN : OTHER);
+      return { fill: colour, fillOpacity: state && state.selected ? 0.18 : 0.08, stroke: colour, strokeWidth: 2 };
+    },
+  });
+  AnnotoriousTools.mountPlugin(anno);
+
+  // Points have no Annotorious shape: they are shown as small circles and remembered here.
+  const pointMarkers = new Set();
+  const POINT_RADIUS = Math.max(3, Math.min(W, H) / 120);
+
+  // ------------------------------------------------------------------ geometry conversion
+
+  const clampX = (x) => Math.min(W, Math.max(0, x));
+  const clampY = (y) => Math.min(H, Math.max(0, y));
+  const clampPoint = ([x, y]) => [round(clampX(x)), round(clampY(y))];
+  const round = (v) => Math.round(v * 100) / 100;
+
+  function bounds(points) {
+    const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+    return { minX: Math.min(...xs), minY: Math.min(...ys), maxX: Math.max(...xs), maxY: Math.max(...ys) };
+  }
+
+  // Annotorious shape → our {shape, geometry}. Coordinates a hair outside the image (a stroke drawn
+  // to the edge) are clamped, so nobody gets an error for drawing to the border.
+  function toRegion(annotation) {
+    const { type, geometry: g } = annotation.target.selector;
+    if (type === "RECTANGLE") {
+      if (!g.rot) return { shape: "rectangle", geometry: { points: [clampPoint([g.x, g.y]), clampPoint([g.x + g.w, g.y + g.h])] } };
+      const cx = g.x + g.w / 2, cy = g.y + g.h / 2, c = Math.cos(g.rot), s = Math.sin(g.rot);
+      const corners = [[g.x, g.y], [g.x + g.w, g.y], [g.x + g.w, g.y + g.h], [g.x, g.y + g.h]]
+        .map(([x, y]) => clampPoint([cx + (x - cx) * c - (y - cy) * s, cy + (x - cx) * s + (y - cy) * c]));
+      return { shape: "polygon", geometry: { points: corners } };
+    }
+    if (type === "ELLIPSE") {
+      if (pointMarkers.has(annotation.id)) return { shape: "point", geometry: { points: [clampPoint([g.cx, g.cy])] } };
+      return { shape: "ellipse", geometry: { center: [round(g.cx), round(g.cy)], radii: [round(g.rx), round(g.ry)], rotation: 0 } };
+    }
+    if (type === "LINE" || type === "POLYGON") {
+      return { shape: type === "LINE" ? "line" : "polygon", geometry: { points: g.points.map(clampPoint) } };
+    }
+    return { shape: String(type).toLowerCase(), geometry: g };
+  }
+
+  function toSelector(region) {
+    const g = region.geometry;
+    if (region.shape === "rectangle") {
+      const [[x1, y1], [x2, y2]] = g.points;
+      return { type: "RECTANGLE", geometry: { x: x1, y: y1, w: x2 - x1, h: y2 - y1, rot: 0, bounds: bounds(g.points) } };
+    }
+    if (region.shape === "ellipse" || region.shape === "point") {
+      const [cx, cy] = region.shape === "point" ? g.points[0] : g.center;
+      const [rx, ry] = region.shape === "point" ? [POINT_RADIUS, POINT_RADIUS] : g.radii;
+      return { type: "ELLIPSE", geometry: { cx, cy, rx, ry, bounds: { minX: cx - rx, minY: cy - ry, maxX: cx + rx, maxY: cy + ry } } };
+    }
+    return { type: region.shape === "line" ? "LINE" : "POLYGON", geometry: { points: g.points, bounds: bounds(g.points) } };
+  }
+
+  function toAnnotation(id, region) {
+    return { id, bodies: [], target: { annotation: id, selector: toSelector(region) } };
+  }
+
+  function remember(id, region) {
+    regions.set(id, region);
+    annotationOf.set(region.id, id);
+    if (region.shape === "point") pointMarkers.add(id);
+  }
+
+  function forget(id) {
+    const region = regions.get(id);
+    if (region) annotationOf.delete(region.id);
+    regions.delete(id);
+    pointMarkers.delete(id);
+  }
+
+  const sameGeometry = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+  // ------------------------------------------------------------------ saving, one region at a time
+
+  // Saves of one region run in order, each on the version the previous one returned; otherwise two
+  // quick edits would race and the second would be refused as stale by our own first save.
+  const chains = new Map();
+  function enqueue(id, job) {
+    const next = (chains.get(id) || Promise.resolve()).then(job, job);
+    chains.set(id, next.catch(() => {}));
+    return next;
+  }
+  const allSaved = () => Promise.all([...chains.values()]);
+
+  const undoStack = [];
+  function regionsChanged() { document.body.dispatchEvent(new CustomEvent("regions-changed")); }
+
+  async function createRegion(id, body, { recordUndo = true } = {}) {
+    saveStarted();
+    const { status, data } = await api("POST", config.regionsUrl, { image: config.imageId, ...body });
+    if (status === 201) {
+      remember(id, data);
+      if (recordUndo) undoStack.push({ kind: "create", id });
+      saveFinished(true);
+      regionsChanged();
+      if (currentId() === id) fillForm(id);
+      return data;
+    }
+    saveFinished(false);
+    anno.removeAnnotation(id);
+    forget(id);
+    setStatus("error", "Not saved");
+    showBanner("error", `<strong>The ${escapeHtml(body.shape)} was not saved.</strong> ${escapeHtml(errorText(data))}`);
+    hideForm();
+    return null;
+  }
+
+  // PATCH ``changes`` of the region behind annotation ``id``. ``before`` holds the previous values
+  // of the changed fields, for undo.
+  async function updateRegion(id, changes, { recordUndo = true } = {}) {
+    const region = regions.get(id);
+    if (!region) return null;
+    const before = {}, seen = {};
+    for (const name of Object.keys(changes)) { before[name] = region[name]; seen[name] = region[name]; }
+    saveStarted();
+    const { status, data } = await api("PATCH", `${config.regionsUrl}${region.id}/`, { version: region.version, ...changes, seen });
+    if (status === 200) {
+      remember(id, data);
+      if (recordUndo) undoStack.push({ kind: "update", id, before });
+      saveFinished(true);
+      regionsChanged();
+      if (currentId() === id) fillForm(id);
+      return data;
+    }
+    saveFinished(false);
+    if (status === 409) return conflict(id, data);
+    if (status === 404) {
+      anno.removeAnnotation(id);
+      forget(id);
+      hideForm();
+      setStatus("error", "Region gone");
+      showBanner("conflict", "<strong>This region was deleted elsewhere</strong> (in another tab or window). It is gone from this page too.");
+      regionsChanged();
+      return null;
+    }
+    setStatus("error", "Not saved");
+    showBanner("error", `<strong>Change not saved.</strong> ${escapeHtml(errorText(data))}`);
+    // Put the shape back where the server has it, so the screen never shows unsaved geometry.
+    if (changes.geometry) anno.updateAnnotation(toAnnotation(id, region));
+    if (currentId() === id) fillForm(id);
+    return null;
+  }
+
+  async function deleteRegion(id, { recordUndo = true } = {}) {
+    const region = regions.get(id);
+    if (!region) return;
+    anno.removeAnnotation(id);
+    hideForm();
+    saveStarted();
+    const { status, data } = await api("DELETE", `${config.regionsUrl}${region.id}/?version=${region.version}`);
+    if (status === 204) {
+      forget(id);
+      if (recordUndo) undoStack.push({ kind: "delete", region });
+      saveFinished(true);
+      regionsChanged();
+      return;
+    }
+    saveFinished(false);
+    if (status === 409) { conflict(id, data); return; }
+    anno.addAnnotation(toAnnotation(id, region));
+    setStatus("error", "Not deleted");
+    showBanner("error", `<strong>Not deleted.</strong> ${escapeHtml(errorText(data))}`);
+  }
+
+  // A stale save: somebody (often this reader in another tab) saved first. Never overwrite; show
+  // what changed and load the saved version in place of ours.
+  function conflict(id, body) {
+    const current = body && body.current;
+    const changed = (body && body.changed && body.changed.length) ? body.changed.join(", ") : "the region";
+    setStatus("conflict", "Changed elsewhere");
+    showBanner("conflict",
+      `<strong>This region was changed elsewhere</strong> (another tab or window) — changed: ${escapeHtml(changed)}. ` +
+      "Your last edit was not applied; the page now shows the saved version. Make your edit again if it is still needed.");
+    if (!current) return null;
+    remember(id, current);
+    if (changed.includes("deleted")) {
+      anno.removeAnnotation(id);
+      forget(id);
+      hideForm();
+    } else {
+      anno.updateAnnotation(toAnnotation(id, current));
+      if (currentId() === id) fillForm(id);
+    }
+    regionsChanged();
+    return null;
+  }
+
+  // ------------------------------------------------------------------ Annotorious events
+
+  anno.on("createAnnotation", (annotation) => {
+    const { shape, geometry } = toRegion(annotation);
+    enqueue(annotation.id, () => createRegion(annotation.id, { shape, geometry }));
+    setTool("select");
+  });
+
+  anno.on("updateAnnotation", (annotation) => {
+    enqueue(annotation.id, () => {
+      const region = regions.get(annotation.id);
+      if (!region) return null;
+      const next = toRegion(annotation);
+      if (next.shape === region.shape && sameGeometry(next.geometry, region.geometry)) return null;
+      return updateRegion(annotation.id, next.shape === region.shape ? { geometry: next.geometry } : next);
+    });
+  });
+
+  anno.on("selectionChanged", (selected) => {
+    if (selected && selected.length) {
+      showForm(selected[0].id);
+    } else {
+      hideForm();
+    }
+  });
+
+  // ------------------------------------------------------------------ tools
+
+  const toolButtons = [...root.querySelectorAll(".tool[data-tool]")];
+  const viewerEl = document.getElementById("viewer");
+  const hint = $("#tool-hint");
+  const HINTS = {
+    select: "Select a region to edit it: drag its handles to move vertices. Draw with P, R, E, L or T.",
+    polygon: "Polygon: click each point of the outline; Enter or double-click finishes, Esc cancels.",
+    rectangle: "Rectangle: drag from corner to corner (or click both corners). Esc cancels.",
+    ellipse: "Ellipse: drag across the lesion. Esc cancels.",
+    line: "Caliper: click (or drag) from one edge of the lesion to the other. Esc cancels.",
+    point: "Point: click where the marker goes. Esc cancels.",
+  };
+  let tool = "select";
+
+  function setTool(name) {
+    if (!config.editable && name !== "select") return;
+    tool = name;
+    anno.cancelDrawing && anno.cancelDrawing();
+    if (name === "select" || name === "point") {
+      anno.setDrawingEnabled(false);
+    } else {
+      anno.setDrawingTool(name);
+      anno.setDrawingEnabled(true);
+      anno.cancelSelected();
+    }
+    viewerEl.dataset.tool = name;
+    toolButtons.forEach((button) => {
+      const active = button.dataset.tool === name;
+      button.classList.toggle("active", active);
+      button.setAttribute("aria-pressed", String(active));
+    });
+    hint.textContent = HINTS[name];
+  }
+  toolButtons.forEach((button) => button.addEventListener("click", () => setTool(button.dataset.tool)));
+
+  // Points: Annotorious has no point tool, so a click with the point tool makes a small circle here.
+  viewer.addHandler("canvas-click", (event) => {
+    if (tool !== "point" || !event.quick) return;
+    event.preventDefaultAction = true;
+    const at = viewer.viewport.viewerElementToImageCoordinates(event.position);
+    const id = `new-point-${Date.now()}`;
+    const region = { shape: "point", geometry: { points: [clampPoint([at.x, at.y])] } };
+    pointMarkers.add(id);
+    anno.addAnnotation(toAnnotation(id, region));
+    setTool("select");
+    enqueue(id, () => createRegion(id, region));
+  });
+
+  // Enter finishes a polygon. Annotorious finishes one on double-click, which arrives after the
+  // click that put the last point down twice; replay exactly that on the drawing layer.
+  let lastPointer = null;
+  viewerEl.addEventListener("pointermove", (event) => { lastPointer = event; }, true);
+  function finishPolygon() {
+    if (tool !== "polygon" || !lastPointer) return;
+    const target = lastPointer.target;
+    const init = { bubbles: true, cancelable: true, clientX: lastPointer.clientX, clientY: lastPointer.clientY,
+      pointerId: 1, pointerType: "mouse", isPrimary: true, button: 0, buttons: 1 };
+    target.dispatchEvent(new PointerEvent("pointerdown", init));
+    target.dispatchEvent(new PointerEvent("pointerup", { ...init, buttons: 0 }));
+    target.dispatchEvent(new MouseEvent("dblclick", { bubbles: true, cancelable: true, clientX: init.clientX, clientY: init.clientY }));
+  }
+
+  // Cursor position in image pixels, for the reader's orientation.
+  const cursorEl = $("#cursor-pos");
+  new OpenSeadragon.MouseTracker({
+    element: viewer.element,
+    moveHandler: (event) => {
+      const p = viewer.viewport.viewerElementToImageCoordinates(event.position);
+      cursorEl.textContent = (p.x >= 0 && p.y >= 0 && p.x <= W && p.y <= H) ? `x ${Math.round(p.x)} · y ${Math.round(p.y)} px` : "";
+    },
+  });
+
+  // ------------------------------------------------------------------ window / level
+
+  const brightness = $("#wl-brightness"), contrast = $("#wl-contrast");
+  function applyWindowLevel() {
+    $("#wl-brightness-out").textContent = `${brightness.value}%`;
+    $("#wl-contrast-out").textContent = `${contrast.value}%`;
+    // Display only: the filter applies to the drawn canvas, never to the stored image.
+    const canvas = viewer.drawer && viewer.drawer.canvas;
+    if (canvas) canvas.style.filter = `brightness(${brightness.value / 100}) contrast(${contrast.value / 100})`;
+  }
+  brightness.addEventListener("input", applyWindowLevel);
+  contrast.addEventListener("input", applyWindowLevel);
+  $("#wl-reset").addEventListener("click", () => { brightness.value = 100; contrast.value = 100; applyWindowLevel(); });
+  $("#zoom-fit").addEventListener("click", () => viewer.viewport.goHome());
+
+  // ------------------------------------------------------------------ the lexicon form
+
+  const form = $("#region-form");
+  const none = $("#region-none");
+  let formFor = null;
+  let focusedAttribute = null;
+
+  function currentId() { return formFor; }
+
+  function measureRows(region) {
+    const rows = [];
+    const mm = (v) => (v === null || v === undefined ? null : `${v.toFixed(1)} mm`);
+    if (region.shape === "line") {
+      const p = region.geometry.points;
+      let px = 0;
+      for (let i = 1; i < p.length; i += 1) px += Math.hypot(p[i][0] - p[i - 1][0], p[i][1] - p[i - 1][1]);
+      rows.push(["Length", mm(region.long_axis_mm) || `${px.toFixed(0)} px`]);
+    } else if (region.shape !== "point") {
+      if (config.spacing) {
+        rows.push(["Long axis", mm(region.long_axis_mm)], ["Short axis", mm(region.short_axis_mm)],
+          ["Area", `${(region.area_mm2 || 0).toFixed(1)} mm²`]);
+      } else {
+        rows.push(["Area", `${Math.round(region.area_px)} px²`], ["Spacing", "unknown — no mm"]);
+      }
+    } else {
+      const [x, y] = region.geometry.points[0];
+      rows.push(["Position", `${Math.round(x)}, ${Math.round(y)} px`]);
+    }
+    return rows;
+  }
+
+  function fillForm(id) {
+    const region = regions.get(id);
+    if (!region) return;
+    const mine = region.author === config.user;
+    const editable = config.editable && mine;
+    $("#region-form-title").textContent = `${region.shape[0].toUpperCase()}${region.shape.slice(1)} #${region.id}` + (mine ? "" : ` · ${region.author || region.source}`);
+    $("#region-version").textContent = `v${region.version}`;
+    $("#region-measures").innerHTML = measureRows(region)
+      .map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd></div>`).join("");
+    const active = document.activeElement;
+    for (const name of ["label", "lesion_key"]) {
+      const input = form.elements[name];
+      if (input !== active) input.value = region[name] || "";
+    }
+    form.querySelectorAll("fieldset.attribute").forEach((fieldset) => {
+      const code = fieldset.dataset.attribute;
+      const value = region.attributes[code];
+      const values = value === undefined ? [] : [].concat(value);
+      fieldset.querySelectorAll("input").forEach((input) => { input.checked = values.includes(input.value); });
+      fieldset.querySelectorAll("option").forEach((option) => { option.selected = values.includes(option.value); });
+    });
+    form.querySelectorAll("input, select").forEach((el) => { el.disabled = !editable; });
+    root.querySelectorAll(".region-item").forEach((item) =>
+      item.classList.toggle("selected", Number(item.dataset.regionId) === region.id));
+  }
+
+  function showForm(id) {
+    formFor = id;
+    if (!regions.has(id)) return;  // still being created: filled in when the server answers
+    form.hidden = false;
+    none.hidden = true;
+    fillForm(id);
+  }
+
+  function hideForm() {
+    formFor = null;
+    form.hidden = true;
+    none.hidden = false;
+    root.querySelectorAll(".region-item.selected").forEach((item) => item.classList.remove("selected"));
+  }
+
+  function attributesFromForm() {
+    const attributes = {};
+    form.querySelectorAll("fieldset.attribute").forEach((fieldset) => {
+      const code = fieldset.dataset.attribute;
+      const many = fieldset.dataset.cardinality === "many";
+      const chosen = [...fieldset.querySelectorAll("input:checked")].map((i) => i.value)
+        .concat([...fieldset.querySelectorAll("option:checked")].map((o) => o.value).filter(Boolean));
+      if (many ? chosen.length : chosen[0]) attributes[code] = many ? chosen : chosen[0];
+    });
+    return attributes;
+  }
+
+  function saveAttributes() {
+    const id = formFor;
+    if (!id) return;
+    const attributes = attributesFromForm();
+    enqueue(id, () => updateRegion(id, { attributes }));
+  }
+
+  // A second click on the chosen value of a single-choice attribute clears it.
+  form.addEventListener("click", (event) => {
+    const input = event.target.closest("input[type=radio]");
+    if (!input) return;
+    if (input.dataset.wasChecked === "true") { input.checked = false; saveAttributes(); }
+  });
+  form.addEventListener("pointerdown", (event) => {
+    const label = event.target.closest(".chip");
+    if (!label) return;
+    const input = label.querySelector("input[type=radio]");
+    if (input) input.dataset.wasChecked = String(input.checked);
+  });
+  form.addEventListener("change", (event) => {
+    const name = event.target.name;
+    if (name === "label" || name === "lesion_key") {
+      const id = formFor;
+      const value = event.target.value.trim();
+      if (id && regions.get(id) && regions.get(id)[name] !== value) enqueue(id, () => updateRegion(id, { [name]: value }));
+      return;
+    }
+    saveAttributes();
+  });
+  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("focusin", (event) => {
+    const fieldset = event.target.closest("fieldset.attribute");
+    if (fieldset) setFocusedAttribute(fieldset);
+  });
+  form.addEventListener("pointerdown", (event) => {
+    const fieldset = event.target.closest("fieldset.attribute");
+    if (fieldset) setFocusedAttribute(fieldset);
+  });
+
+  function setFocusedAttribute(fieldset) {
+    if (focusedAttribute) focusedAttribute.classList.remove("focused");
+    focusedAttribute = fieldset;
+    fieldset.classList.add("focused");
+  }
+
+  // 1–9: the n-th value of the focused attribute (toggle for multi-choice).
+  function pickValue(n) {
+    if (!focusedAttribute || form.hidden) return false;
+    const inputs = [...focusedAttribute.querySelectorAll("input")];
+    const options = [...focusedAttribute.querySelectorAll("option")].filter((o) => o.value);
+    if (inputs.length) {
+      const input = inputs[n - 1];
+      if (!input || input.disabled) return false;
+      input.checked = input.type === "checkbox" ? !input.checked : true;
+    } else if (options.length) {
+      const option = options[n - 1];
+      const select = focusedAttribute.querySelector("select");
+      if (!option || select.disabled) return false;
+      option.selected = select.multiple ? !option.selected : true;
+    } else {
+      return false;
+    }
+    saveAttributes();
+    return true;
+  }
+
+  // ------------------------------------------------------------------ region list (htmx partial)
+
+  root.addEventListener("click", (event) => {
+    const item = event.target.closest(".region-item");
+    if (!item || event.target.closest("a")) return;
+    const id = annotationOf.get(Number(item.dataset.regionId));
+    if (!id) return;
+    setTool("select");
+    anno.setSelected(id);
+    showForm(id);
+  });
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    if (event.detail.target.id === "region-list" && formFor && regions.get(formFor)) {
+      const rid = regions.get(formFor).id;
+      root.querySelectorAll(".region-item").forEach((item) => item.classList.toggle("selected", Number(item.dataset.regionId) === rid));
+    }
+  });
+
+  // ------------------------------------------------------------------ undo
+
+  async function undo() {
+    const step = undoStack.pop();
+    if (!step) { setStatus("idle", "Nothing to undo"); return; }
+    if (step.kind === "create") {
+      await enqueue(step.id, () => deleteRegion(step.id, { recordUndo: false }));
+    } else if (step.kind === "update") {
+      await enqueue(step.id, async () => {
+        const saved = await updateRegion(step.id, step.before, { recordUndo: false });
+        if (saved) anno.updateAnnotation(toAnnotation(step.id, saved));
+      });
+    } else if (step.kind === "delete") {
+      // The deleted row keeps its history; undo makes a new region with the same content.
+      const { shape, geometry, label, lesion_key, attributes } = step.region;
+      const id = `undo-${step.region.id}-${Date.now()}`;
+      if (shape === "point") pointMarkers.add(id);
+      anno.addAnnotation(toAnnotation(id, step.region));
+      await enqueue(id, () => createRegion(id, { shape, geometry, label, lesion_key, attributes }, { recordUndo: false }));
+    }
+  }
+  $("#undo").addEventListener("click", undo);
+  $("#delete-region").addEventListener("click", deleteSelected);
+
+  function deleteSelected() {
+    const selected = anno.getSelected();
+    const id = (selected && selected[0] && selected[0].id) || formFor;
+    if (!id || !regions.has(id)) return;
+    if (regions.get(id).author !== config.user) return;
+    enqueue(id, () => deleteRegion(id));
+  }
+
+  // ------------------------------------------------------------------ submit
+
+  const submitForm = $("#submit-form");
+  async function submitAndNext() {
+    if (!config.submitUrl || !config.editable) return;
+    setStatus("saving", "Submitting…");
+    await allSaved();
+    const { status, data } = await api("POST", config.submitUrl, {});
+    if (status === 200) {
+      window.location.href = data.next ? data.next.annotate_url : config.queueUrl;
+      return;
+    }
+    setStatus("error", "Not submitted");
+    const problems = data && data.regions ? data.regions : [errorText(data)];
+    showBanner("error", "<strong>Not submitted yet — complete these first:</strong><ul>" +
+      problems.map((p) => `<li>${escapeHtml(p)}</li>`).join("") + "</ul>");
+  }
+  if (submitForm) submitForm.addEventListener("submit", (event) => { event.preventDefault(); submitAndNext(); });
+
+  // ------------------------------------------------------------------ keyboard
+
+  const help = $("#help");
+  $("#help-open").addEventListener("click", () => help.showModal());
+
+  function typing(target) {
+    return target && (target.tagName === "TEXTAREA" || target.tagName === "SELECT" ||
+      (target.tagName === "INPUT" && !["radio", "checkbox", "range"].includes(target.type)));
+  }
+
+  // Capture phase on window: our shortcuts win over Annotorious' own Ctrl+Z, which would undo only
+  // its local store and leave the server (and our history) out of step.
+  window.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      if (help.open) return;
+      setTool("select");
+      return;
+    }
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+      if (typing(event.target)) return;
+      event.preventDefault();
+      event.stopPropagation();
+      if (config.editable) undo();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    if (event.key === "?") { event.preventDefault(); help.open ? help.close() : help.showModal(); return; }
+    if (help.open) return;
+    const tools = { p: "polygon", r: "rectangle", e: "ellipse", l: "line", t: "point" };
+    const key = event.key.toLowerCase();
+    if (tools[key] && config.editable) { event.preventDefault(); setTool(tools[key]); return; }
+    if (event.key === "Enter" && tool === "polygon") { event.preventDefault(); finishPolygon(); return; }
+    if ((event.key === "Delete" || event.key === "Backspace") && config.editable) {
+      if (tool !== "select") return;  // the path editor uses Delete for vertices while drawing
+      event.preventDefault();
+      deleteSelected();
+      return;
+    }
+    if (key === "n" && config.editable) { event.preventDefault(); submitAndNext(); return; }
+    if (key === "0") { viewer.viewport.goHome(); return; }
+    if (/^[1-9]$/.test(event.key) && pickValue(Number(event.key))) event.preventDefault();
+  }, true);
+
+  window.addEventListener("beforeunload", (event) => {
+    if (pendingSaves > 0) { event.preventDefault(); event.returnValue = ""; }
+  });
+
+  // ------------------------------------------------------------------ load
+
+  viewer.addHandler("open", applyWindowLevel);
+  api("GET", `${config.regionsUrl}?image=${config.imageId}`).then(({ status, data }) => {
+    if (status !== 200) { setStatus("error", "Could not load regions"); return; }
+    for (const region of data.results) {
+      const id = `r${region.id}`;
+      remember(id, region);
+      anno.addAnnotation(toAnnotation(id, region));
+    }
+    root.dataset.ready = "true";
+    if (config.editable) setStatus("saved", "All changes saved");
+  });
+  setTool("select");
+})();
