@@ -170,10 +170,10 @@ def study_plan(seed: int, index: int, *, language: str | None = None, image_pool
         reported.reverse()
 
     text, sentences = report_write(rng, language, body_part, reported)
-    if planted == "size_mismatch":
-        written = next(s.attributes_for(disagreements[0].lesion_key)["size_mm"] for s in sentences
-                       if "size_mm" in s.attributes_for(disagreements[0].lesion_key))
-        disagreements[0].report_value = written
+    if planted == "size_mismatch":  # the fullest size the report states for the lesion
+        key = disagreements[0].lesion_key
+        disagreements[0].report_value = max((s.attributes_for(key)["size_mm"] for s in sentences
+                                             if "size_mm" in s.attributes_for(key)), key=len)
     return StudyTruth(
         accession=f"SYN{seed}-{index:07d}", patient=f"SYNP{seed}-{index // 2:07d}",
         exam_date=exam_date, body_part=body_part,
