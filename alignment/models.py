@@ -160,6 +160,7 @@ class StudyAlignmentState(models.Model):
     claimed_by = models.CharField(max_length=128, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     aligned_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="Last time a job looked at it")
     runs = models.PositiveIntegerField(default=0, help_text="How many times the study was really aligned")
     error = models.TextField(blank=True)
 
@@ -169,6 +170,7 @@ class StudyAlignmentState(models.Model):
                 condition=Q(status__in=["pending", "running", "done", "failed"]), name="studyalignment_status_valid"
             )
         ]
+        indexes = [models.Index(fields=["checked_at"], name="studyalignment_checked")]
 
 
 class AlignmentRun(models.Model):

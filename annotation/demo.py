@@ -140,9 +140,10 @@ def _seed_batch(dataset, plans: list[StudyTruth], *, seed, readers, readings, fi
     now = timezone.now()
     assignments, regions, read_images = [], [], []
     for image, (plan, truth) in zip(images, truths):
-        rng = random.Random(f"{seed}:reading:{plan.accession}:{truth.index}")
-        if rng.random() >= readings:
+        # Whole studies are read or not, as a reading room works.
+        if random.Random(f"{seed}:reading:{plan.accession}").random() >= readings:
             continue
+        rng = random.Random(f"{seed}:reading:{plan.accession}:{truth.index}")
         read_images.append(image.pk)
         for reader_index, reader in enumerate(readers):
             assignment = Assignment(image=image, annotator=reader, status=Assignment.Status.SUBMITTED,

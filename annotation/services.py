@@ -100,11 +100,22 @@ def report_set(*, study: Study, text: str, language: str = "en") -> Report:
         raise ValidationError({"text": "the report text is empty"})
     report = Report.objects.select_for_update().filter(study=study).first()
     if report is None:
-        return Report.objects.create(study=study, text=text, language=language)
-    if report.text != text or report.language != language:
+        report = Report.objects.create(study=study, text=text, language=language)
+    elif report.text != text or report.language != language:
         report.text, report.language, report.version = text, language, report.version + 1
         report.save(update_fields=["text", "language", "version", "updated_at"])
+    else:
+        return report
+    study_align_on_commit(study_id=study.pk)
     return report
+
+
+def study_align_on_commit(*, study_id: int) -> None:
+    """Queue the study's parsing and alignment once the current transaction commits (eagerly, in the
+    embedded demo), so the job sees the data that triggered it."""
+    from alignment.tasks import study_align
+
+    transaction.on_commit(lambda: study_align.delay(study_id))
 
 
 # ---------------------------------------------------------------------------------------------- regions
@@ -273,12 +284,19 @@ def assignment_submit(*, assignment: Assignment) -> Assignment:
     Assignment.objects.filter(pk=assignment.pk).update(
         status=Assignment.Status.SUBMITTED, submitted_at=timezone.now()
     )
+    return _assignment_submitted(assignment)
+
+
+def _assignment_submitted(assignment: Assignment) -> Assignment:
+    """After a reading is marked submitted: the image is annotated once all its readers submitted, and
+    the study is re-aligned so the reading's conflicts with the report and the other reader show."""
     assignment.refresh_from_db()
     statuses = set(Assignment.objects.filter(image=assignment.image_id).values_list("status", flat=True))
     if statuses == {Assignment.Status.SUBMITTED}:
         Image.objects.filter(pk=assignment.image_id, status__in=[Image.Status.NEW, Image.Status.ANNOTATING]).update(
             status=Image.Status.ANNOTATED
         )
+    study_align_on_commit(study_id=assignment.image.study_id)
     return assignment
 
 
@@ -374,10 +392,4 @@ def assignment_submit_imported(*, assignment: Assignment) -> Assignment:
     Assignment.objects.filter(pk=assignment.pk).exclude(status=Assignment.Status.SUBMITTED).update(
         status=Assignment.Status.SUBMITTED, submitted_at=timezone.now()
     )
-    assignment.refresh_from_db()
-    statuses = set(Assignment.objects.filter(image=assignment.image_id).values_list("status", flat=True))
-    if statuses == {Assignment.Status.SUBMITTED}:
-        Image.objects.filter(pk=assignment.image_id, status__in=[Image.Status.NEW, Image.Status.ANNOTATING]).update(
-            status=Image.Status.ANNOTATED
-        )
-    return assignment
+    return _assignment_submitted(assignment)

@@ -1,0 +1,404 @@
+"""The one adapter between the database and the report parser / matcher.
+
+``report_parse`` stores the parser's sentences and findings keyed by (report version, pipeline
+version); ``study_align`` claims a study, aligns its findings to its annotated lesions and upserts the
+disagreements; ``dataset_align_start`` opens a progress row for a dataset-wide run. All are idempotent:
+re-running replaces their own output and keeps what people made (manual alignments, resolutions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from annotation.lexicons import tirads_level, tirads_points
+from annotation.models import Assignment, Dataset, Region, Report, Study
+
+from . import matching
+from .models import Alignment, AlignmentRun, Disagreement, Finding, Sentence, StudyAlignmentState
+from .nlp import PIPELINE_VERSION, parse_report
+
+log = logging.getLogger(__name__)
+CLAIM_TIMEOUT = timedelta(seconds=int(os.environ.get("ALIGNMENT_CLAIM_TIMEOUT", "300")))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def report_parse(*, report: Report) -> list[Sentence]:
+    """Parse ``report`` unless its current (version, pipeline) parse is stored; return the sentences.
+
+    Older parses of the report are replaced; a reviewer's manual alignments move to the sentence with
+    the same text in the new parse (and are dropped only if that sentence is gone).
+    """
+    current = list(Sentence.objects.filter(report=report, report_version=report.version,
+                                           pipeline_version=PIPELINE_VERSION).order_by("index"))
+    if current:
+        return current
+    lexicon = report.study.dataset.lexicon.system
+    parsed = parse_report(report.text, language=report.language, lexicon=lexicon)
+    with transaction.atomic():
+        Report.objects.select_for_update().filter(pk=report.pk).first()
+        current = list(Sentence.objects.filter(report=report, report_version=report.version,
+                                               pipeline_version=PIPELINE_VERSION).order_by("index"))
+        if current:
+            return current  # another worker parsed it while we did
+        old = Sentence.objects.filter(report=report)
+        manual = list(Alignment.objects.filter(sentence__in=old, source=Alignment.Source.MANUAL)
+                      .values("sentence__text", "image_id", "region_id", "linked", "created_by_id", "score"))
+        old.delete()
+        sentences = Sentence.objects.bulk_create([
+            Sentence(report=report, report_version=report.version, pipeline_version=PIPELINE_VERSION,
+                     index=s.index, start=s.start, end=s.end, text=s.text, section=s.section or "")
+            for s in parsed.sentences
+        ])
+        findings = []
+        for row, parsed_sentence in zip(sentences, parsed.sentences):
+            for index, finding in enumerate(parsed_sentence.findings):
+                data = finding.to_dict()
+                findings.append(Finding(
+                    sentence=row, index=index, organ=finding.organ or "", laterality=finding.laterality or "",
+                    clock=finding.clock or "", quadrant=finding.quadrant or "",
+                    distance_from_nipple_cm=finding.distance_from_nipple_cm, size_mm=finding.size_mm or [],
+                    lesion=finding.lesion or "", negated=finding.negated, uncertain=finding.uncertain,
+                    attributes=data["attributes"], assessment=data["assessment"], data=data,
+                ))
+        Finding.objects.bulk_create(findings)
+        by_text = {s.text: s for s in sentences}
+        Alignment.objects.bulk_create([
+            Alignment(sentence=by_text[m["sentence__text"]], image_id=m["image_id"], region_id=m["region_id"],
+                      linked=m["linked"], created_by_id=m["created_by_id"], score=m["score"],
+                      source=Alignment.Source.MANUAL)
+            for m in manual if m["sentence__text"] in by_text
+        ])
+    return sentences
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def _finding_inputs(sentences: list[Sentence], lexicon_system: str) -> tuple[list[matching.FindingInput], dict]:
+    inputs, rows = [], {}
+    for sentence in sentences:
+        for finding in sentence.findings.all():
+            data = finding.data or {}
+            asserted: dict[str, set] = defaultdict(set)
+            denied: dict[str, set] = defaultdict(set)
+            for attribute in data.get("attributes", []):
+                # Values the parser inferred (no text of their own, e.g. the organ implied by "breast")
+                # are evidence for matching but not statements to hold an annotator to.
+                if attribute.get("lexicon") != lexicon_system or not attribute.get("text"):
+                    continue
+                if attribute.get("negated"):
+                    denied[attribute["name"]].add(attribute["value"])
+                elif not attribute.get("uncertain"):
+                    asserted[attribute["name"]].add(attribute["value"])
+            key = f"s{sentence.index}f{finding.index}"
+            start, end = data.get("start", sentence.start), data.get("end", sentence.end)
+            inputs.append(matching.FindingInput(
+                key=key, sentence_index=sentence.index, start=start, end=end, organ=data.get("organ"),
+                laterality=data.get("laterality"), clock=data.get("clock"), quadrant=data.get("quadrant"),
+                distance_cm=data.get("distance_from_nipple_cm"), size_mm=tuple(data.get("size_mm") or ()),
+                lesion=data.get("lesion"), ordinal=matching.ordinal_of(sentence.text),
+                attributes={k: frozenset(v) for k, v in asserted.items()},
+                negated_attributes={k: frozenset(v) for k, v in denied.items()},
+                assessment=data.get("assessment"), negated=bool(data.get("negated")),
+                uncertain=bool(data.get("uncertain")), hypothetical=bool(data.get("hypothetical")),
+                historical=bool(data.get("historical")),
+            ))
+            rows[key] = (sentence, finding)
+    return inputs, rows
+
+
+def _source_name(region: Region) -> str:
+    if region.source == Region.Source.READER:
+        return region.author.username if region.author else f"reader-{region.author_id}"
+    if region.source == Region.Source.IMPORT:
+        return f"import:{region.source_author or 'import'}"
+    return "consensus"
+
+
+def _study_regions(study: Study) -> list[Region]:
+    """Regions that count as annotation: submitted readings, imports and the consensus."""
+    submitted = Assignment.objects.filter(image__study=study, status=Assignment.Status.SUBMITTED)
+    return list(
+        Region.objects.filter(image__study=study, is_deleted=False)
+        .filter(Q(source__in=[Region.Source.IMPORT, Region.Source.CONSENSUS]) | Q(assignment__in=submitted))
+        .select_related("author", "image").order_by("id")
+    )
+
+
+def _study_fully_read(study: Study) -> bool:
+    """A lesion can only be called missing once every image of the study has been read (or came with
+    imported regions): until then it may simply be on an image nobody has opened yet."""
+    unread = Assignment.objects.filter(image__study=study).exclude(status=Assignment.Status.SUBMITTED)
+    return not unread.exists()
+
+
+def _lesion_inputs(study: Study, regions: list[Region]) -> list[matching.LesionInput]:
+    organ_labels = {}
+    for attribute in study.dataset.lexicon.content["attributes"]:
+        if attribute["code"] == "organ_level":
+            organ_labels = {v["code"]: v["label"] for v in attribute["values"]}
+    groups: dict[str, list[Region]] = defaultdict(list)
+    for region in regions:
+        if region.shape == "point":
+            continue
+        source = _source_name(region)
+        groups[f"{source}:{region.lesion_key or f'r{region.pk}'}"].append(region)
+    lesions = []
+    for key, members in groups.items():
+        first = members[0]
+        marker = matching.body_marker_parse(first.image.body_marker)
+        attributes: dict[str, set] = defaultdict(set)
+        for region in members:
+            for name, value in (region.attributes or {}).items():
+                attributes[name].update([value] if isinstance(value, str) else value)
+        organ_code = next(iter(attributes.get("organ_level", ())), None)
+        lengths = [r.long_axis_mm for r in members if r.long_axis_mm]
+        lesions.append(matching.LesionInput(
+            key=key, source=_source_name(first), region_ids=tuple(r.pk for r in members),
+            image_ids=tuple(dict.fromkeys(r.image_id for r in members)),
+            laterality=first.image.laterality or marker.get("laterality"), clock=marker.get("clock"),
+            distance_cm=marker.get("distance_cm"), view=first.image.view or marker.get("view"),
+            organ=organ_labels.get(organ_code) or study.body_part or None,
+            long_axis_mm=max(lengths) if lengths else None, label=first.label,
+            ordinal=matching.ordinal_of(first.lesion_key), attributes={k: frozenset(v) for k, v in attributes.items()},
+        ))
+    return lesions
+
+
+# ---------------------------------------------------------------------------------------------- aligning
+
+
+def _claim(study_id: int, worker: str) -> bool:
+    """Take the study for this worker: a conditional UPDATE, so two workers never align it at once. A
+    claim older than CLAIM_TIMEOUT is a worker that died and may be taken over."""
+    StudyAlignmentState.objects.get_or_create(study_id=study_id)
+    now = timezone.now()
+    return bool(StudyAlignmentState.objects.filter(study_id=study_id).filter(
+        ~Q(status=StudyAlignmentState.Status.RUNNING) | Q(claimed_at__lt=now - CLAIM_TIMEOUT)
+    ).update(status=StudyAlignmentState.Status.RUNNING, claimed_by=worker[:128], claimed_at=now))
+
+
+def study_align(*, study_id: int, worker: str = "inline") -> str:
+    """Align one study. Returns "aligned", "unchanged" (inputs as last time: nothing written),
+    "busy" (another worker holds it) or "gone" (the study was deleted).
+
+    Precondition: none — the report is parsed here if needed. Promises: automatic alignments and open
+    disagreements reflect the current report, regions and pipeline; manual alignments and resolved
+    disagreements whose inputs did not change are kept.
+    """
+    study = Study.objects.select_related("dataset__lexicon").filter(pk=study_id).first()
+    if study is None:
+        return "gone"
+    if not _claim(study_id, worker):
+        return "busy"
+    try:
+        report = Report.objects.filter(study=study).first()
+        sentences = report_parse(report=report) if report else []
+        regions = _study_regions(study)
+        manual = list(Alignment.objects.filter(image__study=study, source=Alignment.Source.MANUAL)
+                      .values_list("id", "sentence_id", "region_id", "linked").order_by("id"))
+        input_hash = _digest({
+            "report": [report.pk, report.version] if report else None, "pipeline": PIPELINE_VERSION,
+            "regions": [(r.pk, r.version) for r in regions], "manual": manual,
+            "lexicon": [study.dataset.lexicon.system, study.dataset.lexicon.version],
+        })
+        state = StudyAlignmentState.objects.get(study_id=study_id)
+        if state.input_hash == input_hash and state.aligned_at is not None:
+            StudyAlignmentState.objects.filter(pk=state.pk).update(
+                status=StudyAlignmentState.Status.DONE, checked_at=timezone.now(), claimed_by="")
+            return "unchanged"
+        with transaction.atomic():
+            _align_and_record(study, sentences, regions)
+            StudyAlignmentState.objects.filter(pk=state.pk).update(
+                status=StudyAlignmentState.Status.DONE, input_hash=input_hash, pipeline_version=PIPELINE_VERSION,
+                aligned_at=timezone.now(), checked_at=timezone.now(), runs=F("runs") + 1, claimed_by="", error="")
+        return "aligned"
+    except Exception as error:
+        StudyAlignmentState.objects.filter(study_id=study_id).update(
+            status=StudyAlignmentState.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], claimed_by="",
+            checked_at=timezone.now())
+        raise
+
+
+def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Region]) -> None:
+    lexicon = study.dataset.lexicon
+    sentences = list(Sentence.objects.filter(pk__in=[s.pk for s in sentences]).prefetch_related("findings")
+                     .order_by("index"))
+    findings, finding_rows = _finding_inputs(sentences, lexicon.system)
+    lesions = _lesion_inputs(study, regions)
+    by_source: dict[str, list[matching.LesionInput]] = defaultdict(list)
+    for lesion in lesions:
+        by_source[lesion.source].append(lesion)
+    lesion_by_key = {lesion.key: lesion for lesion in lesions}
+    finding_by_key = {finding.key: finding for finding in findings}
+
+    matches: list[matching.Match] = []
+    for source_lesions in by_source.values():
+        matches.extend(matching.match_source(findings, source_lesions))
+
+    # Manual decisions win: an unlink removes the automatic link, a link adds one.
+    manual = list(Alignment.objects.filter(image__study=study, source=Alignment.Source.MANUAL))
+    unlinked = {(m.sentence_id, m.region_id) for m in manual if not m.linked}
+    Alignment.objects.filter(image__study=study, source=Alignment.Source.AUTO).delete()
+    rows, linked = [], set()
+    region_image = {r.pk: r.image_id for r in regions}
+    for match in matches:
+        finding = finding_by_key[match.finding]
+        lesion = lesion_by_key[match.lesion]
+        covered = [s for s in sentences if s.start < finding.end and s.end > finding.start] or \
+            [finding_rows[match.finding][0]]
+        for sentence in covered:
+            for region_id in lesion.region_ids:
+                if (sentence.pk, region_id) in unlinked or (sentence.pk, region_id) in linked:
+                    continue
+                linked.add((sentence.pk, region_id))
+                rows.append(Alignment(
+                    finding=finding_rows[match.finding][1], sentence=sentence, image_id=region_image[region_id],
+                    region_id=region_id, score=match.score,
+                    evidence={**match.evidence, "repeat_mention": match.repeat, "lesion": lesion.key},
+                ))
+    Alignment.objects.bulk_create(rows)
+
+    conflicts: list[matching.Conflict] = []
+    matched_findings = {m.finding for m in matches}
+    matched_lesions = {m.lesion for m in matches}
+    for match in matches:
+        finding, lesion = finding_by_key[match.finding], lesion_by_key[match.lesion]
+        if match.repeat:
+            continue  # a restatement is compared through the mention it repeats
+        conflicts.extend(matching.attribute_conflicts(finding, lesion))
+        size = matching.size_conflict(finding, lesion)
+        if size:
+            conflicts.append(size)
+    seen_assessment = set()
+    for finding in findings:
+        lesion = next((lesion_by_key[m.lesion] for m in matches if m.finding == finding.key and not m.repeat), None)
+        conflict = matching.assessment_conflict(
+            finding, lesion, tirads_level_of=lambda p: tirads_level(lexicon_tirads(), p),
+            tirads_points_of=(lambda a: tirads_points(lexicon, a)) if lexicon.system == "tirads" else None)
+        if conflict and conflict.identity not in seen_assessment:
+            seen_assessment.add(conflict.identity)
+            conflicts.append(conflict)
+    if lesions and _study_fully_read(study):
+        sources = sorted(by_source)
+        for finding in findings:
+            if finding.is_lesion and not finding.uncertain and finding.key not in matched_findings:
+                conflicts.append(matching.Conflict(
+                    "reported_not_annotated", ("unmatched-finding", finding.key), "",
+                    {"report": {"lesion": finding.lesion, "size_mm": list(finding.size_mm),
+                                "laterality": finding.laterality, "clock": finding.clock},
+                     "annotation": None, "sources": sources}, finding.key))
+        for lesion in lesions:
+            if lesion.key not in matched_lesions:
+                conflicts.append(matching.Conflict(
+                    "annotated_not_reported", ("unmatched-lesion", lesion.key), "",
+                    {"report": None, "annotation": {"label": lesion.label, "long_axis_mm": lesion.long_axis_mm,
+                                                    "source": lesion.source}},
+                    None, lesion.key, lesion.region_ids, lesion.image_ids[0]))
+    reader_regions = defaultdict(list)
+    for region in regions:
+        if region.source == Region.Source.READER:
+            reader_regions[region.image_id].append(matching.ReaderRegion(
+                region.pk, _source_name(region), region.shape, region.geometry,
+                {k: frozenset([v] if isinstance(v, str) else v) for k, v in (region.attributes or {}).items()}))
+    for image_id, image_regions in reader_regions.items():
+        conflicts.extend(matching.reader_conflicts(image_id, image_regions))
+    _record_disagreements(study, conflicts, finding_rows, lesion_by_key)
+
+
+def lexicon_tirads():
+    """The TI-RADS level table: the report's TR level is checked against it whatever the dataset's
+    lexicon, since reports state TR levels in any dataset."""
+    from annotation.lexicons import lexicon_load
+
+    return lexicon_load("tirads")
+
+
+def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key) -> None:
+    existing = {d.fingerprint: d for d in Disagreement.objects.filter(study=study)}
+    produced = set()
+    for conflict in conflicts:
+        fingerprint = _digest([conflict.kind, list(conflict.identity)])
+        if fingerprint in produced:
+            continue
+        produced.add(fingerprint)
+        input_hash = _digest([conflict.values, list(conflict.region_ids)])
+        sentence = finding_rows[conflict.finding][0] if conflict.finding in finding_rows else None
+        image_id = conflict.image_id
+        if image_id is None and conflict.lesion in lesion_by_key:
+            image_id = lesion_by_key[conflict.lesion].image_ids[0]
+        current = existing.get(fingerprint)
+        if current is None:
+            disagreement = Disagreement.objects.create(
+                dataset_id=study.dataset_id, study=study, image_id=image_id, sentence=sentence, kind=conflict.kind,
+                attribute=conflict.attribute, values=conflict.values, fingerprint=fingerprint, input_hash=input_hash)
+            disagreement.regions.set(conflict.region_ids)
+        elif current.input_hash != input_hash:
+            # Its inputs changed: refresh the values; a resolution made on the old values no longer
+            # settles it, so it opens again (the old resolution is kept in its record).
+            if current.status != Disagreement.Status.OPEN:
+                current.resolution = {"previous": current.resolution, "reopened_at": timezone.now().isoformat()}
+                current.status = Disagreement.Status.OPEN
+            current.values, current.input_hash, current.sentence, current.image_id = (
+                conflict.values, input_hash, sentence, image_id)
+            current.save()
+            current.regions.set(conflict.region_ids)
+        elif current.sentence_id != (sentence.pk if sentence else None):
+            Disagreement.objects.filter(pk=current.pk).update(sentence=sentence)
+    stale = [d.pk for fp, d in existing.items() if fp not in produced and d.status == Disagreement.Status.OPEN]
+    Disagreement.objects.filter(pk__in=stale).delete()
+
+
+# ---------------------------------------------------------------------------------------------- dataset runs
+
+
+def dataset_align_start(*, dataset: Dataset, created_by=None) -> AlignmentRun:
+    total = Study.objects.filter(dataset=dataset).count()
+    return AlignmentRun.objects.create(dataset=dataset, total=total, created_by=created_by,
+                                       status=AlignmentRun.Status.RUNNING)
+
+
+def alignment_run_refresh(*, run_id: int) -> AlignmentRun | None:
+    """Recount a run's progress from the studies themselves (so a redelivered chunk never counts twice)
+    and close it when every study has been looked at since it started."""
+    run = AlignmentRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return None
+    states = StudyAlignmentState.objects.filter(study__dataset_id=run.dataset_id, checked_at__gte=run.created_at)
+    done = states.filter(status=StudyAlignmentState.Status.DONE).count()
+    failed = states.filter(status=StudyAlignmentState.Status.FAILED).count()
+    finished = done + failed >= run.total
+    AlignmentRun.objects.filter(pk=run.pk).update(
+        done=done, failed=failed,
+        **({"status": AlignmentRun.Status.DONE if not failed else AlignmentRun.Status.FAILED,
+            "finished_at": timezone.now()} if finished and run.status == AlignmentRun.Status.RUNNING else {}))
+    run.refresh_from_db()
+    return run
+
+
+def dataset_study_chunks(*, dataset_id: int, size: int = 50) -> list[list[int]]:
+    ids = list(Study.objects.filter(dataset_id=dataset_id).order_by("id").values_list("id", flat=True))
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+def disagreement_counts(*, dataset: Dataset, status: str = Disagreement.Status.OPEN) -> dict[str, int]:
+    counts = {kind: 0 for kind in Disagreement.Kind.values}
+    rows = Disagreement.objects.filter(dataset=dataset, status=status).values("kind").annotate(n=Count("id"))
+    counts.update({row["kind"]: row["n"] for row in rows})
+    return counts
