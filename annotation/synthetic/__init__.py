@@ -38,8 +38,25 @@ from .truth import (
 )
 
 __all__ = [
-    "BIRADS_CATEGORIES", "DISAGREEMENT_KINDS", "MEAN_IMAGES_PER_STUDY", "TIRADS_LEVELS", "UDAF_CODES", "UDAF_MANY",
-    "WORDING", "ImageTruth", "LesionTruth", "PlantedDisagreement", "SentenceTruth", "StudyTruth", "birads_category",
-    "field_of_view", "image_render", "image_render_png", "in_field", "study_plan", "tirads_level", "tirads_points",
+    "BIRADS_CATEGORIES",
+    "DISAGREEMENT_KINDS",
+    "MEAN_IMAGES_PER_STUDY",
+    "TIRADS_LEVELS",
+    "UDAF_CODES",
+    "UDAF_MANY",
+    "WORDING",
+    "ImageTruth",
+    "LesionTruth",
+    "PlantedDisagreement",
+    "SentenceTruth",
+    "StudyTruth",
+    "birads_category",
+    "field_of_view",
+    "image_render",
+    "image_render_png",
+    "in_field",
+    "study_plan",
+    "tirads_level",
+    "tirads_points",
     "udaf_code",
 ]

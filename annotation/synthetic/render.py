@@ -19,8 +19,13 @@ from scipy import ndimage
 from .scene import BOTTOM_PX, TOP_PX, field_of_view
 from .truth import ImageTruth, LesionTruth
 
-_ECHO_FACTOR = {"anechoic": 0.04, "hypoechoic": 0.32, "isoechoic": 0.78, "hyperechoic": 1.75,
-                "mixed_echogenicity": 0.5}
+_ECHO_FACTOR = {
+    "anechoic": 0.04,
+    "hypoechoic": 0.32,
+    "isoechoic": 0.78,
+    "hyperechoic": 1.75,
+    "mixed_echogenicity": 0.5,
+}
 
 
 def _generator(seed: int, render_key: str) -> np.random.Generator:
@@ -38,7 +43,7 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: int) 
     cell = max(2, cell)
     coarse = rng.random((height // cell + 3, width // cell + 3), dtype=np.float32)
     image = Image.fromarray(coarse, mode="F").resize((width + 3 * cell, height + 3 * cell), Image.BICUBIC)
-    return np.asarray(image, dtype=np.float32)[cell:cell + height, cell:cell + width]
+    return np.asarray(image, dtype=np.float32)[cell : cell + height, cell : cell + width]
 
 
 def _lesion_outline(lesion: LesionTruth) -> list[tuple[float, float]]:
@@ -51,7 +56,9 @@ def _lesion_outline(lesion: LesionTruth) -> list[tuple[float, float]]:
     for i in range(64):
         a = 2 * math.pi * i / 64
         px, py = rx * math.cos(a), ry * math.sin(a)
-        points.append((cx + px * math.cos(rot) - py * math.sin(rot), cy + px * math.sin(rot) + py * math.cos(rot)))
+        points.append(
+            (cx + px * math.cos(rot) - py * math.sin(rot), cy + px * math.sin(rot) + py * math.cos(rot))
+        )
     return points
 
 
@@ -79,14 +86,23 @@ class _Boundaries:
     def __call__(self, base: float, amplitude: float) -> np.ndarray:
         phases, lengths = self.rng.uniform(0, 2 * math.pi, 3), self.rng.uniform(22, 70, 3)
         weights = (1.0, 0.6, 0.3)
-        table = base + amplitude * sum(w * np.sin(self.positions / n * 2 * math.pi + p)
-                                       for w, n, p in zip(weights, lengths, phases, strict=True))
+        table = base + amplitude * sum(
+            w * np.sin(self.positions / n * 2 * math.pi + p)
+            for w, n, p in zip(weights, lengths, phases, strict=True)
+        )
         return table.astype(np.float32)[self.index]
 
 
-def _breast_tissue(rng: np.random.Generator, depth: np.ndarray, lateral: np.ndarray, lesions: list[dict],
-                   noise: np.ndarray, fine: np.ndarray) -> np.ndarray:
-    """Mean echo level of breast layers: skin, fat with Cooper ligaments, fibroglandular, muscle, chest wall."""
+def _breast_tissue(
+    rng: np.random.Generator,
+    depth: np.ndarray,
+    lateral: np.ndarray,
+    lesions: list[dict],
+    *,
+    noise: np.ndarray,
+    fine: np.ndarray,
+) -> np.ndarray:
+    """Mean echo level of breast layers: skin, fat and Cooper ligaments, gland, muscle, chest wall."""
     wavy = _Boundaries(rng, lateral)
     top = min([les["top_mm"] for les in lesions], default=99.0)
     bottom = max([les["bottom_mm"] for les in lesions], default=0.0)
@@ -96,29 +112,38 @@ def _breast_tissue(rng: np.random.Generator, depth: np.ndarray, lateral: np.ndar
     gland_end = wavy(gland_base, 1.2)
     muscle_start = gland_end + np.float32(rng.uniform(1.2, 2.5))
     muscle_end = muscle_start + np.float32(rng.uniform(5, 9))
-    ligaments = np.exp(-((noise - 0.5) / 0.03) ** 2)
+    ligaments = np.exp(-(((noise - 0.5) / 0.03) ** 2))
     tissue = 0.3 + 0.1 * fine + 0.45 * ligaments
     gland = (depth >= fat_end) & (depth < gland_end)
     tissue = np.where(gland, 0.52 + 0.3 * fine - 0.22 * (noise > 0.74) + 0.25 * ligaments, tissue)
     muscle = (depth >= muscle_start) & (depth < muscle_end)
     striation = np.abs(np.sin((depth - 0.06 * lateral) * np.float32(2 * math.pi / 1.4)))
-    tissue = np.where(muscle, 0.26 + 0.35 * striation ** 8, tissue)
+    tissue = np.where(muscle, 0.26 + 0.35 * striation**8, tissue)
     tissue = np.where(depth >= muscle_end, 0.17 + 0.12 * fine, tissue)
     pleura = wavy(float(muscle_end.mean()) + 4.5, 0.5)  # flatter than the layers above it
-    tissue += 0.9 * np.exp(-((depth - pleura) / 0.35) ** 2)  # pleural line
-    tissue = np.where(depth < 1.8, 0.75 + 0.45 * np.exp(-((depth - 0.35) / 0.3) ** 2), tissue)
+    tissue += 0.9 * np.exp(-(((depth - pleura) / 0.35) ** 2))  # pleural line
+    tissue = np.where(depth < 1.8, 0.75 + 0.45 * np.exp(-(((depth - 0.35) / 0.3) ** 2)), tissue)
     return tissue.astype(np.float32)
 
 
-def _thyroid_tissue(rng: np.random.Generator, depth: np.ndarray, lateral: np.ndarray, lesions: list[dict],
-                    fine: np.ndarray, view: str, laterality: str, width_mm: float) -> np.ndarray:
+def _thyroid_tissue(
+    rng: np.random.Generator,
+    depth: np.ndarray,
+    lateral: np.ndarray,
+    lesions: list[dict],
+    *,
+    fine: np.ndarray,
+    view: str,
+    laterality: str,
+    width_mm: float,
+) -> np.ndarray:
     """Mean echo level of the neck: skin, fat, strap muscles, the thyroid lobe, trachea and carotid."""
     wavy = _Boundaries(rng, lateral)
     tissue = 0.24 + 0.08 * fine
     strap_end = wavy(rng.uniform(6.5, 8.5), 0.4)
     strap = (depth >= 2.5) & (depth < strap_end)
     striation = np.abs(np.sin((depth + 0.05 * lateral) * np.float32(2 * math.pi / 1.4)))
-    tissue = np.where(strap, 0.22 + 0.3 * striation ** 8, tissue)
+    tissue = np.where(strap, 0.22 + 0.3 * striation**8, tissue)
     if lesions:
         centre_u = float(np.mean([les["u_mm"] for les in lesions]))
         half_u = max(max(les["half_u_mm"] for les in lesions) + 6.0, 11.0)
@@ -130,23 +155,25 @@ def _thyroid_tissue(rng: np.random.Generator, depth: np.ndarray, lateral: np.nda
         half_u = max(half_u, 0.42 * width_mm)
     lobe = np.sqrt(((lateral - centre_u) / half_u) ** 2 + ((depth - centre_v) / half_v) ** 2)
     tissue = np.where(lobe < 1.0, 0.62 + 0.16 * fine, tissue)
-    tissue += 0.3 * np.exp(-((lobe - 1.0) * np.float32(min(half_u, half_v) / 0.35)) ** 2)  # thin capsule
+    tissue += 0.3 * np.exp(-(((lobe - 1.0) * np.float32(min(half_u, half_v) / 0.35)) ** 2))  # thin capsule
     if view == "transverse":
         medial = 1.0 if laterality == "right" else -1.0  # image right is the patient's left
         trachea_u, trachea_v = centre_u + medial * (half_u + 7.0), centre_v + 1.0
         offset = np.abs(lateral - trachea_u)
-        arc = trachea_v - np.sqrt(np.clip(64.0 - offset ** 2, 0, None))  # anterior tracheal wall
+        arc = trachea_v - np.sqrt(np.clip(64.0 - offset**2, 0, None))  # anterior tracheal wall
         within = np.clip((8.0 - offset) / 1.2, 0, 1)
-        tissue += 0.9 * np.exp(-((depth - arc) / 0.45) ** 2) * within  # cartilage/air interface
+        tissue += 0.9 * np.exp(-(((depth - arc) / 0.45) ** 2)) * within  # cartilage/air interface
         air = within * (depth > arc + 0.6)
         reverberation = 0.5 + 0.5 * np.cos((depth - arc) * np.float32(2 * math.pi / 3.0))
-        tissue = tissue * (1 - air) + air * (0.04 + 0.25 * reverberation ** 10 * np.exp(-(depth - arc) / 8.0))
+        tissue = tissue * (1 - air) + air * (0.04 + 0.25 * reverberation**10 * np.exp(-(depth - arc) / 8.0))
         carotid_u = centre_u - medial * (half_u + 4.0)
         vessel = np.hypot(lateral - carotid_u, depth - centre_v)
         tissue = np.where(vessel < 3.6, 0.03, tissue)
-        tissue += 0.5 * np.exp(-((vessel - 3.8) / 0.3) ** 2)
-        tissue = np.where((np.abs(lateral - carotid_u) < 3.3) & (depth > centre_v + 3.8), tissue * 1.3, tissue)
-    tissue = np.where(depth < 1.6, 0.7 + 0.45 * np.exp(-((depth - 0.3) / 0.3) ** 2), tissue)
+        tissue += 0.5 * np.exp(-(((vessel - 3.8) / 0.3) ** 2))
+        tissue = np.where(
+            (np.abs(lateral - carotid_u) < 3.3) & (depth > centre_v + 3.8), tissue * 1.3, tissue
+        )
+    tissue = np.where(depth < 1.6, 0.7 + 0.45 * np.exp(-(((depth - 0.3) / 0.3) ** 2)), tissue)
     return tissue.astype(np.float32)
 
 
@@ -164,7 +191,7 @@ def _posterior_gain(item: dict, depth: np.ndarray, lateral: np.ndarray) -> np.nd
     fade = np.exp(-np.clip(depth - item["bottom_mm"], 0, None) / np.float32(60.0))
     gain = 1 + (factor - 1) * across * along * fade
     if posterior == "enhancement" and item["lesion"].attributes.get("margins") == "well_defined":
-        edges = np.exp(-((np.abs(lateral - centre_u) - (item["u_max"] - item["u_min"]) / 2) / 0.35) ** 2)
+        edges = np.exp(-(((np.abs(lateral - centre_u) - (item["u_max"] - item["u_min"]) / 2) / 0.35) ** 2))
         gain *= 1 - 0.5 * edges * (depth > centre_v)  # thin refraction shadows at the lateral edges
     return gain
 
@@ -183,7 +210,9 @@ def _field_mask(fov: dict, width: int, height: int) -> np.ndarray:
 
 
 def _upsample(values: np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
+    return np.asarray(
+        Image.fromarray(values.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR)
+    )
 
 
 def image_render(image: ImageTruth, *, seed: int) -> Image.Image:
@@ -202,11 +231,18 @@ def image_render(image: ImageTruth, *, seed: int) -> Image.Image:
     for lesion in image.lesions:
         outline = np.asarray(_lesion_outline(lesion), dtype=np.float32)
         depth_pts, lateral_pts = _coords(fov, outline[:, 1], outline[:, 0], spacing)
-        shapes.append({"lesion": lesion, "outline": outline,
-                       "top_mm": float(depth_pts.min()), "bottom_mm": float(depth_pts.max()),
-                       "u_mm": float(lateral_pts.mean()), "u_min": float(lateral_pts.min()),
-                       "u_max": float(lateral_pts.max()),
-                       "half_u_mm": float(lateral_pts.max() - lateral_pts.min()) / 2})
+        shapes.append(
+            {
+                "lesion": lesion,
+                "outline": outline,
+                "top_mm": float(depth_pts.min()),
+                "bottom_mm": float(depth_pts.max()),
+                "u_mm": float(lateral_pts.mean()),
+                "u_min": float(lateral_pts.min()),
+                "u_max": float(lateral_pts.max()),
+                "half_u_mm": float(lateral_pts.max() - lateral_pts.min()) / 2,
+            }
+        )
 
     # Smooth maps (anatomy, acoustic gain) at half resolution, then upsampled.
     h2, w2 = (height + 1) // 2, (width + 1) // 2
@@ -216,10 +252,18 @@ def image_render(image: ImageTruth, *, seed: int) -> Image.Image:
     noise = _smooth_noise(rng, h2, w2, int(2.0 / spacing))
     fine = _smooth_noise(rng, h2, w2, int(0.6 / spacing))
     if image.body_part == "thyroid":
-        tissue = _thyroid_tissue(rng, depth, lateral, shapes, fine, image.view, image.laterality,
-                                 (fov.get("x1", width) - fov.get("x0", 0)) * spacing)
+        tissue = _thyroid_tissue(
+            rng,
+            depth,
+            lateral,
+            shapes,
+            fine=fine,
+            view=image.view,
+            laterality=image.laterality,
+            width_mm=(fov.get("x1", width) - fov.get("x0", 0)) * spacing,
+        )
     else:
-        tissue = _breast_tissue(rng, depth, lateral, shapes, noise, fine)
+        tissue = _breast_tissue(rng, depth, lateral, shapes, noise=noise, fine=fine)
     gain = np.exp(np.float32(-0.016) * depth) * (1.0 + 0.2 * np.exp(-depth / np.float32(3.0)))
     for item in shapes:
         gain = gain * _posterior_gain(item, depth, lateral)
@@ -227,7 +271,7 @@ def image_render(image: ImageTruth, *, seed: int) -> Image.Image:
     gain_full = _upsample(gain, width, height).copy()
 
     for item in shapes:
-        _draw_lesion(rng, item, tissue_full, gain_full, fov, spacing)
+        _draw_lesion(rng, item, tissue_full, gain_full, spacing=spacing)
 
     # Speckle: low-passed complex Gaussian noise; the square root of its magnitude (Rayleigh) keeps the
     # grain visible without drowning the tissue contrast, like log compression on a scanner.
@@ -246,8 +290,9 @@ def image_render(image: ImageTruth, *, seed: int) -> Image.Image:
     return picture
 
 
-def _draw_lesion(rng: np.random.Generator, item: dict, tissue: np.ndarray, gain: np.ndarray, fov: dict,
-                 spacing: float) -> None:
+def _draw_lesion(
+    rng: np.random.Generator, item: dict, tissue: np.ndarray, gain: np.ndarray, *, spacing: float
+) -> None:
     """Blend one lesion into the full-resolution tissue map (in place); calcifications shadow `gain`."""
     lesion: LesionTruth = item["lesion"]
     attrs = lesion.attributes
@@ -287,12 +332,12 @@ def _draw_lesion(rng: np.random.Generator, item: dict, tissue: np.ndarray, gain:
         blended += 0.2 * rim * (0.5 if echo == "anechoic" else 1.0)
     elif attrs.get("shape") == "irregular" and echo != "anechoic":  # spicules: dark rays from the edge
         ys, xs = np.nonzero(hit)
-        yy, xx = np.mgrid[0:soft.shape[0], 0:soft.shape[1]]
+        yy, xx = np.mgrid[0 : soft.shape[0], 0 : soft.shape[1]]
         ray_angle = np.arctan2(yy - ys.mean(), xx - xs.mean())
         band = (soft > 0.03) & (soft < 0.6)
         for angle in rng.uniform(0, 2 * math.pi, int(rng.integers(6, 12))):
             offset = np.angle(np.exp(1j * (ray_angle - angle)))
-            blended *= 1 - 0.5 * np.exp(-(offset / 0.06) ** 2) * band
+            blended *= 1 - 0.5 * np.exp(-((offset / 0.06) ** 2)) * band
     tissue[crop] = blended
 
     internal = attrs.get("internal_characteristics", [])
@@ -311,8 +356,8 @@ def _draw_lesion(rng: np.random.Generator, item: dict, tissue: np.ndarray, gain:
         radius = max(1.0, (rng.uniform(0.8, 1.4) if macro else 0.2) / spacing)
         dots = np.zeros(soft.shape, dtype=np.float32)
         for y, x in inside_points[rng.integers(0, len(inside_points), count)]:
-            yy, xx = np.ogrid[-y:soft.shape[0] - y, -x:soft.shape[1] - x]
-            dots = np.maximum(dots, np.exp(-(yy ** 2 + xx ** 2) / (2 * radius ** 2)).astype(np.float32))
+            yy, xx = np.ogrid[-y : soft.shape[0] - y, -x : soft.shape[1] - x]
+            dots = np.maximum(dots, np.exp(-(yy**2 + xx**2) / (2 * radius**2)).astype(np.float32))
         tissue[crop] += 1.4 * dots
         if macro:  # a large calcification casts its own shadow
             columns = dots.max(axis=0) > 0.5
@@ -338,8 +383,16 @@ def _overlay(picture: Image.Image, image: ImageTruth, fov: dict, rng: np.random.
         hour = next((int(part.split(":")[0]) for part in image.body_marker.split() if ":" in part), 12)
         angle = math.radians(hour * 30)
         px, py = cx + 0.6 * r * math.sin(angle), cy - 0.6 * r * math.cos(angle)
-        draw.line((px - 6 * math.cos(angle), py - 6 * math.sin(angle), px + 6 * math.cos(angle),
-                   py + 6 * math.sin(angle)), fill=255, width=3)
+        draw.line(
+            (
+                px - 6 * math.cos(angle),
+                py - 6 * math.sin(angle),
+                px + 6 * math.cos(angle),
+                py + 6 * math.sin(angle),
+            ),
+            fill=255,
+            width=3,
+        )
     x = (fov["x1"] + 10) if fov["probe"] == "linear" else picture.width - 22
     top = TOP_PX
     step_px = 5.0 / image.pixel_spacing_mm

@@ -15,38 +15,85 @@ from .truth import TIRADS_POINTS, SentenceTruth
 
 # Wording per UDAF code. Every phrase listed here names its code unambiguously.
 EN_ECHO = {
-    "anechoic": ["anechoic"], "hypoechoic": ["hypoechoic"], "isoechoic": ["isoechoic"],
-    "hyperechoic": ["hyperechoic", "echogenic"], "mixed_echogenicity": ["heterogeneous", "mixed-echogenicity"],
+    "anechoic": ["anechoic"],
+    "hypoechoic": ["hypoechoic"],
+    "isoechoic": ["isoechoic"],
+    "hyperechoic": ["hyperechoic", "echogenic"],
+    "mixed_echogenicity": ["heterogeneous", "mixed-echogenicity"],
 }
-EN_SHAPE = {"oval": ["oval", "ovoid"], "round": ["round"], "lobulated": ["lobulated", "gently lobulated"],
-            "irregular": ["irregular", "irregularly shaped"]}
-EN_MARGIN = {"well_defined": ["circumscribed margins", "well-defined margins", "smooth, well-circumscribed margins"],
-             "ill_defined_indistinct": ["indistinct margins", "ill-defined margins", "angular, indistinct margins",
-                                        "spiculated margins"]}
-EN_POSTERIOR = {"enhancement": ["posterior acoustic enhancement", "posterior enhancement",
-                                "increased through-transmission"],
-                "shadowing": ["posterior acoustic shadowing", "posterior shadowing", "dense posterior shadowing"]}
-EN_VASC = {"no_vascularity": ["No internal vascularity is seen on color Doppler.", "No internal vascularity.",
-                              "Color Doppler shows no internal flow."],
-           "normal_regular_vascularity": ["Color Doppler shows minimal peripheral vascularity.",
-                                          "Normal vascularity on color Doppler."],
-           "increased_vascularity": ["Color Doppler shows increased internal vascularity.",
-                                     "Increased internal vascularity is present.",
-                                     "There is increased vascularity within the lesion."]}
+EN_SHAPE = {
+    "oval": ["oval", "ovoid"],
+    "round": ["round"],
+    "lobulated": ["lobulated", "gently lobulated"],
+    "irregular": ["irregular", "irregularly shaped"],
+}
+EN_MARGIN = {
+    "well_defined": ["circumscribed margins", "well-defined margins", "smooth, well-circumscribed margins"],
+    "ill_defined_indistinct": [
+        "indistinct margins",
+        "ill-defined margins",
+        "angular, indistinct margins",
+        "spiculated margins",
+    ],
+}
+EN_POSTERIOR = {
+    "enhancement": [
+        "posterior acoustic enhancement",
+        "posterior enhancement",
+        "increased through-transmission",
+    ],
+    "shadowing": ["posterior acoustic shadowing", "posterior shadowing", "dense posterior shadowing"],
+}
+EN_VASC = {
+    "no_vascularity": [
+        "No internal vascularity is seen on color Doppler.",
+        "No internal vascularity.",
+        "Color Doppler shows no internal flow.",
+    ],
+    "normal_regular_vascularity": [
+        "Color Doppler shows minimal peripheral vascularity.",
+        "Normal vascularity on color Doppler.",
+    ],
+    "increased_vascularity": [
+        "Color Doppler shows increased internal vascularity.",
+        "Increased internal vascularity is present.",
+        "There is increased vascularity within the lesion.",
+    ],
+}
 EN_NOUN = {"nodule": "nodule", "mass": "mass", "cyst": "cyst"}
-EN_SITE = {"upper": ["upper pole", "superior pole"], "mid": ["mid portion", "interpolar region"],
-           "lower": ["lower pole", "inferior pole"]}
+EN_SITE = {
+    "upper": ["upper pole", "superior pole"],
+    "mid": ["mid portion", "interpolar region"],
+    "lower": ["lower pole", "inferior pole"],
+}
 
-ZH_ECHO = {"anechoic": ["无回声"], "hypoechoic": ["低回声"], "isoechoic": ["等回声"], "hyperechoic": ["高回声"],
-           "mixed_echogenicity": ["混合回声"]}
-ZH_SHAPE = {"oval": ["呈椭圆形", "形态规则，呈椭圆形"], "round": ["呈圆形", "形态规则，呈圆形"],
-            "lobulated": ["呈分叶状", "形态欠规则，呈分叶状"], "irregular": ["形态不规则"]}
-ZH_MARGIN = {"well_defined": ["边界清", "边界清晰", "边界清楚"],
-             "ill_defined_indistinct": ["边界不清", "边界欠清", "边缘可见毛刺", "边缘成角，边界不清"]}
+ZH_ECHO = {
+    "anechoic": ["无回声"],
+    "hypoechoic": ["低回声"],
+    "isoechoic": ["等回声"],
+    "hyperechoic": ["高回声"],
+    "mixed_echogenicity": ["混合回声"],
+}
+ZH_SHAPE = {
+    "oval": ["呈椭圆形", "形态规则，呈椭圆形"],
+    "round": ["呈圆形", "形态规则，呈圆形"],
+    "lobulated": ["呈分叶状", "形态欠规则，呈分叶状"],
+    "irregular": ["形态不规则"],
+}
+ZH_MARGIN = {
+    "well_defined": ["边界清", "边界清晰", "边界清楚"],
+    "ill_defined_indistinct": ["边界不清", "边界欠清", "边缘可见毛刺", "边缘成角，边界不清"],
+}
 ZH_POSTERIOR = {"enhancement": ["后方回声增强"], "shadowing": ["后方回声衰减", "后方伴声影"]}
-ZH_VASC = {"no_vascularity": ["CDFI：其内未见明显血流信号。", "CDFI：未见明显血流信号。", "CDFI：内未探及血流信号。"],
-           "normal_regular_vascularity": ["CDFI：周边可见少许血流信号。", "CDFI：内可见少量点状血流信号。"],
-           "increased_vascularity": ["CDFI：内可见较丰富血流信号。", "CDFI：其内血流信号丰富。"]}
+ZH_VASC = {
+    "no_vascularity": [
+        "CDFI：其内未见明显血流信号。",
+        "CDFI：未见明显血流信号。",
+        "CDFI：内未探及血流信号。",
+    ],
+    "normal_regular_vascularity": ["CDFI：周边可见少许血流信号。", "CDFI：内可见少量点状血流信号。"],
+    "increased_vascularity": ["CDFI：内可见较丰富血流信号。", "CDFI：其内血流信号丰富。"],
+}
 ZH_NOUN = {"nodule": "结节", "mass": "肿块", "cyst": "囊肿"}
 ZH_SITE = {"upper": "上极", "mid": "中部", "lower": "下极"}
 ZH_SIDE = {"right": "右", "left": "左"}
@@ -55,27 +102,47 @@ ZH_SIDE = {"right": "右", "left": "左"}
 WORDING: dict[str, dict[str, list[str]]] = {
     "echogenicity": {code: EN_ECHO[code] + ZH_ECHO[code] for code in EN_ECHO},
     "shape": {code: EN_SHAPE[code] + [p.split("，")[-1] for p in ZH_SHAPE[code]] for code in EN_SHAPE},
-    "margins": {code: [p.split(",")[-1].strip() for p in EN_MARGIN[code]] + ["边界清", "边界不清", "边界欠清",
-                                                                                "毛刺"]
-                for code in EN_MARGIN},
+    "margins": {
+        code: [p.split(",")[-1].strip() for p in EN_MARGIN[code]] + ["边界清", "边界不清", "边界欠清", "毛刺"]
+        for code in EN_MARGIN
+    },
     "posterior_acoustics": {code: EN_POSTERIOR[code] + ZH_POSTERIOR[code] for code in EN_POSTERIOR},
     "vascularity": {code: [p.rstrip(".。") for p in EN_VASC[code] + ZH_VASC[code]] for code in EN_VASC},
 }
 WORDING["margins"]["well_defined"] = ["circumscribed", "well-defined", "边界清"]
-WORDING["margins"]["ill_defined_indistinct"] = ["indistinct", "ill-defined", "spiculated", "边界不清", "边界欠清",
-                                                "毛刺"]
+WORDING["margins"]["ill_defined_indistinct"] = [
+    "indistinct",
+    "ill-defined",
+    "spiculated",
+    "边界不清",
+    "边界欠清",
+    "毛刺",
+]
 
 TIRADS_EN = {
-    "composition": {"cystic": "cystic or almost completely cystic", "mixed_cystic_and_solid": "mixed cystic and solid",
-                    "solid": "solid or almost completely solid", "spongiform": "spongiform"},
-    "echogenic_foci": {"none": "none or large comet-tail artifacts", "macrocalcifications": "macrocalcifications",
-                       "peripheral_rim_calcifications": "peripheral (rim) calcifications",
-                       "punctate_echogenic_foci": "punctate echogenic foci"},
+    "composition": {
+        "cystic": "cystic or almost completely cystic",
+        "mixed_cystic_and_solid": "mixed cystic and solid",
+        "solid": "solid or almost completely solid",
+        "spongiform": "spongiform",
+    },
+    "echogenic_foci": {
+        "none": "none or large comet-tail artifacts",
+        "macrocalcifications": "macrocalcifications",
+        "peripheral_rim_calcifications": "peripheral (rim) calcifications",
+        "punctate_echogenic_foci": "punctate echogenic foci",
+    },
 }
-COMPOSITION_UDAF = {"cystic": "cystic_components", "mixed_cystic_and_solid": "mixed_cystic_and_solid_mass",
-                    "solid": "solid_components"}
-FOCI_ZH = {"macrocalcifications": "内见粗大钙化", "peripheral_rim_calcifications": "周边可见环状钙化",
-           "punctate_echogenic_foci": "内见点状强回声"}
+COMPOSITION_UDAF = {
+    "cystic": "cystic_components",
+    "mixed_cystic_and_solid": "mixed_cystic_and_solid_mass",
+    "solid": "solid_components",
+}
+FOCI_ZH = {
+    "macrocalcifications": "内见粗大钙化",
+    "peripheral_rim_calcifications": "周边可见环状钙化",
+    "punctate_echogenic_foci": "内见点状强回声",
+}
 
 
 @dataclass
@@ -106,12 +173,25 @@ class _Writer:
         self.length += len(text)
 
     def sentence(self, text: str, keys: list[str], attrs: dict) -> None:
-        if self.sentences and self.parts and not self.parts[-1].endswith(("\n", " ")) and self.language == "en":
+        if (
+            self.sentences
+            and self.parts
+            and not self.parts[-1].endswith(("\n", " "))
+            and self.language == "en"
+        ):
             self.raw(" ")
         start = self.length
         self.raw(text)
-        self.sentences.append(SentenceTruth(start=start, end=self.length, text=text, lesion_keys=list(keys),
-                                            attributes=attrs, section=self.section))
+        self.sentences.append(
+            SentenceTruth(
+                start=start,
+                end=self.length,
+                text=text,
+                lesion_keys=list(keys),
+                attributes=attrs,
+                section=self.section,
+            )
+        )
 
     def text(self) -> str:
         return "".join(self.parts).rstrip() + "\n"
@@ -151,13 +231,18 @@ def _article(word: str) -> str:
 
 # --- English -------------------------------------------------------------------------------------------
 def _en_clock(rng: random.Random, clock: str) -> str:
-    hour = clock.split(":")[0]
+    hour = clock.split(":", maxsplit=1)[0]
     return rng.choice((f"{hour} o'clock", f"the {hour} o'clock position", clock, f"{clock}"))
 
 
 def _en_distance(rng: random.Random, distance: float) -> str:
-    return rng.choice((f"{distance:g} cm from the nipple", f"{distance:g} cm FN",
-                       f"approximately {distance:g} cm from the nipple"))
+    return rng.choice(
+        (
+            f"{distance:g} cm from the nipple",
+            f"{distance:g} cm FN",
+            f"approximately {distance:g} cm from the nipple",
+        )
+    )
 
 
 def _en_location(rng: random.Random, lesion: ReportLesion, attrs: dict) -> str:
@@ -168,14 +253,22 @@ def _en_location(rng: random.Random, lesion: ReportLesion, attrs: dict) -> str:
         attrs["clock"] = entity.clock
         attrs["distance_from_nipple_cm"] = entity.distance_cm
         clock, dist = _en_clock(rng, entity.clock or ""), _en_distance(rng, entity.distance_cm or 0)
-        return rng.choice((f"In the {entity.laterality} breast at {clock}, {dist}, there is",
-                           f"At {clock} in the {entity.laterality} breast, {dist}, there is",
-                           f"{entity.laterality.capitalize()} breast, {clock}, {dist}:"))
+        return rng.choice(
+            (
+                f"In the {entity.laterality} breast at {clock}, {dist}, there is",
+                f"At {clock} in the {entity.laterality} breast, {dist}, there is",
+                f"{entity.laterality.capitalize()} breast, {clock}, {dist}:",
+            )
+        )
     attrs["site"] = list(entity.site)
     site = rng.choice(EN_SITE[entity.site[0]])
-    return rng.choice((f"In the {site} of the {entity.laterality} lobe there is",
-                       f"{entity.laterality.capitalize()} lobe, {site}:",
-                       f"Arising from the {site} of the {entity.laterality} thyroid lobe is"))
+    return rng.choice(
+        (
+            f"In the {site} of the {entity.laterality} lobe there is",
+            f"{entity.laterality.capitalize()} lobe, {site}:",
+            f"Arising from the {site} of the {entity.laterality} thyroid lobe is",
+        )
+    )
 
 
 def _en_noun_phrase(rng: random.Random, lesion: ReportLesion, attrs: dict, with_shape: bool) -> str:
@@ -186,7 +279,9 @@ def _en_noun_phrase(rng: random.Random, lesion: ReportLesion, attrs: dict, with_
         attrs["shape"] = w["shape"]
     if lesion.entity.body_part == "thyroid" and w["diagnosis"] != "cyst":
         comp = lesion.entity.assessment["features"]["composition"]
-        words.append({"solid": "solid", "mixed_cystic_and_solid": "mixed cystic and solid"}.get(comp, "cystic"))
+        words.append(
+            {"solid": "solid", "mixed_cystic_and_solid": "mixed cystic and solid"}.get(comp, "cystic")
+        )
         attrs["internal_characteristics"] = [COMPOSITION_UDAF[comp]]
     words.append(rng.choice(EN_ECHO[w["echogenicity"]]))
     attrs["echogenicity"] = w["echogenicity"]
@@ -218,8 +313,11 @@ def _en_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
         attrs["posterior_acoustics"] = posterior
     elif not posterior and rng.random() < 0.3:
         denied = rng.choice((["shadowing"], ["enhancement", "shadowing"]))
-        clauses.append("without posterior acoustic shadowing" if len(denied) == 1
-                       else "without posterior acoustic features")
+        clauses.append(
+            "without posterior acoustic shadowing"
+            if len(denied) == 1
+            else "without posterior acoustic features"
+        )
         attrs["negated"] = {"posterior_acoustics": denied}
     tail = (", " + ", ".join(clauses)) if clauses else ""
     if location.endswith(":"):
@@ -231,8 +329,14 @@ def _en_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
     bits = []
     if not shape_first and "shape" in w:
         second["shape"] = w["shape"]
-        bits.append(rng.choice((f"It is {rng.choice(EN_SHAPE[w['shape']])} in shape",
-                                f"The lesion is {rng.choice(EN_SHAPE[w['shape']])}")))
+        bits.append(
+            rng.choice(
+                (
+                    f"It is {rng.choice(EN_SHAPE[w['shape']])} in shape",
+                    f"The lesion is {rng.choice(EN_SHAPE[w['shape']])}",
+                )
+            )
+        )
     if not margin_inline:
         second["margins"] = w["margins"]
         margin = rng.choice(EN_MARGIN[w["margins"]])
@@ -242,20 +346,33 @@ def _en_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
         bits.append("and is taller-than-wide" if bits else "It is taller-than-wide")
     if bits:
         out.sentence(" ".join(bits) + ".", [key], second)
-    internal = [code for code in w.get("internal_characteristics", [])
-                if code in ("calcifications", "septations", "complex_cystic_solid")]
+    internal = [
+        code
+        for code in w.get("internal_characteristics", [])
+        if code in ("calcifications", "septations", "complex_cystic_solid")
+    ]
     if internal:
         code = internal[0]
-        text = {"calcifications": rng.choice(("Internal microcalcifications are present.",
-                                              "Punctate echogenic foci are seen within it.",
-                                              "Internal calcifications are noted.")),
-                "septations": rng.choice(("Thin internal septations are noted.",
-                                          "A few thin septations are present.")),
-                "complex_cystic_solid": "It has both cystic and solid components."}[code]
+        text = {
+            "calcifications": rng.choice(
+                (
+                    "Internal microcalcifications are present.",
+                    "Punctate echogenic foci are seen within it.",
+                    "Internal calcifications are noted.",
+                )
+            ),
+            "septations": rng.choice(
+                ("Thin internal septations are noted.", "A few thin septations are present.")
+            ),
+            "complex_cystic_solid": "It has both cystic and solid components.",
+        }[code]
         out.sentence(text, [key], {"internal_characteristics": [code]})
     elif w["diagnosis"] != "cyst" and rng.random() < 0.25:
-        out.sentence(rng.choice(("No calcifications are seen.", "No internal calcifications.")), [key],
-                     {"negated": {"internal_characteristics": ["calcifications"]}})
+        out.sentence(
+            rng.choice(("No calcifications are seen.", "No internal calcifications.")),
+            [key],
+            {"negated": {"internal_characteristics": ["calcifications"]}},
+        )
     vasc = w.get("vascularity")
     if vasc in EN_VASC and (rng.random() < 0.7 or "vascularity" in lesion.force):
         out.sentence(rng.choice(EN_VASC[vasc]), [key], {"vascularity": vasc})
@@ -267,21 +384,30 @@ def _en_tirads_fields(rng: random.Random, out: _Writer, lesion: ReportLesion, si
     features = entity.assessment["features"]
     number = key[1:]
     site = rng.choice(EN_SITE[entity.site[0]])
-    out.sentence(f"Nodule {number}: {entity.laterality} lobe, {site}.", [key],
-                 {"laterality": entity.laterality, "site": list(entity.site)})
+    out.sentence(
+        f"Nodule {number}: {entity.laterality} lobe, {site}.",
+        [key],
+        {"laterality": entity.laterality, "site": list(entity.site)},
+    )
     size, written = _size_text(rng, lesion.size_mm, "en")
     out.sentence(f"Size: {size}.", [key], {"size_mm": written})
     sizes.append(max(written))
     comp = features["composition"]
-    out.sentence(f"Composition: {TIRADS_EN['composition'][comp]} ({TIRADS_POINTS['composition'][comp]}).", [key],
-                 {"internal_characteristics": [COMPOSITION_UDAF[comp]], "tirads_composition": comp})
+    out.sentence(
+        f"Composition: {TIRADS_EN['composition'][comp]} ({TIRADS_POINTS['composition'][comp]}).",
+        [key],
+        {"internal_characteristics": [COMPOSITION_UDAF[comp]], "tirads_composition": comp},
+    )
     echo = w["echogenicity"]
     points = {"anechoic": 0, "hypoechoic": 2}.get(features["echogenicity"], 1)
     echo_word = {"mixed_echogenicity": "mixed, predominantly isoechoic"}.get(echo, echo)
     out.sentence(f"Echogenicity: {echo_word} ({points}).", [key], {"echogenicity": echo})
     ttw = features["shape"] == "taller_than_wide"
-    out.sentence(f"Shape: {'taller-than-wide (3)' if ttw else 'wider-than-tall (0)'}.", [key],
-                 {"tirads_shape": features["shape"]})
+    out.sentence(
+        f"Shape: {'taller-than-wide (3)' if ttw else 'wider-than-tall (0)'}.",
+        [key],
+        {"tirads_shape": features["shape"]},
+    )
     margin = features["margin"]
     margin_attrs: dict = {"tirads_margin": margin}
     if margin == "smooth":
@@ -295,8 +421,12 @@ def _en_tirads_fields(rng: random.Random, out: _Writer, lesion: ReportLesion, si
         margin_attrs["shape"] = w["shape"]
     out.sentence(f"Margin: {margin_text}.", [key], margin_attrs)
     foci = features["echogenic_foci"]
-    foci_points = {"none": 0, "macrocalcifications": 1, "peripheral_rim_calcifications": 2,
-                   "punctate_echogenic_foci": 3}
+    foci_points = {
+        "none": 0,
+        "macrocalcifications": 1,
+        "peripheral_rim_calcifications": 2,
+        "punctate_echogenic_foci": 3,
+    }
     foci_attrs: dict = {"tirads_echogenic_foci": list(foci)}
     if foci == ["none"]:
         foci_attrs["negated"] = {"internal_characteristics": ["calcifications"]}
@@ -305,22 +435,42 @@ def _en_tirads_fields(rng: random.Random, out: _Writer, lesion: ReportLesion, si
     foci_text = ", ".join(f"{TIRADS_EN['echogenic_foci'][f]} ({foci_points[f]})" for f in foci)
     out.sentence(f"Echogenic foci: {foci_text}.", [key], foci_attrs)
     points_total = entity.assessment["points"]
-    out.sentence(f"ACR TI-RADS total points: {points_total} ({lesion.category}).", [key],
-                 {"tirads_points": points_total, "tirads_level": lesion.category})
+    out.sentence(
+        f"ACR TI-RADS total points: {points_total} ({lesion.category}).",
+        [key],
+        {"tirads_points": points_total, "tirads_level": lesion.category},
+    )
+
+
+def _recommendation(body_part: str, category: str, largest_cm: float) -> str:
+    """ "biopsy", "follow_up", "benign" or "" for a category (and, for TI-RADS, the largest size)."""
+    if body_part == "breast":
+        return {"1": "", "2": "benign", "3": "follow_up"}.get(category, "biopsy")
+    thresholds = {"TR3": (2.5, 1.5), "TR4": (1.5, 1.0), "TR5": (1.0, 0.5)}.get(category)
+    if not thresholds:
+        return "benign"
+    if largest_cm >= thresholds[0]:
+        return "biopsy"
+    return "follow_up" if largest_cm >= thresholds[1] else "no_fna"
+
+
+_ADVICE_EN = {
+    "breast": {
+        "benign": "Benign finding.",
+        "follow_up": "Short-interval follow-up in 6 months is recommended.",
+        "biopsy": "Ultrasound-guided core needle biopsy is recommended.",
+    },
+    "thyroid": {
+        "benign": "No FNA or follow-up needed.",
+        "follow_up": "Follow-up ultrasound is recommended.",
+        "biopsy": "Fine-needle aspiration is recommended.",
+        "no_fna": "No FNA needed.",
+    },
+}
 
 
 def _recommendation_en(body_part: str, category: str, largest_cm: float) -> str:
-    if body_part == "breast":
-        return {"1": "", "2": "Benign finding.", "3": "Short-interval follow-up in 6 months is recommended."}.get(
-            category, "Ultrasound-guided core needle biopsy is recommended.")
-    thresholds = {"TR3": (2.5, 1.5), "TR4": (1.5, 1.0), "TR5": (1.0, 0.5)}.get(category)
-    if not thresholds:
-        return "No FNA or follow-up needed."
-    if largest_cm >= thresholds[0]:
-        return "Fine-needle aspiration is recommended."
-    if largest_cm >= thresholds[1]:
-        return "Follow-up ultrasound is recommended."
-    return "No FNA needed."
+    return _ADVICE_EN[body_part].get(_recommendation(body_part, category, largest_cm), "")
 
 
 def _en_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, largest_mm: float) -> None:
@@ -331,8 +481,12 @@ def _en_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, large
         attrs["clock"] = entity.clock
         attrs["birads"] = lesion.category
         hour = (entity.clock or "").split(":")[0]
-        where = rng.choice((f"{entity.laterality} breast {noun} at {hour} o'clock",
-                            f"{noun} in the {entity.laterality} breast at {entity.clock}"))
+        where = rng.choice(
+            (
+                f"{entity.laterality} breast {noun} at {hour} o'clock",
+                f"{noun} in the {entity.laterality} breast at {entity.clock}",
+            )
+        )
         label = rng.choice((f"BI-RADS {lesion.category}", f"BI-RADS category {lesion.category}"))
     else:
         attrs["site"] = list(entity.site)
@@ -352,18 +506,25 @@ def _en_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, large
     out.sentence(text, [key], attrs)
 
 
-def _write_en(rng: random.Random, body_part: str, lesions: list[ReportLesion], sizes: dict[str, float]) -> _Writer:
+def _write_en(
+    rng: random.Random, body_part: str, lesions: list[ReportLesion], sizes: dict[str, float]
+) -> _Writer:
     out = _Writer("en")
     sides = sorted({lesion.entity.laterality for lesion in lesions}) or ["right", "left"]
     organ = "breast" if body_part == "breast" else "thyroid"
-    title = (f"{'BILATERAL' if len(sides) > 1 or rng.random() < 0.5 else sides[0].upper()} {organ.upper()} "
-             "ULTRASOUND\n\n")
+    title = (
+        f"{'BILATERAL' if len(sides) > 1 or rng.random() < 0.5 else sides[0].upper()} {organ.upper()} "
+        "ULTRASOUND\n\n"
+    )
     if rng.random() < 0.7:
         out.raw(title)
     out.raw(rng.choice(("FINDINGS:\n", "Findings:\n", "FINDINGS: ")))
     if rng.random() < 0.7:
-        general = ("The breast tissue is heterogeneously fibroglandular." if body_part == "breast"
-                   else "The thyroid gland is normal in size with homogeneous background echotexture.")
+        general = (
+            "The breast tissue is heterogeneously fibroglandular."
+            if body_part == "breast"
+            else "The thyroid gland is normal in size with homogeneous background echotexture."
+        )
         out.sentence(general, [], {})
     if len(lesions) == 2 and rng.random() < 0.3 and body_part == "breast":
         _en_pair_sentence(rng, out, lesions)
@@ -372,19 +533,29 @@ def _write_en(rng: random.Random, body_part: str, lesions: list[ReportLesion], s
         _en_lesion_findings(rng, out, lesion, local)
         sizes[lesion.key] = max(local)
     if not lesions:
-        out.sentence("No discrete solid or cystic mass is identified." if body_part == "breast"
-                     else "No thyroid nodule is identified.", [],
-                     {"negated": {"diagnosis": ["nodule", "mass", "cyst"]}})
+        out.sentence(
+            "No discrete solid or cystic mass is identified."
+            if body_part == "breast"
+            else "No thyroid nodule is identified.",
+            [],
+            {"negated": {"diagnosis": ["nodule", "mass", "cyst"]}},
+        )
     if rng.random() < 0.7:
-        text = ("No axillary lymphadenopathy." if body_part == "breast"
-                else "No suspicious cervical lymph nodes are seen.")
+        text = (
+            "No axillary lymphadenopathy."
+            if body_part == "breast"
+            else "No suspicious cervical lymph nodes are seen."
+        )
         out.sentence(text, [], {"negated": {"lymph_nodes": ["enlarged"]}})
     out.raw("\n\n")
     out.section = "impression"
     out.raw(rng.choice(("IMPRESSION:\n", "Impression:\n")))
     if not lesions:
-        out.sentence("Negative ultrasound. BI-RADS 1." if body_part == "breast" else
-                     "Normal thyroid ultrasound.", [], {"birads": "1"} if body_part == "breast" else {})
+        out.sentence(
+            "Negative ultrasound. BI-RADS 1." if body_part == "breast" else "Normal thyroid ultrasound.",
+            [],
+            {"birads": "1"} if body_part == "breast" else {},
+        )
     numbered = len(lesions) > 1 or rng.random() < 0.5
     for number, lesion in enumerate(lesions, 1):
         if numbered:
@@ -408,12 +579,21 @@ def _en_pair_sentence(rng: random.Random, out: _Writer, lesions: list[ReportLesi
         if not same_side:
             where = f"in the {entity.laterality} breast {where}"
         parts.append(f"a {size} {noun} {where}")
-        by_lesion[lesion.key] = {"laterality": entity.laterality, "clock": entity.clock, "size_mm": [mm],
-                                 "echogenicity": w["echogenicity"], "diagnosis": w["diagnosis"]}
-    lead = f"In the {lesions[0].entity.laterality} breast there are two lesions: " if same_side else \
-        "There are two lesions: "
-    out.sentence(f"{lead}{parts[0]} and {parts[1]}.", [lesion.key for lesion in lesions],
-                 {"by_lesion": by_lesion})
+        by_lesion[lesion.key] = {
+            "laterality": entity.laterality,
+            "clock": entity.clock,
+            "size_mm": [mm],
+            "echogenicity": w["echogenicity"],
+            "diagnosis": w["diagnosis"],
+        }
+    lead = (
+        f"In the {lesions[0].entity.laterality} breast there are two lesions: "
+        if same_side
+        else "There are two lesions: "
+    )
+    out.sentence(
+        f"{lead}{parts[0]} and {parts[1]}.", [lesion.key for lesion in lesions], {"by_lesion": by_lesion}
+    )
 
 
 # --- Chinese -------------------------------------------------------------------------------------------
@@ -437,13 +617,18 @@ def _zh_location(rng: random.Random, lesion: ReportLesion, attrs: dict) -> str:
         hour = int((entity.clock or "12:00").split(":")[0])
         dist = f"{entity.distance_cm:g}"
         quadrant = _zh_quadrant(entity.laterality, hour)
-        options = [f"{side}乳{hour}点钟方向距乳头约{dist}cm处", f"{side}侧乳腺{hour}点位，距乳头{dist}cm处",
-                   f"{side}乳{hour}点距乳头{dist}cm处"]
+        options = [
+            f"{side}乳{hour}点钟方向距乳头约{dist}cm处",
+            f"{side}侧乳腺{hour}点位，距乳头{dist}cm处",
+            f"{side}乳{hour}点距乳头{dist}cm处",
+        ]
         if quadrant:
             options.append(f"{side}乳{quadrant}象限（{hour}点钟，距乳头约{dist}cm）")
         return rng.choice(options)
     attrs["site"] = list(entity.site)
-    return rng.choice((f"甲状腺{side}叶{ZH_SITE[entity.site[0]]}", f"{side}叶甲状腺{ZH_SITE[entity.site[0]]}"))
+    return rng.choice(
+        (f"甲状腺{side}叶{ZH_SITE[entity.site[0]]}", f"{side}叶甲状腺{ZH_SITE[entity.site[0]]}")
+    )
 
 
 def _zh_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, sizes: list[float]) -> None:
@@ -460,7 +645,7 @@ def _zh_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
     if w["diagnosis"] == "cyst" and echo == "anechoic" and rng.random() < 0.6:
         noun = "无回声区"
     else:
-        noun = f"{ZH_ECHO[echo][0]}{ZH_NOUN[w['diagnosis']]}"
+        noun = f"{prefix}{ZH_ECHO[echo][0]}{ZH_NOUN[w['diagnosis']]}"
         attrs["diagnosis"] = w["diagnosis"]
         if w["diagnosis"] == "cyst":
             noun = f"{ZH_ECHO[echo][0]}囊性结节"
@@ -513,12 +698,8 @@ def _zh_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
 
 
 def _recommendation_zh(body_part: str, category: str, largest_cm: float) -> str:
-    advice = _recommendation_en(body_part, category, largest_cm)
-    if "biopsy" in advice or "aspiration" in advice:
-        return "，建议穿刺活检"
-    if "follow-up" in advice.lower():
-        return "，建议定期复查"
-    return ""
+    advice = _recommendation(body_part, category, largest_cm)
+    return {"biopsy": "，建议穿刺活检", "follow_up": "，建议定期复查"}.get(advice, "")
 
 
 def _zh_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, largest_mm: float) -> None:
@@ -533,8 +714,13 @@ def _zh_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, large
         if w["diagnosis"] != "cyst" or rng.random() < 0.5:
             noun = ZH_ECHO[w["echogenicity"]][0] + noun
             attrs["echogenicity"] = w["echogenicity"]
-        label = rng.choice((f"BI-RADS {lesion.category}类", f"BI-RADS分类：{lesion.category.lower()}类",
-                            f"BI-RADS {lesion.category}级"))
+        label = rng.choice(
+            (
+                f"BI-RADS {lesion.category}类",
+                f"BI-RADS分类：{lesion.category.lower()}类",
+                f"BI-RADS {lesion.category}级",
+            )
+        )
         text = rng.choice((f"{side}乳{noun}（{hour}点钟），{label}", f"{side}乳{hour}点{noun}，{label}"))
     else:
         attrs["tirads_level"] = lesion.category
@@ -548,16 +734,22 @@ def _zh_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, large
             label += f"（{entity.assessment['points']}分）"
             attrs["tirads_points"] = entity.assessment["points"]
         text = f"甲状腺{side}叶{ZH_SITE[entity.site[0]]}{noun}，{label}"
-    out.sentence(text + _recommendation_zh(entity.body_part, lesion.category, largest_mm / 10) + "。", [key], attrs)
+    out.sentence(
+        text + _recommendation_zh(entity.body_part, lesion.category, largest_mm / 10) + "。", [key], attrs
+    )
 
 
-def _write_zh(rng: random.Random, body_part: str, lesions: list[ReportLesion], sizes: dict[str, float]) -> _Writer:
+def _write_zh(
+    rng: random.Random, body_part: str, lesions: list[ReportLesion], sizes: dict[str, float]
+) -> _Writer:
     out = _Writer("zh")
     out.raw(rng.choice(("超声所见：\n", "检查所见：\n", "【超声所见】\n")))
     if rng.random() < 0.7:
-        general = rng.choice(("双侧乳腺腺体层增厚，回声不均匀，呈增生样改变。", "双乳腺体结构清晰，回声分布尚均匀。")
-                             if body_part == "breast" else ("甲状腺大小形态正常，包膜完整，实质回声均匀。",
-                                                            "甲状腺左右叶大小正常，实质回声尚均匀。"))
+        general = rng.choice(
+            ("双侧乳腺腺体层增厚，回声不均匀，呈增生样改变。", "双乳腺体结构清晰，回声分布尚均匀。")
+            if body_part == "breast"
+            else ("甲状腺大小形态正常，包膜完整，实质回声均匀。", "甲状腺左右叶大小正常，实质回声尚均匀。")
+        )
         out.sentence(general, [], {})
     if len(lesions) == 2 and rng.random() < 0.3 and body_part == "breast":
         _zh_pair_sentence(rng, out, lesions)
@@ -566,10 +758,15 @@ def _write_zh(rng: random.Random, body_part: str, lesions: list[ReportLesion], s
         _zh_lesion_findings(rng, out, lesion, local)
         sizes[lesion.key] = max(local)
     if not lesions:
-        out.sentence("双侧乳腺内未见明显占位性病变。" if body_part == "breast" else "甲状腺内未见明显结节。", [],
-                     {"negated": {"diagnosis": ["nodule", "mass", "cyst"]}})
+        out.sentence(
+            "双侧乳腺内未见明显占位性病变。" if body_part == "breast" else "甲状腺内未见明显结节。",
+            [],
+            {"negated": {"diagnosis": ["nodule", "mass", "cyst"]}},
+        )
     axilla = rng.random() < 0.75
-    node_text = "双侧腋下未见明显肿大淋巴结。" if body_part == "breast" else "双侧颈部未见明显异常肿大淋巴结。"
+    node_text = (
+        "双侧腋下未见明显肿大淋巴结。" if body_part == "breast" else "双侧颈部未见明显异常肿大淋巴结。"
+    )
     if axilla:
         out.sentence(node_text, [], {"negated": {"lymph_nodes": ["enlarged"]}})
     out.raw("\n")
@@ -606,14 +803,22 @@ def _zh_pair_sentence(rng: random.Random, out: _Writer, lesions: list[ReportLesi
         hour = (entity.clock or "12:00").split(":")[0]
         where = f"{hour}点钟方向" if same_side else f"{ZH_SIDE[entity.laterality]}乳{hour}点钟方向"
         parts.append(f"{where}{ZH_ECHO[w['echogenicity']][0]}{ZH_NOUN[w['diagnosis']]}，大小约{size}")
-        by_lesion[lesion.key] = {"laterality": entity.laterality, "clock": entity.clock, "size_mm": [mm],
-                                 "echogenicity": w["echogenicity"], "diagnosis": w["diagnosis"]}
+        by_lesion[lesion.key] = {
+            "laterality": entity.laterality,
+            "clock": entity.clock,
+            "size_mm": [mm],
+            "echogenicity": w["echogenicity"],
+            "diagnosis": w["diagnosis"],
+        }
     lead = f"{ZH_SIDE[lesions[0].entity.laterality]}乳可见两个病灶：" if same_side else "双乳可见两个病灶："
-    out.sentence(f"{lead}{parts[0]}；{parts[1]}。", [lesion.key for lesion in lesions], {"by_lesion": by_lesion})
+    out.sentence(
+        f"{lead}{parts[0]}；{parts[1]}。", [lesion.key for lesion in lesions], {"by_lesion": by_lesion}
+    )
 
 
-def report_write(rng: random.Random, language: str, body_part: str,
-                 lesions: list[ReportLesion]) -> tuple[str, list[SentenceTruth]]:
+def report_write(
+    rng: random.Random, language: str, body_part: str, lesions: list[ReportLesion]
+) -> tuple[str, list[SentenceTruth]]:
     """Write the report for `lesions` in `language`; return its text and sentence records.
 
     Promises: every record satisfies `text[start:end] == record.text`; each lesion is described by at
@@ -622,6 +827,9 @@ def report_write(rng: random.Random, language: str, body_part: str,
     are always written.
     """
     sizes: dict[str, float] = {}
-    writer = _write_en(rng, body_part, lesions, sizes) if language == "en" else _write_zh(rng, body_part, lesions,
-                                                                                         sizes)
+    writer = (
+        _write_en(rng, body_part, lesions, sizes)
+        if language == "en"
+        else _write_zh(rng, body_part, lesions, sizes)
+    )
     return writer.text(), writer.sentences

@@ -20,9 +20,9 @@ import numpy as np
 from .truth import birads_category, tirads_level, tirads_points
 
 IMAGE_SIZES = ((640, 480), (720, 540), (768, 576), (800, 600))
-TOP_PX = 40          # field starts below the header line
-BOTTOM_PX = 56       # body marker and labels sit below the field
-CONVEX_R0 = 110      # convex probe: radius of the skin line from the virtual apex, pixels
+TOP_PX = 40  # field starts below the header line
+BOTTOM_PX = 56  # body marker and labels sit below the field
+CONVEX_R0 = 110  # convex probe: radius of the skin line from the virtual apex, pixels
 VIEW_ABBREV = {"transverse": "TRV", "longitudinal": "LON", "radial": "RAD", "antiradial": "ARAD"}
 SIDE_ABBREV = {"right": "RT", "left": "LT"}
 
@@ -124,12 +124,23 @@ def _angles(steps: int) -> np.ndarray:
     return np.arange(steps) * (2 * math.pi / steps)
 
 
-def _outline(rng: random.Random, shape: str, cx: float, cy: float, rx: float, ry: float, rot: float,
-             polygon: bool) -> tuple[str, dict, tuple[float, float]]:
+def _outline(
+    rng: random.Random,
+    shape: str,
+    *,
+    centre: tuple[float, float],
+    radii: tuple[float, float],
+    rot: float,
+    polygon: bool,
+) -> tuple[str, dict, tuple[float, float]]:
     """Region shape, platform geometry, and the outline's (long, short) extent along its axes, pixels."""
+    (cx, cy), (rx, ry) = centre, radii
     if not polygon:
-        geometry = {"center": [round(cx, 1), round(cy, 1)], "radii": [round(rx, 1), round(ry, 1)],
-                    "rotation": round(rot, 1)}
+        geometry = {
+            "center": [round(cx, 1), round(cy, 1)],
+            "radii": [round(rx, 1), round(ry, 1)],
+            "rotation": round(rot, 1),
+        }
         return "ellipse", geometry, (2 * max(rx, ry), 2 * min(rx, ry))
     steps = 40 if shape in ("irregular", "lobulated") else 28
     angles = _angles(steps)
@@ -155,38 +166,55 @@ def _outline(rng: random.Random, shape: str, cx: float, cy: float, rx: float, ry
 # --- lesion archetypes ---------------------------------------------------------------------------------
 def _breast_lesion(rng: random.Random) -> tuple[str, dict, float]:
     """(label, attributes, long axis mm) of a breast lesion drawn from a realistic mix of archetypes."""
-    kind = weighted(rng, ("cyst", "complicated", "fibroadenoma", "suspicious", "complex", "hyper"),
-                    (24, 6, 28, 30, 7, 5))
+    kind = weighted(
+        rng, ("cyst", "complicated", "fibroadenoma", "suspicious", "complex", "hyper"), (24, 6, 28, 30, 7, 5)
+    )
     base = {"organ_level": "breast", "body_system_level": "breast_and_axilla"}
     if kind in ("cyst", "complicated"):
-        attrs = {"diagnosis": "cyst", "shape": rng.choice(("oval", "oval", "round")), "margins": "well_defined",
-                 "echogenicity": "anechoic", "posterior_acoustics": "enhancement",
-                 "vascularity": "no_vascularity"}
+        attrs = {
+            "diagnosis": "cyst",
+            "shape": rng.choice(("oval", "oval", "round")),
+            "margins": "well_defined",
+            "echogenicity": "anechoic",
+            "posterior_acoustics": "enhancement",
+            "vascularity": "no_vascularity",
+        }
         if kind == "complicated":
             attrs["internal_characteristics"] = ["septations"]
         return "cyst", base | attrs, rng.uniform(4, 20)
     if kind in ("fibroadenoma", "hyper"):
-        attrs = {"diagnosis": "nodule", "shape": rng.choice(("oval", "oval", "lobulated", "round")),
-                 "margins": "well_defined",
-                 "echogenicity": "hyperechoic" if kind == "hyper" else rng.choice(("hypoechoic", "hypoechoic",
-                                                                                     "isoechoic")),
-                 "vascularity": rng.choice(("no_vascularity", "normal_regular_vascularity"))}
+        attrs = {
+            "diagnosis": "nodule",
+            "shape": rng.choice(("oval", "oval", "lobulated", "round")),
+            "margins": "well_defined",
+            "echogenicity": "hyperechoic"
+            if kind == "hyper"
+            else rng.choice(("hypoechoic", "hypoechoic", "isoechoic")),
+            "vascularity": rng.choice(("no_vascularity", "normal_regular_vascularity")),
+        }
         if rng.random() < 0.3 and kind != "hyper":
             attrs["posterior_acoustics"] = "enhancement"
         return "nodule", base | attrs, rng.uniform(6, 25)
     if kind == "complex":
-        attrs = {"diagnosis": "mass", "shape": rng.choice(("oval", "irregular")),
-                 "margins": rng.choice(("well_defined", "ill_defined_indistinct")),
-                 "echogenicity": "mixed_echogenicity", "internal_characteristics": ["complex_cystic_solid"],
-                 "posterior_acoustics": "enhancement",
-                 "vascularity": rng.choice(("normal_regular_vascularity", "increased_vascularity"))}
+        attrs = {
+            "diagnosis": "mass",
+            "shape": rng.choice(("oval", "irregular")),
+            "margins": rng.choice(("well_defined", "ill_defined_indistinct")),
+            "echogenicity": "mixed_echogenicity",
+            "internal_characteristics": ["complex_cystic_solid"],
+            "posterior_acoustics": "enhancement",
+            "vascularity": rng.choice(("normal_regular_vascularity", "increased_vascularity")),
+        }
         return "mass", base | attrs, rng.uniform(10, 30)
-    attrs = {"diagnosis": rng.choice(("mass", "nodule")),
-             "shape": rng.choice(("irregular", "irregular", "irregular", "round", "lobulated")),
-             "margins": "ill_defined_indistinct" if rng.random() < 0.85 else "well_defined",
-             "echogenicity": "hypoechoic" if rng.random() < 0.9 else "mixed_echogenicity",
-             "vascularity": rng.choice(("increased_vascularity", "increased_vascularity", "no_vascularity",
-                                        "normal_regular_vascularity"))}
+    attrs = {
+        "diagnosis": rng.choice(("mass", "nodule")),
+        "shape": rng.choice(("irregular", "irregular", "irregular", "round", "lobulated")),
+        "margins": "ill_defined_indistinct" if rng.random() < 0.85 else "well_defined",
+        "echogenicity": "hypoechoic" if rng.random() < 0.9 else "mixed_echogenicity",
+        "vascularity": rng.choice(
+            ("increased_vascularity", "increased_vascularity", "no_vascularity", "normal_regular_vascularity")
+        ),
+    }
     if rng.random() < 0.6:
         attrs["posterior_acoustics"] = "shadowing"
     if rng.random() < 0.45:
@@ -199,11 +227,22 @@ def _thyroid_lesion(rng: random.Random) -> tuple[str, dict, float, dict]:
     base = {"organ_level": "thyroid_gland", "body_system_level": "head_and_neck"}
     composition = weighted(rng, ("cystic", "mixed_cystic_and_solid", "solid"), (15, 25, 60))
     if composition == "cystic":
-        attrs = {"diagnosis": "cyst", "shape": rng.choice(("oval", "round")), "margins": "well_defined",
-                 "echogenicity": "anechoic", "internal_characteristics": ["cystic_components"],
-                 "posterior_acoustics": "enhancement", "vascularity": "no_vascularity"}
-        features = {"composition": "cystic", "echogenicity": "anechoic", "shape": "wider_than_tall",
-                    "margin": "smooth", "echogenic_foci": ["none"]}
+        attrs = {
+            "diagnosis": "cyst",
+            "shape": rng.choice(("oval", "round")),
+            "margins": "well_defined",
+            "echogenicity": "anechoic",
+            "internal_characteristics": ["cystic_components"],
+            "posterior_acoustics": "enhancement",
+            "vascularity": "no_vascularity",
+        }
+        features = {
+            "composition": "cystic",
+            "echogenicity": "anechoic",
+            "shape": "wider_than_tall",
+            "margin": "smooth",
+            "echogenic_foci": ["none"],
+        }
         return "cyst", base | attrs, rng.uniform(5, 25), features
     echo = weighted(rng, ("hypoechoic", "isoechoic", "hyperechoic"), (55, 35, 10))
     if composition == "mixed_cystic_and_solid":
@@ -215,23 +254,34 @@ def _thyroid_lesion(rng: random.Random) -> tuple[str, dict, float, dict]:
     shape = weighted(rng, ("oval", "round", "lobulated", "irregular"), (45, 15, 15, 25))
     margins = rng.choice(("well_defined", "well_defined", "ill_defined_indistinct"))
     taller = echo == "hypoechoic" and composition == "solid" and rng.random() < 0.25
-    foci = weighted(rng, ("none", "macrocalcifications", "peripheral_rim_calcifications",
-                          "punctate_echogenic_foci"), (55, 15, 5, 25))
+    foci = weighted(
+        rng,
+        ("none", "macrocalcifications", "peripheral_rim_calcifications", "punctate_echogenic_foci"),
+        (55, 15, 5, 25),
+    )
     if foci != "none":
         internal = [*internal, "calcifications"]
-    attrs = {"diagnosis": "nodule", "shape": shape, "margins": margins, "echogenicity": udaf_echo,
-             "internal_characteristics": internal,
-             "vascularity": rng.choice(("no_vascularity", "normal_regular_vascularity", "increased_vascularity"))}
+    attrs = {
+        "diagnosis": "nodule",
+        "shape": shape,
+        "margins": margins,
+        "echogenicity": udaf_echo,
+        "internal_characteristics": internal,
+        "vascularity": rng.choice(("no_vascularity", "normal_regular_vascularity", "increased_vascularity")),
+    }
     if composition == "mixed_cystic_and_solid" and rng.random() < 0.5:
         attrs["posterior_acoustics"] = "enhancement"
     elif foci == "macrocalcifications" and rng.random() < 0.6:
         attrs["posterior_acoustics"] = "shadowing"
-    features = {"composition": composition,
-                "echogenicity": "hypoechoic" if echo == "hypoechoic" else "hyperechoic_or_isoechoic",
-                "shape": "taller_than_wide" if taller else "wider_than_tall",
-                "margin": "lobulated_or_irregular" if shape in ("lobulated", "irregular")
-                else ("ill_defined" if margins == "ill_defined_indistinct" else "smooth"),
-                "echogenic_foci": [foci]}
+    features = {
+        "composition": composition,
+        "echogenicity": "hypoechoic" if echo == "hypoechoic" else "hyperechoic_or_isoechoic",
+        "shape": "taller_than_wide" if taller else "wider_than_tall",
+        "margin": "lobulated_or_irregular"
+        if shape in ("lobulated", "irregular")
+        else ("ill_defined" if margins == "ill_defined_indistinct" else "smooth"),
+        "echogenic_foci": [foci],
+    }
     return "nodule", base | attrs, rng.uniform(5, 35), features
 
 
@@ -252,7 +302,12 @@ def lesion_entity(seed: int, body_part: str, entity_id: str) -> LesionEntity:
     else:
         label, attrs, long_mm, features = _thyroid_lesion(rng)
         points = tirads_points(features)
-        assessment = {"system": "acr_tirads", "features": features, "points": points, "level": tirads_level(points)}
+        assessment = {
+            "system": "acr_tirads",
+            "features": features,
+            "points": points,
+            "level": tirads_level(points),
+        }
         clock, distance = None, None
         site = (rng.choice(("upper", "mid", "mid", "lower")),)
         view_names = ("transverse", "longitudinal")
@@ -286,19 +341,46 @@ def lesion_entity(seed: int, body_part: str, entity_id: str) -> LesionEntity:
         depth = rng.uniform(top, bottom)
         cx, cy = field_point(fov, rng.uniform(-0.3, 0.3), depth)
         rot = rng.uniform(-12, 12)
-        shape, geometry, (long_px, short_px) = _outline(rng, attrs["shape"], cx, cy, rx, ry, rot, polygon)
-        marker = _body_marker(body_part, laterality, clock, distance, view, site)
-        views.append(LesionView(
-            view=view, width=width, height=height, spacing=spacing, probe=probe, shape=shape, geometry=geometry,
-            size_mm=(round(long_px * spacing, 2), round(short_px * spacing, 2)), body_marker=marker,
-            render_key=f"{body_part}:{entity_id}:{slot}",
-        ))
-    return LesionEntity(body_part=body_part, label=label, attributes=attrs, assessment=assessment,
-                        laterality=laterality, clock=clock, distance_cm=distance, site=site, views=tuple(views))
+        shape, geometry, (long_px, short_px) = _outline(
+            rng, attrs["shape"], centre=(cx, cy), radii=(rx, ry), rot=rot, polygon=polygon
+        )
+        marker = _body_marker(body_part, laterality, clock, distance, view=view, site=site)
+        views.append(
+            LesionView(
+                view=view,
+                width=width,
+                height=height,
+                spacing=spacing,
+                probe=probe,
+                shape=shape,
+                geometry=geometry,
+                size_mm=(round(long_px * spacing, 2), round(short_px * spacing, 2)),
+                body_marker=marker,
+                render_key=f"{body_part}:{entity_id}:{slot}",
+            )
+        )
+    return LesionEntity(
+        body_part=body_part,
+        label=label,
+        attributes=attrs,
+        assessment=assessment,
+        laterality=laterality,
+        clock=clock,
+        distance_cm=distance,
+        site=site,
+        views=tuple(views),
+    )
 
 
-def _body_marker(body_part: str, laterality: str, clock: str | None, distance: float | None, view: str,
-                 site: tuple[str, ...]) -> str:
+def _body_marker(
+    body_part: str,
+    laterality: str,
+    clock: str | None,
+    distance: float | None,
+    *,
+    view: str,
+    site: tuple[str, ...],
+) -> str:
     """Burned-in annotation text, e.g. "RT BREAST 10:00 3CMFN RAD" or "LT THY LON MID"."""
     side = SIDE_ABBREV[laterality]
     if body_part == "breast":
@@ -319,13 +401,20 @@ def survey_image(seed: int, body_part: str, survey_id: str, laterality: str) -> 
     probe = "convex" if rng.random() < 0.35 else "linear"
     if body_part == "breast":
         view = rng.choice(("radial", "antiradial", "transverse", "longitudinal"))
-        marker = _body_marker(body_part, laterality, f"{rng.randint(1, 12)}:00", None, view, ())
+        marker = _body_marker(body_part, laterality, f"{rng.randint(1, 12)}:00", None, view=view, site=())
     else:
         view = rng.choice(("transverse", "longitudinal"))
-        marker = _body_marker(body_part, laterality, None, None, view, ())
-    return SurveyImage(width=width, height=height, spacing=round(rng.uniform(0.06, 0.1), 4), probe=probe,
-                       laterality=laterality, view=view, body_marker=marker,
-                       render_key=f"{body_part}:survey:{survey_id}:{laterality}")
+        marker = _body_marker(body_part, laterality, None, None, view=view, site=())
+    return SurveyImage(
+        width=width,
+        height=height,
+        spacing=round(rng.uniform(0.06, 0.1), 4),
+        probe=probe,
+        laterality=laterality,
+        view=view,
+        body_marker=marker,
+        render_key=f"{body_part}:survey:{survey_id}:{laterality}",
+    )
 
 
 # Pooled entities recur across studies, so they are worth keeping; unique ones are not (they would only

@@ -6,7 +6,14 @@ import datetime as dt
 import random
 
 from .report import ReportLesion, report_write
-from .scene import LesionEntity, lesion_entity, pooled_lesion_entity, pooled_survey_image, survey_image, weighted
+from .scene import (
+    LesionEntity,
+    lesion_entity,
+    pooled_lesion_entity,
+    pooled_survey_image,
+    survey_image,
+    weighted,
+)
 from .truth import (
     ImageTruth,
     LesionTruth,
@@ -17,20 +24,39 @@ from .truth import (
 # Images per study: 1–5, mean 3.05, so 364,000 images take about 119,000 studies.
 IMAGES_PER_STUDY = ((1, 2, 3, 4, 5), (10, 20, 35, 25, 10))
 MEAN_IMAGES_PER_STUDY = sum(n * w for n, w in zip(*IMAGES_PER_STUDY, strict=True)) / sum(IMAGES_PER_STUDY[1])
-DISAGREEMENT_WEIGHTS = {"report_vs_annotation": 35, "size_mismatch": 20, "reported_not_annotated": 15,
-                        "annotated_not_reported": 15, "assessment_inconsistent": 15}
+DISAGREEMENT_WEIGHTS = {
+    "report_vs_annotation": 35,
+    "size_mismatch": 20,
+    "reported_not_annotated": 15,
+    "annotated_not_reported": 15,
+    "assessment_inconsistent": 15,
+}
 # A value the report may claim instead of the drawn one, per dimension.
 _SWAPS = {
-    "echogenicity": {"anechoic": ["hypoechoic"], "hypoechoic": ["isoechoic", "hyperechoic", "anechoic"],
-                     "isoechoic": ["hypoechoic", "hyperechoic"], "hyperechoic": ["hypoechoic", "isoechoic"],
-                     "mixed_echogenicity": ["hypoechoic", "anechoic"]},
+    "echogenicity": {
+        "anechoic": ["hypoechoic"],
+        "hypoechoic": ["isoechoic", "hyperechoic", "anechoic"],
+        "isoechoic": ["hypoechoic", "hyperechoic"],
+        "hyperechoic": ["hypoechoic", "isoechoic"],
+        "mixed_echogenicity": ["hypoechoic", "anechoic"],
+    },
     "margins": {"well_defined": ["ill_defined_indistinct"], "ill_defined_indistinct": ["well_defined"]},
-    "shape": {"oval": ["irregular", "round"], "round": ["irregular", "oval"], "lobulated": ["oval", "irregular"],
-              "irregular": ["oval", "round"]},
-    "posterior_acoustics": {"enhancement": ["shadowing"], "shadowing": ["enhancement"], None: ["shadowing",
-                                                                                                "enhancement"]},
-    "vascularity": {"no_vascularity": ["increased_vascularity"], "increased_vascularity": ["no_vascularity"],
-                    "normal_regular_vascularity": ["no_vascularity", "increased_vascularity"]},
+    "shape": {
+        "oval": ["irregular", "round"],
+        "round": ["irregular", "oval"],
+        "lobulated": ["oval", "irregular"],
+        "irregular": ["oval", "round"],
+    },
+    "posterior_acoustics": {
+        "enhancement": ["shadowing"],
+        "shadowing": ["enhancement"],
+        None: ["shadowing", "enhancement"],
+    },
+    "vascularity": {
+        "no_vascularity": ["increased_vascularity"],
+        "increased_vascularity": ["no_vascularity"],
+        "normal_regular_vascularity": ["no_vascularity", "increased_vascularity"],
+    },
 }
 _WRONG_BIRADS = {"1": "4B", "2": "4B", "3": "4C", "4A": "2", "4B": "2", "4C": "3", "5": "3"}
 _WRONG_TIRADS = {"TR1": "TR4", "TR2": "TR5", "TR3": "TR5", "TR4": "TR2", "TR5": "TR2"}
@@ -54,13 +80,30 @@ def _lesion_truth(key: str, entity: LesionEntity, view_slot: int | None) -> Lesi
     else:
         view = entity.views[view_slot]
         shape, geometry = view.shape, view.geometry
-    return LesionTruth(key=key, label=entity.label, shape=shape, geometry=geometry, attributes=entity.attributes,
-                       size_mm=view.size_mm, clock=entity.clock, distance_from_nipple_cm=entity.distance_cm,
-                       site=list(entity.site), laterality=entity.laterality, assessment=entity.assessment)
+    return LesionTruth(
+        key=key,
+        label=entity.label,
+        shape=shape,
+        geometry=geometry,
+        attributes=entity.attributes,
+        size_mm=view.size_mm,
+        clock=entity.clock,
+        distance_from_nipple_cm=entity.distance_cm,
+        site=list(entity.site),
+        laterality=entity.laterality,
+        assessment=entity.assessment,
+    )
 
 
-def study_plan(seed: int, index: int, *, language: str | None = None, image_pool: int | None = None,
-               zh_share: float = 0.5, disagreement_rate: float = 0.2) -> StudyTruth:
+def study_plan(
+    seed: int,
+    index: int,
+    *,
+    language: str | None = None,
+    image_pool: int | None = None,
+    zh_share: float = 0.5,
+    disagreement_rate: float = 0.2,
+) -> StudyTruth:
     """Plan study number `index` of a demo generated with `seed`: metadata, images (no pixels), report.
 
     Pure and deterministic: the same arguments give an equal `StudyTruth` in any process and order.
@@ -79,8 +122,11 @@ def study_plan(seed: int, index: int, *, language: str | None = None, image_pool
     n_lesions = 1 if rng.random() < 0.6 else 2
     n_images = weighted(rng, *IMAGES_PER_STUDY)
     exam_date = (_EPOCH + dt.timedelta(days=rng.randrange(730))).isoformat()
-    planted = weighted(rng, tuple(DISAGREEMENT_WEIGHTS), tuple(DISAGREEMENT_WEIGHTS.values())) \
-        if rng.random() < disagreement_rate else None
+    planted = (
+        weighted(rng, tuple(DISAGREEMENT_WEIGHTS), tuple(DISAGREEMENT_WEIGHTS.values()))
+        if rng.random() < disagreement_rate
+        else None
+    )
 
     ids = _entity_ids(rng, index, n_lesions + 1, image_pool, "-")
     make_entity = pooled_lesion_entity if image_pool else lesion_entity
@@ -94,7 +140,9 @@ def study_plan(seed: int, index: int, *, language: str | None = None, image_pool
         shown[shown.index(max(shown))] -= 1
     n_images = max(n_images, sum(shown))
     slots: list[tuple[str, LesionEntity, int] | None] = [
-        (key, entity, slot) for key, entity, count in zip(keys, entities, shown, strict=True) for slot in range(count)
+        (key, entity, slot)
+        for key, entity, count in zip(keys, entities, shown, strict=True)
+        for slot in range(count)
     ]
     for _ in range(n_images - len(slots)):
         slots.insert(rng.randint(0, len(slots)), None)
@@ -105,26 +153,52 @@ def study_plan(seed: int, index: int, *, language: str | None = None, image_pool
         if item is None:
             side = rng.choice(sides) if rng.random() < 0.6 else rng.choice(("left", "right"))
             survey = make_survey(seed, body_part, survey_ids[number], side)
-            images.append(ImageTruth(index=number, width=survey.width, height=survey.height,
-                                     pixel_spacing_mm=survey.spacing, laterality=survey.laterality, view=survey.view,
-                                     body_marker=survey.body_marker, lesions=[], render_key=survey.render_key,
-                                     body_part=body_part, probe=survey.probe))
+            images.append(
+                ImageTruth(
+                    index=number,
+                    width=survey.width,
+                    height=survey.height,
+                    pixel_spacing_mm=survey.spacing,
+                    laterality=survey.laterality,
+                    view=survey.view,
+                    body_marker=survey.body_marker,
+                    lesions=[],
+                    render_key=survey.render_key,
+                    body_part=body_part,
+                    probe=survey.probe,
+                )
+            )
             continue
         key, entity, slot = item
         view = entity.views[slot]
-        images.append(ImageTruth(index=number, width=view.width, height=view.height, pixel_spacing_mm=view.spacing,
-                                 laterality=entity.laterality, view=view.view, body_marker=view.body_marker,
-                                 lesions=[_lesion_truth(key, entity, slot)], render_key=view.render_key,
-                                 body_part=body_part, probe=view.probe))
+        images.append(
+            ImageTruth(
+                index=number,
+                width=view.width,
+                height=view.height,
+                pixel_spacing_mm=view.spacing,
+                laterality=entity.laterality,
+                view=view.view,
+                body_marker=view.body_marker,
+                lesions=[_lesion_truth(key, entity, slot)],
+                render_key=view.render_key,
+                body_part=body_part,
+                probe=view.probe,
+            )
+        )
 
     # What the report says about each lesion, then the planted change.
     reported = []
     for key, entity, count in zip(keys, entities, shown, strict=True):
-        size = (*entity.views[0].size_mm,) + ((entity.views[1].size_mm[0],) if count > 1 and rng.random() < 0.4
-                                              else ())
+        size = (*entity.views[0].size_mm,) + (
+            (entity.views[1].size_mm[0],) if count > 1 and rng.random() < 0.4 else ()
+        )
         category = entity.assessment.get("category") or entity.assessment["level"]
-        reported.append(ReportLesion(key=key, entity=entity, written=dict(entity.attributes), size_mm=size,
-                                     category=category))
+        reported.append(
+            ReportLesion(
+                key=key, entity=entity, written=dict(entity.attributes), size_mm=size, category=category
+            )
+        )
     disagreements: list[PlantedDisagreement] = []
     unannotated: list[LesionTruth] = []
     if planted == "report_vs_annotation":
@@ -144,14 +218,21 @@ def study_plan(seed: int, index: int, *, language: str | None = None, image_pool
         true_size = target.size_mm
         target.size_mm = tuple(v * factor for v in true_size)
         target.force.add("size")
-        disagreements.append(PlantedDisagreement(planted, target.key, "size_mm", None,
-                                                 [round(v, 1) for v in true_size]))
+        disagreements.append(
+            PlantedDisagreement(planted, target.key, "size_mm", None, [round(v, 1) for v in true_size])
+        )
     elif planted == "assessment_inconsistent":
         target = rng.choice(reported)
         wrong = (_WRONG_BIRADS if body_part == "breast" else _WRONG_TIRADS)[target.category]
-        disagreements.append(PlantedDisagreement(planted, target.key,
-                                                 "birads" if body_part == "breast" else "tirads_level",
-                                                 wrong, target.category))
+        disagreements.append(
+            PlantedDisagreement(
+                planted,
+                target.key,
+                "birads" if body_part == "breast" else "tirads_level",
+                wrong,
+                target.category,
+            )
+        )
         target.category = wrong
     elif planted == "annotated_not_reported":
         target = rng.choice(reported)
@@ -161,8 +242,13 @@ def study_plan(seed: int, index: int, *, language: str | None = None, image_pool
         key = f"L{n_lesions + 1}"
         extra = make_entity(seed, body_part, ids[-1])
         category = extra.assessment.get("category") or extra.assessment["level"]
-        ghost = ReportLesion(key=key, entity=extra, written=dict(extra.attributes), size_mm=extra.views[0].size_mm,
-                             category=category)
+        ghost = ReportLesion(
+            key=key,
+            entity=extra,
+            written=dict(extra.attributes),
+            size_mm=extra.views[0].size_mm,
+            category=category,
+        )
         reported.insert(rng.randint(0, len(reported)), ghost)
         unannotated.append(_lesion_truth(key, extra, None))
         disagreements.append(PlantedDisagreement(planted, key, None, None, None))
@@ -172,12 +258,21 @@ def study_plan(seed: int, index: int, *, language: str | None = None, image_pool
     text, sentences = report_write(rng, language, body_part, reported)
     if planted == "size_mismatch":  # the fullest size the report states for the lesion
         key = disagreements[0].lesion_key
-        disagreements[0].report_value = max((s.attributes_for(key)["size_mm"] for s in sentences
-                                             if "size_mm" in s.attributes_for(key)), key=len)
+        disagreements[0].report_value = max(
+            (s.attributes_for(key)["size_mm"] for s in sentences if "size_mm" in s.attributes_for(key)),
+            key=len,
+        )
     return StudyTruth(
-        accession=f"SYN{seed}-{index:07d}", patient=f"SYNP{seed}-{index // 2:07d}",
-        exam_date=exam_date, body_part=body_part,
-        language=language, report_text=text, images=images, sentences=sentences, disagreements=disagreements,
-        unannotated=unannotated, seed=seed, index=index,
+        accession=f"SYN{seed}-{index:07d}",
+        patient=f"SYNP{seed}-{index // 2:07d}",
+        exam_date=exam_date,
+        body_part=body_part,
+        language=language,
+        report_text=text,
+        images=images,
+        sentences=sentences,
+        disagreements=disagreements,
+        unannotated=unannotated,
+        seed=seed,
+        index=index,
     )
-

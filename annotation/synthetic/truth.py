@@ -14,34 +14,88 @@ from typing import Any
 UDAF_LABELS: dict[str, list[str]] = {
     "diagnosis": ["nodule", "cyst", "mass", "fluid collection", "normal appearance"],
     "body_system_level": [
-        "Abdomen and retroperitoneum", "Urinary Tract and male reproductive system", "Gynaecology",
-        "Head and Neck", "Breast and Axilla", "Musculoskeletal Joints and Tendons", "Thorax", "Pediatrics",
+        "Abdomen and retroperitoneum",
+        "Urinary Tract and male reproductive system",
+        "Gynaecology",
+        "Head and Neck",
+        "Breast and Axilla",
+        "Musculoskeletal Joints and Tendons",
+        "Thorax",
+        "Pediatrics",
         "Peripheral vessels",
     ],
     "organ_level": [
-        "Liver", "Gallbladder and bile ducts", "Pancreas", "Spleen", "Appendix", "Gastrointestinal tract",
-        "Peritoneum mesentery and omentum", "Retroperitoneum and great vessels", "Adrenal glands",
-        "Abdominal wall", "Kidney and ureter", "Bladder", "Scrotum", "Penis and perineum", "Uterus", "Adnexa",
-        "Vagina", "Thyroid gland", "Parathyroid glands", "Salivary glands", "Lymph nodes", "Ocular", "Ear",
-        "Larynx", "Breast", "Axilla", "Shoulder", "Elbow", "Wrist and carpus", "Fingers",
-        "Hip groin and buttock", "Knee", "Ankle", "Foot", "Peripheral nerves", "Soft tissues", "Skull",
-        "Pulmonary", "Pleural space", "Heart and mediastinum", "Thoracic wall",
-        "Pediatric abdomen and retroperitoneum", "Pediatric urinary tract", "Pediatric scrotum",
-        "Pediatric gynaecological pathology and infant breast", "Pediatric head and neck",
-        "Neonatal brain and spine", "Infant hip and knee", "Pediatric thorax", "Peripheral arteries",
-        "Peripheral veins", "Dialysis fistula",
+        "Liver",
+        "Gallbladder and bile ducts",
+        "Pancreas",
+        "Spleen",
+        "Appendix",
+        "Gastrointestinal tract",
+        "Peritoneum mesentery and omentum",
+        "Retroperitoneum and great vessels",
+        "Adrenal glands",
+        "Abdominal wall",
+        "Kidney and ureter",
+        "Bladder",
+        "Scrotum",
+        "Penis and perineum",
+        "Uterus",
+        "Adnexa",
+        "Vagina",
+        "Thyroid gland",
+        "Parathyroid glands",
+        "Salivary glands",
+        "Lymph nodes",
+        "Ocular",
+        "Ear",
+        "Larynx",
+        "Breast",
+        "Axilla",
+        "Shoulder",
+        "Elbow",
+        "Wrist and carpus",
+        "Fingers",
+        "Hip groin and buttock",
+        "Knee",
+        "Ankle",
+        "Foot",
+        "Peripheral nerves",
+        "Soft tissues",
+        "Skull",
+        "Pulmonary",
+        "Pleural space",
+        "Heart and mediastinum",
+        "Thoracic wall",
+        "Pediatric abdomen and retroperitoneum",
+        "Pediatric urinary tract",
+        "Pediatric scrotum",
+        "Pediatric gynaecological pathology and infant breast",
+        "Pediatric head and neck",
+        "Neonatal brain and spine",
+        "Infant hip and knee",
+        "Pediatric thorax",
+        "Peripheral arteries",
+        "Peripheral veins",
+        "Dialysis fistula",
     ],
     "shape": ["round", "oval", "lobulated", "tubular/linear", "nodular", "flattened", "irregular"],
     "margins": ["well-defined", "ill-defined/indistinct"],
     "echogenicity": ["anechoic", "hypoechoic", "isoechoic", "hyperechoic", "mixed echogenicity"],
     "internal_characteristics": [
-        "cystic components", "calcifications", "septations", "solid components",
-        "mixed cystic and solid mass", "complex cystic solid",
+        "cystic components",
+        "calcifications",
+        "septations",
+        "solid components",
+        "mixed cystic and solid mass",
+        "complex cystic solid",
     ],
     "posterior_acoustics": ["enhancement", "shadowing"],
     "vascularity": [
-        "reduced/diminished vascularity", "normal/regular vascularity", "no vascularity",
-        "increased vascularity", "indeterminate/inhomogeneous vascularity",
+        "reduced/diminished vascularity",
+        "normal/regular vascularity",
+        "no vascularity",
+        "increased vascularity",
+        "indeterminate/inhomogeneous vascularity",
     ],
 }
 # Dimensions whose value is a list (cardinality "many"); the others hold one code.
@@ -60,7 +114,10 @@ UDAF_CODES: dict[str, frozenset[str]] = {
 BIRADS_CATEGORIES = ("1", "2", "3", "4A", "4B", "4C", "5")
 TIRADS_LEVELS = ("TR1", "TR2", "TR3", "TR4", "TR5")
 DISAGREEMENT_KINDS = (
-    "report_vs_annotation", "size_mismatch", "reported_not_annotated", "annotated_not_reported",
+    "report_vs_annotation",
+    "size_mismatch",
+    "reported_not_annotated",
+    "annotated_not_reported",
     "assessment_inconsistent",
 )
 
@@ -75,14 +132,16 @@ def birads_category(attributes: dict[str, Any]) -> str:
     cystic-solid): 1 → 4A, 2 → 4B, 3 → 4C, 4 or more → 5.
     """
     internal = set(attributes.get("internal_characteristics", []))
-    suspicious = sum((
-        attributes.get("shape") == "irregular",
-        attributes.get("margins") == "ill_defined_indistinct",
-        attributes.get("posterior_acoustics") == "shadowing",
-        "calcifications" in internal,
-        attributes.get("vascularity") == "increased_vascularity",
-        attributes.get("echogenicity") == "mixed_echogenicity" or "complex_cystic_solid" in internal,
-    ))
+    suspicious = sum(
+        (
+            attributes.get("shape") == "irregular",
+            attributes.get("margins") == "ill_defined_indistinct",
+            attributes.get("posterior_acoustics") == "shadowing",
+            "calcifications" in internal,
+            attributes.get("vascularity") == "increased_vascularity",
+            attributes.get("echogenicity") == "mixed_echogenicity" or "complex_cystic_solid" in internal,
+        )
+    )
     if suspicious == 0:
         if attributes.get("echogenicity") == "anechoic" and not internal:
             return "2"
@@ -96,19 +155,25 @@ TIRADS_POINTS: dict[str, dict[str, int]] = {
     "echogenicity": {"anechoic": 0, "hyperechoic_or_isoechoic": 1, "hypoechoic": 2, "very_hypoechoic": 3},
     "shape": {"wider_than_tall": 0, "taller_than_wide": 3},
     "margin": {"smooth": 0, "ill_defined": 0, "lobulated_or_irregular": 2, "extra_thyroidal_extension": 3},
-    "echogenic_foci": {"none": 0, "macrocalcifications": 1, "peripheral_rim_calcifications": 2,
-                       "punctate_echogenic_foci": 3},
+    "echogenic_foci": {
+        "none": 0,
+        "macrocalcifications": 1,
+        "peripheral_rim_calcifications": 2,
+        "punctate_echogenic_foci": 3,
+    },
 }
 
 
 def tirads_points(features: dict[str, Any]) -> int:
     """Sum of ACR TI-RADS points of `features` (composition, echogenicity, shape, margin, echogenic_foci)."""
-    points = sum(TIRADS_POINTS[key][features[key]] for key in ("composition", "echogenicity", "shape", "margin"))
+    points = sum(
+        TIRADS_POINTS[key][features[key]] for key in ("composition", "echogenicity", "shape", "margin")
+    )
     return points + sum(TIRADS_POINTS["echogenic_foci"][focus] for focus in features["echogenic_foci"])
 
 
 def tirads_level(points: int) -> str:
-    """TR level for a point total: ≤1 → TR1 (the white paper lists 0), 2 → TR2, 3 → TR3, 4–6 → TR4, ≥7 → TR5."""
+    """TR level for a point total: ≤1 → TR1 (the white paper lists 0), 2 → TR2, 3 → TR3, 4–6 → TR4, ≥7 TR5."""
     if points <= 1:
         return "TR1"
     if points <= 3:
@@ -141,10 +206,17 @@ class LesionTruth:
     def to_dict(self) -> dict:
         """JSON-serialisable copy."""
         return {
-            "key": self.key, "label": self.label, "shape": self.shape, "geometry": self.geometry,
-            "attributes": self.attributes, "size_mm": list(self.size_mm), "clock": self.clock,
-            "distance_from_nipple_cm": self.distance_from_nipple_cm, "site": list(self.site),
-            "laterality": self.laterality, "assessment": self.assessment,
+            "key": self.key,
+            "label": self.label,
+            "shape": self.shape,
+            "geometry": self.geometry,
+            "attributes": self.attributes,
+            "size_mm": list(self.size_mm),
+            "clock": self.clock,
+            "distance_from_nipple_cm": self.distance_from_nipple_cm,
+            "site": list(self.site),
+            "laterality": self.laterality,
+            "assessment": self.assessment,
         }
 
 
@@ -167,10 +239,17 @@ class ImageTruth:
     def to_dict(self) -> dict:
         """JSON-serialisable copy."""
         return {
-            "index": self.index, "width": self.width, "height": self.height,
-            "pixel_spacing_mm": self.pixel_spacing_mm, "laterality": self.laterality, "view": self.view,
-            "body_marker": self.body_marker, "lesions": [lesion.to_dict() for lesion in self.lesions],
-            "render_key": self.render_key, "body_part": self.body_part, "probe": self.probe,
+            "index": self.index,
+            "width": self.width,
+            "height": self.height,
+            "pixel_spacing_mm": self.pixel_spacing_mm,
+            "laterality": self.laterality,
+            "view": self.view,
+            "body_marker": self.body_marker,
+            "lesions": [lesion.to_dict() for lesion in self.lesions],
+            "render_key": self.render_key,
+            "body_part": self.body_part,
+            "probe": self.probe,
         }
 
 
@@ -200,8 +279,12 @@ class SentenceTruth:
     def to_dict(self) -> dict:
         """JSON-serialisable copy."""
         return {
-            "start": self.start, "end": self.end, "text": self.text, "lesion_keys": list(self.lesion_keys),
-            "attributes": self.attributes, "section": self.section,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "lesion_keys": list(self.lesion_keys),
+            "attributes": self.attributes,
+            "section": self.section,
         }
 
 
@@ -218,10 +301,14 @@ class PlantedDisagreement:
     def to_dict(self) -> dict:
         """JSON-serialisable copy."""
         return {
-            "kind": self.kind, "lesion_key": self.lesion_key, "attribute": self.attribute,
-            "report_value": list(self.report_value) if isinstance(self.report_value, tuple)
+            "kind": self.kind,
+            "lesion_key": self.lesion_key,
+            "attribute": self.attribute,
+            "report_value": list(self.report_value)
+            if isinstance(self.report_value, tuple)
             else self.report_value,
-            "annotation_value": list(self.annotation_value) if isinstance(self.annotation_value, tuple)
+            "annotation_value": list(self.annotation_value)
+            if isinstance(self.annotation_value, tuple)
             else self.annotation_value,
         }
 
@@ -258,11 +345,16 @@ class StudyTruth:
     def to_dict(self) -> dict:
         """JSON-serialisable ground truth, stored beside the seeded study."""
         return {
-            "accession": self.accession, "patient": self.patient, "exam_date": self.exam_date,
-            "body_part": self.body_part, "language": self.language, "report_text": self.report_text,
+            "accession": self.accession,
+            "patient": self.patient,
+            "exam_date": self.exam_date,
+            "body_part": self.body_part,
+            "language": self.language,
+            "report_text": self.report_text,
             "images": [image.to_dict() for image in self.images],
             "sentences": [sentence.to_dict() for sentence in self.sentences],
             "disagreements": [item.to_dict() for item in self.disagreements],
             "unannotated": [lesion.to_dict() for lesion in self.unannotated],
-            "seed": self.seed, "index": self.index,
+            "seed": self.seed,
+            "index": self.index,
         }

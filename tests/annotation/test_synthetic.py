@@ -52,7 +52,9 @@ def _outline(lesion) -> list[tuple[float, float]]:
     for i in range(72):
         a = 2 * math.pi * i / 72
         px, py = rx * math.cos(a), ry * math.sin(a)
-        out.append((cx + px * math.cos(rot) - py * math.sin(rot), cy + px * math.sin(rot) + py * math.cos(rot)))
+        out.append(
+            (cx + px * math.cos(rot) - py * math.sin(rot), cy + px * math.sin(rot) + py * math.cos(rot))
+        )
     return out
 
 
@@ -77,7 +79,9 @@ def test_same_seed_and_index_give_equal_studies_in_any_order():
 
 
 def test_different_seed_gives_a_different_demo():
-    assert [study_plan(1, i).report_text for i in range(10)] != [study_plan(2, i).report_text for i in range(10)]
+    assert [study_plan(1, i).report_text for i in range(10)] != [
+        study_plan(2, i).report_text for i in range(10)
+    ]
 
 
 def test_rendering_is_byte_identical_for_the_same_seed_and_differs_for_another():
@@ -115,7 +119,7 @@ def test_sentence_offsets_index_the_report_text(plans):
     for plan in plans:
         previous_end = 0
         for sentence in plan.sentences:
-            assert plan.report_text[sentence.start:sentence.end] == sentence.text
+            assert plan.report_text[sentence.start : sentence.end] == sentence.text
             assert sentence.start >= previous_end
             previous_end = sentence.end
 
@@ -125,11 +129,33 @@ def test_both_languages_and_varied_phrasing_are_generated(plans):
     assert 0.35 < languages["zh"] / N < 0.65
     english = "\n".join(p.report_text for p in plans if p.language == "en")
     chinese = "\n".join(p.report_text for p in plans if p.language == "zh")
-    for phrase in ("FINDINGS", "IMPRESSION", "o'clock", "from the nipple", " cm", " mm", "BI-RADS", "TR",
-                   "No internal vascularity", "without posterior", "No axillary lymphadenopathy"):
+    for phrase in (
+        "FINDINGS",
+        "IMPRESSION",
+        "o'clock",
+        "from the nipple",
+        " cm",
+        " mm",
+        "BI-RADS",
+        "TR",
+        "No internal vascularity",
+        "without posterior",
+        "No axillary lymphadenopathy",
+    ):
         assert phrase in english, phrase
-    for phrase in ("超声", "点钟", "距乳头", "大小约", "mm", "cm", "BI-RADS", "未见明显血流信号",
-                   "双侧腋下未见明显肿大淋巴结", "1、", "2、"):
+    for phrase in (
+        "超声",
+        "点钟",
+        "距乳头",
+        "大小约",
+        "mm",
+        "cm",
+        "BI-RADS",
+        "未见明显血流信号",
+        "双侧腋下未见明显肿大淋巴结",
+        "1、",
+        "2、",
+    ):
         assert phrase in chinese, phrase
     assert len({p.report_text for p in plans}) == N
 
@@ -190,8 +216,11 @@ def test_written_values_match_the_drawn_lesion_except_where_planted(plans):
                     checked += 1
                 for dim, codes in written.get("negated", {}).items():
                     if dim in UDAF_CODES:
-                        assert not set(codes) & set(lesion.attributes.get(dim, []) if dim in UDAF_MANY
-                                                    else [lesion.attributes.get(dim)])
+                        assert not set(codes) & set(
+                            lesion.attributes.get(dim, [])
+                            if dim in UDAF_MANY
+                            else [lesion.attributes.get(dim)]
+                        )
                 if "clock" in written:
                     assert written["clock"] == lesion.clock
                 if "laterality" in written:
@@ -239,7 +268,9 @@ def test_region_size_in_mm_matches_the_drawn_outline(plans):
             for lesion in image.lesions:
                 points = np.array(_outline(lesion))
                 span = np.ptp(points, axis=0).max() * image.pixel_spacing_mm
-                diameters = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1)).max() * image.pixel_spacing_mm
+                diameters = (
+                    np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1)).max() * image.pixel_spacing_mm
+                )
                 long_mm, short_mm = lesion.size_mm
                 assert long_mm >= short_mm > 0
                 assert 0.85 * long_mm <= diameters <= 1.2 * long_mm + 0.2, (plan.accession, lesion.key)
@@ -287,25 +318,37 @@ def test_planted_disagreements_are_really_in_the_text(plans):
             seen[item.kind] += 1
             about = [s for s in plan.sentences if item.lesion_key in s.lesion_keys]
             if item.kind == "report_vs_annotation":
-                truth = next(l for i in plan.images for l in i.lesions if l.key == item.lesion_key)
+                truth = next(
+                    lesion for i in plan.images for lesion in i.lesions if lesion.key == item.lesion_key
+                )
                 assert truth.attributes.get(item.attribute) == item.annotation_value != item.report_value
-                stating = [s for s in about if s.attributes_for(item.lesion_key).get(item.attribute) == item.report_value]
+                stating = [
+                    s
+                    for s in about
+                    if s.attributes_for(item.lesion_key).get(item.attribute) == item.report_value
+                ]
                 assert stating, plan.accession
                 words = WORDING[item.attribute][item.report_value]
-                assert any(w.lower() in s.text.lower() for s in stating for w in words), (plan.accession, words)
+                assert any(w.lower() in s.text.lower() for s in stating for w in words), (
+                    plan.accession,
+                    words,
+                )
             elif item.kind == "size_mismatch":
-                assert any(s.attributes_for(item.lesion_key).get("size_mm") == item.report_value for s in about)
+                assert any(
+                    s.attributes_for(item.lesion_key).get("size_mm") == item.report_value for s in about
+                )
             elif item.kind == "reported_not_annotated":
                 assert item.lesion_key not in drawn_keys and about
-                assert [l.key for l in plan.unannotated] == [item.lesion_key]
+                assert [lesion.key for lesion in plan.unannotated] == [item.lesion_key]
                 assert plan.unannotated[0].geometry == {} and plan.unannotated[0].shape == "none"
             elif item.kind == "annotated_not_reported":
                 assert item.lesion_key in drawn_keys and not about
             elif item.kind == "assessment_inconsistent":
                 field = item.attribute
                 assert any(s.attributes_for(item.lesion_key).get(field) == item.report_value for s in about)
-                label = item.report_value if field == "tirads_level" else item.report_value
-                assert any(label.lower() in s.text.lower() or label[2:] in s.text for s in about)
+                label = item.report_value  # "4A", or "TR2" which Chinese may write as "TI-RADS 2类"
+                spellings = [label.lower()] + ([f"{label[2:]}类"] if field == "tirads_level" else [])
+                assert any(w in s.text.lower() for s in about for w in spellings), (plan.accession, label)
     assert set(seen) == set(DISAGREEMENT_KINDS)
 
 
@@ -322,7 +365,7 @@ def _inside_and_ring(lesion, width: int, height: int) -> tuple[np.ndarray, np.nd
     ImageDraw.Draw(outer).polygon(grown, fill=255)
     inside = np.asarray(inner) > 0
     ring = (np.asarray(outer) > 0) & ~inside
-    ring[int(cy):, :] = False
+    ring[int(cy) :, :] = False
     shrunk = [(cx + 0.7 * (x - cx), cy + 0.7 * (y - cy)) for x, y in outline]
     core = Image.new("L", (width, height))
     ImageDraw.Draw(core).polygon(shrunk, fill=255)
