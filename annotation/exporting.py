@@ -1,0 +1,775 @@
+"""Batch export of a dataset for training pipelines: COCO, US-365K records, grounded JSONL, CSV, masks.
+
+The management command ``export_batch`` and the export job (``tasks.export_job_run``) both call
+``export_run``.
+
+Promises:
+
+- Streaming: studies are read in keyset-paginated chunks (with their images, regions and, for JSONL,
+  sentences), and every output is written as it goes. COCO JSON is written by hand: its images and
+  annotations go to two part files that are joined at the end, so memory stays flat however large the
+  dataset is. Only the category list (lesion labels) is held in memory.
+- One snapshot: on PostgreSQL the whole export reads in one REPEATABLE READ transaction, so the files
+  agree with each other and with ``manifest.json`` even while people keep annotating.
+- Atomic: everything is written under a temporary name beside ``out`` and renamed only when complete; a
+  failed export leaves nothing at ``out``. ``out`` ending in ``.zip`` gives a zip archive, else a folder.
+- Every export carries ``manifest.json``: dataset, filters, counts, lexicon and pipeline versions, the
+  snapshot time, and the sha256 and size of every other file.
+
+Which regions (``status``):
+
+- ``adjudicated``: consensus regions (``source=consensus``) of images whose status is adjudicated.
+- ``submitted``: readers' regions whose assignment is submitted, plus imported pre-annotations, on images
+  that have at least one of those. Each reader's region is its own record (double reading gives two).
+- ``all``: every live region of every image.
+
+Splits are by patient and reproducible: a patient's split is drawn from sha256(seed, patient), so no
+patient is in two splits, the same seed gives the same split, and patients added later never move the
+existing ones between splits (the proportions are therefore approximate on small datasets).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+from .geometry import geometry_polygon_points
+from .lexicons import lexicon_load
+from .models import Assignment, Dataset, ExportJob, Image, Region, Study
+
+FORMATS = ("coco", "us365k", "jsonl", "csv", "masks")
+STATUSES = ("adjudicated", "submitted", "all")
+SPLIT_NAMES = ("train", "val", "test")
+US365K_KEYS = ("Diagnosis", "Body_system_level", "Organ_level", "Shape", "Margins", "Echogenicity",
+               "InternalCharacteristics", "PosteriorAcoustics", "Vascularity")
+# Lexicons that describe one organ: their records name it (UDAF codes, tags looked up in udaf.json).
+LEXICON_ORGAN = {"birads-us": "breast", "tirads": "thyroid_gland"}
+LEXICON_DIAGNOSIS = {"birads-us": "mass", "tirads": "nodule"}
+AREA_SHAPES = ("polygon", "rectangle", "ellipse")
+STUDY_CHUNK = 500
+WRITE_BUFFER = 1 << 20
+
+
+class ExportError(ValueError):
+    """The export cannot be made as asked; nothing was written at the output path."""
+
+
+@dataclass
+class ExportOptions:
+    format: str
+    status: str = "adjudicated"
+    split: tuple[float, ...] | None = None  # (train, val, test) fractions summing to 1
+    seed: int = 42
+    include_images: bool = False
+    study_chunk: int = STUDY_CHUNK
+
+
+@dataclass
+class ExportProgress:
+    total: int = 0
+    done: int = 0
+    counts: Counter = field(default_factory=Counter)
+
+
+def split_parse(text: str) -> tuple[float, ...]:
+    """``"0.8,0.1,0.1"`` → (0.8, 0.1, 0.1); two or three non-negative fractions summing to 1."""
+    try:
+        parts = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ExportError(f"--split must be fractions like 0.8,0.1,0.1 (got {text!r})")
+    if not 2 <= len(parts) <= 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+        raise ExportError(f"--split needs 2 or 3 non-negative fractions that sum to 1 (got {text!r})")
+    return parts
+
+
+def split_of(patient: str, *, split: tuple[float, ...] | None, seed: int) -> str:
+    """The split of ``patient``: a uniform draw from sha256(seed, patient) against the cumulative
+    fractions. Depends on nothing else, so it is the same in every export with this seed."""
+    if not split:
+        return ""
+    draw = int.from_bytes(hashlib.sha256(f"{seed}\x00{patient}".encode()).digest()[:8], "big") / 2**64
+    total = 0.0
+    for name, fraction in zip(SPLIT_NAMES, split, strict=False):
+        total += fraction
+        if draw < total:
+            return name
+    return SPLIT_NAMES[len(split) - 1]
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+class _HashingWriter:
+    """A binary file that counts and hashes what goes through it, buffered."""
+
+    def __init__(self, path: Path, on_close: Callable[[str, int], None]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = path.open("wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._on_close = on_close
+
+    def write(self, data: str | bytes) -> None:
+        chunk = data.encode() if isinstance(data, str) else data
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= WRITE_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        block = b"".join(self._buffer)
+        self._hash.update(block)
+        self._handle.write(block)
+        self._size += len(block)
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._handle.close()
+        self._on_close(self._hash.hexdigest(), self._size)
+
+
+class _Output:
+    """A temporary folder beside ``out``; ``commit`` writes manifest.json and renames it (or its zip)
+    into place. The list of file checksums is kept on disk, not in memory."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.zip = out.suffix.lower() == ".zip"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.root = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.root.mkdir()
+        self._sums_path = out.parent / f".{out.name}.sums-{uuid.uuid4().hex[:8]}"
+        self._sums = self._sums_path.open("w", encoding="utf-8")
+        self.files = 0
+        self.bytes = 0
+
+    def _record(self, name: str, digest: str, size: int) -> None:
+        self._sums.write(json.dumps([name, digest, size]) + "\n")
+        self.files += 1
+        self.bytes += size
+
+    def open(self, name: str) -> _HashingWriter:
+        return _HashingWriter(self.root / name, lambda digest, size: self._record(name, digest, size))
+
+    def scratch(self, name: str) -> Path:
+        """A path for intermediate data that is not part of the export."""
+        return self.root / ".scratch" / name
+
+    def copy_image(self, name: str, storage_name: str, sha256: str) -> None:
+        target = self.root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with default_storage.open(storage_name, "rb") as source, target.open("wb") as handle:
+            shutil.copyfileobj(source, handle, WRITE_BUFFER)
+        # Stored files are content-addressed: the digest is known and was checked when imported.
+        self._record(name, sha256, target.stat().st_size)
+
+    def commit(self, manifest: dict) -> None:
+        shutil.rmtree(self.root / ".scratch", ignore_errors=True)
+        self._sums.close()
+        # The manifest lists every other file; it cannot hold its own checksum.
+        writer = _HashingWriter(self.root / "manifest.json", lambda digest, size: None)
+        head = json.dumps(manifest, ensure_ascii=False, indent=2, default=str)
+        writer.write(head[:-2] + ',\n  "files": {')
+        with self._sums_path.open(encoding="utf-8") as sums:
+            for position, line in enumerate(sums):
+                name, digest, size = json.loads(line)
+                writer.write(("," if position else "") + f"\n    {json.dumps(name)}: "
+                             f'{{"sha256": "{digest}", "bytes": {size}}}')
+        writer.write("\n  }\n}\n")
+        writer.close()
+        self._sums_path.unlink()
+        if self.zip:
+            partial = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}.zip"
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+                for path in sorted(self.root.rglob("*")):
+                    if path.is_file():
+                        name = path.relative_to(self.root).as_posix()
+                        stored = name.startswith("images/")  # already compressed; deflate gains nothing
+                        archive.write(path, name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+            os.replace(partial, self.out)
+            shutil.rmtree(self.root)
+            return
+        previous = None
+        if self.out.exists():
+            previous = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out, previous)
+        os.replace(self.root, self.out)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True) if previous.is_dir() else previous.unlink()
+
+    def abort(self) -> None:
+        self._sums.close()
+        self._sums_path.unlink(missing_ok=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _image_filter(status: str) -> Q:
+    if status == "adjudicated":
+        return Q(status=Image.Status.ADJUDICATED)
+    if status == "submitted":
+        submitted = Assignment.objects.filter(image=OuterRef("pk"), status=Assignment.Status.SUBMITTED)
+        imported = Region.objects.filter(image=OuterRef("pk"), source=Region.Source.IMPORT, is_deleted=False)
+        return Q(Exists(submitted)) | Q(Exists(imported))
+    return Q()
+
+
+def _region_filter(status: str) -> Q:
+    if status == "adjudicated":
+        return Q(source=Region.Source.CONSENSUS)
+    if status == "submitted":
+        return Q(source=Region.Source.IMPORT) | Q(source=Region.Source.READER,
+                                                   assignment__status=Assignment.Status.SUBMITTED)
+    return Q()
+
+
+STUDY_FIELDS = ("id", "accession", "patient", "exam_date", "body_part", "report__id", "report__text",
+                "report__language", "report__version")
+IMAGE_FIELDS = ("id", "study_id", "position", "file", "original_name", "width", "height", "sha256",
+                "pixel_spacing_x_mm", "pixel_spacing_y_mm", "laterality", "view", "body_marker", "frame_index",
+                "status")
+REGION_FIELDS = ("id", "image_id", "shape", "geometry", "label", "lesion_key", "attributes", "bbox", "area_px",
+                 "area_mm2", "long_axis_mm", "short_axis_mm", "source", "source_author", "source_id",
+                 "author__username")
+
+
+def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool) -> Iterator[list[dict]]:
+    """Yield lists of studies, each with ``images`` (each with ``regions``) and, when asked, the
+    ``sentences`` of its current report. Keyset pagination on the study id: every query is an index
+    range scan, so the thousandth chunk costs what the first did."""
+    image_filter, region_filter = _image_filter(options.status), _region_filter(options.status)
+    last = 0
+    while True:
+        studies = list(Study.objects.filter(dataset=dataset, id__gt=last).order_by("id")
+                       .values(*STUDY_FIELDS)[: options.study_chunk])
+        if not studies:
+            return
+        last = studies[-1]["id"]
+        by_study = {study["id"]: study for study in studies}
+        for study in studies:
+            study["images"] = []
+        images = list(Image.objects.filter(image_filter, study_id__in=list(by_study)).order_by(
+            "study_id", "position", "id").values(*IMAGE_FIELDS))
+        by_image = {}
+        for image in images:
+            image["regions"] = []
+            by_image[image["id"]] = image
+            by_study[image["study_id"]]["images"].append(image)
+        if by_image:
+            for region in (Region.objects.filter(region_filter, image_id__in=list(by_image), is_deleted=False)
+                           .order_by("image_id", "id").values(*REGION_FIELDS)):
+                by_image[region["image_id"]]["regions"].append(region)
+        if sentences:
+            _attach_sentences(studies, by_image)
+        yield [study for study in studies if study["images"]]
+
+
+def _attach_sentences(studies: list[dict], by_image: dict[int, dict]) -> None:
+    """Sentences of each report's current version from the latest parse, their findings, and for each
+    image the regions each sentence is aligned to (a reviewer's manual link or unlink beats the engine's)."""
+    from alignment.models import Alignment, Finding, Sentence
+
+    versions = {s["report__id"]: s["report__version"] for s in studies if s["report__id"]}
+    for study in studies:
+        study["sentences"] = []
+    if not versions:
+        return
+    rows = list(Sentence.objects.filter(report_id__in=list(versions)).order_by("report_id", "id")
+                .values("id", "report_id", "report_version", "pipeline_version", "index", "start", "end", "text"))
+    latest: dict[int, str] = {}
+    for row in rows:
+        if row["report_version"] == versions[row["report_id"]]:
+            latest[row["report_id"]] = row["pipeline_version"]  # rows are in id order: the last parse wins
+    kept = [row for row in rows if row["report_version"] == versions[row["report_id"]]
+            and row["pipeline_version"] == latest.get(row["report_id"])]
+    findings: dict[int, list] = defaultdict(list)
+    kept_ids = [r["id"] for r in kept]
+    for finding in Finding.objects.filter(sentence_id__in=kept_ids).order_by("sentence_id", "index").values(
+        "sentence_id", "lesion", "organ", "laterality", "clock", "quadrant", "distance_from_nipple_cm", "size_mm",
+        "negated", "uncertain", "attributes", "assessment",
+    ):
+        findings[finding.pop("sentence_id")].append(finding)
+    links: dict[tuple[int, int, int], tuple[str, bool]] = {}
+    for link in Alignment.objects.filter(image_id__in=list(by_image), sentence_id__in=[r["id"] for r in kept],
+                                         region__isnull=False).values("image_id", "sentence_id", "region_id",
+                                                                      "source", "linked"):
+        key = (link["image_id"], link["sentence_id"], link["region_id"])
+        if key not in links or link["source"] == "manual":
+            links[key] = (link["source"], link["linked"])
+    aligned: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for (image_id, sentence_id, region_id), (_, linked) in sorted(links.items()):
+        if linked:
+            aligned[(image_id, sentence_id)].append(region_id)
+    report_study = {s["report__id"]: s for s in studies if s["report__id"]}
+    for row in kept:
+        row["findings"] = findings.get(row["id"], [])
+        row["aligned"] = aligned
+        report_study[row["report_id"]]["sentences"].append(row)
+
+
+# ---------------------------------------------------------------------------------------------- shared bits
+
+
+def region_export_id(region: dict) -> str:
+    """The id a region is known by outside: its source's id when it came from one, else ours."""
+    return region["source_id"] or str(region["id"])
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _image_names(study: dict) -> dict[int, str]:
+    """Export path of each image of a study: ``images/<accession>/<original file name>``, with DICOM
+    frames as ``<file>_f0003.png`` and a numeric prefix only when two names would collide."""
+    used: set[str] = set()
+    names = {}
+    folder = _SAFE.sub("_", study["accession"]).strip("._") or str(study["id"])
+    for image in study["images"]:
+        extension = image["file"].rsplit(".", 1)[-1] if "." in image["file"] else "png"
+        original = (image["original_name"] or image["sha256"]).rsplit("/", 1)[-1]
+        stem, _, frame = original.partition("#frame=")
+        stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+        stem = _SAFE.sub("_", stem).strip("._") or image["sha256"][:16]
+        if frame:
+            stem += f"_f{int(frame):04d}" if frame.isdigit() else f"_f{_SAFE.sub('_', frame)}"
+        name = f"{stem}.{extension}"
+        if name in used:
+            name = f"{image['id']}_{name}"
+        used.add(name)
+        names[image["id"]] = f"images/{folder}/{name}"
+    return names
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _spacing(image: dict) -> list[float] | None:
+    if image["pixel_spacing_x_mm"] and image["pixel_spacing_y_mm"]:
+        return [image["pixel_spacing_x_mm"], image["pixel_spacing_y_mm"]]
+    return None
+
+
+def _region_json(region: dict) -> dict:
+    return {"id": region_export_id(region), "shape": region["shape"], **region["geometry"], "bbox": region["bbox"],
+            "label": region["label"], "lesion": region["lesion_key"], "attributes": region["attributes"],
+            "source": region["source"]}
+
+
+# ---------------------------------------------------------------------------------------------- formats
+
+
+class _Format:
+    """One export format: ``begin``, ``study`` for each study (with images and regions), ``end``."""
+
+    sentences = False
+
+    def __init__(self, *, output: _Output, options: ExportOptions, dataset: Dataset, counts: Counter):
+        self.output, self.options, self.dataset, self.counts = output, options, dataset, counts
+
+    def begin(self) -> None: ...
+
+    def study(self, study: dict, names: dict[int, str], split: str) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class _Coco(_Format):
+    """COCO instances, one file per split (``annotations/instances_<split>.json``, else
+    ``annotations/instances.json``). Area shapes only: COCO has no lines or points."""
+
+    def begin(self) -> None:
+        self.categories: dict[str, int] = {}
+        self.parts: dict[str, tuple[Any, Any, list[int]]] = {}
+
+    def _part(self, split: str):
+        if split not in self.parts:
+            images = self.output.scratch(f"coco-{split or 'all'}-images")
+            images.parent.mkdir(parents=True, exist_ok=True)
+            annotations = self.output.scratch(f"coco-{split or 'all'}-annotations")
+            self.parts[split] = (images.open("w", encoding="utf-8"), annotations.open("w", encoding="utf-8"), [0, 0])
+        return self.parts[split]
+
+    def study(self, study: dict, names: dict[int, str], split: str) -> None:
+        images_file, annotations_file, written = self._part(split)
+        for image in study["images"]:
+            entry = {"id": image["id"], "file_name": names[image["id"]], "width": image["width"],
+                     "height": image["height"], "study": study["accession"], "patient": study["patient"],
+                     "sha256": image["sha256"], "original_name": image["original_name"],
+                     "laterality": image["laterality"], "view": image["view"], "body_marker": image["body_marker"],
+                     "frame": image["frame_index"], "pixel_spacing_mm": _spacing(image)}
+            images_file.write(("," if written[0] else "") + "\n" + _dumps(entry))
+            written[0] += 1
+            for region in image["regions"]:
+                if region["shape"] not in AREA_SHAPES:
+                    self.counts["regions_skipped_not_area"] += 1
+                    continue
+                category = self.categories.setdefault(region["label"] or "lesion", len(self.categories) + 1)
+                flat = [v for point in geometry_polygon_points(region["shape"], region["geometry"]) for v in point]
+                annotation = {
+                    "id": region["id"], "image_id": image["id"], "category_id": category, "segmentation": [flat],
+                    "bbox": region["bbox"], "area": region["area_px"], "iscrowd": 0,
+                    "attributes": region["attributes"], "lesion": region["lesion_key"], "shape": region["shape"],
+                    "geometry": region["geometry"], "source_id": region_export_id(region), "source": region["source"],
+                    "author": region["source_author"] or region["author__username"] or "",
+                }
+                annotations_file.write(("," if written[1] else "") + "\n" + _dumps(annotation))
+                written[1] += 1
+                self.counts["regions"] += 1
+
+    def end(self) -> None:
+        categories = [{"id": cid, "name": name, "supercategory": "lesion"} for name, cid in self.categories.items()]
+        splits = list(self.parts) or [""]
+        for split in splits:
+            images_file, annotations_file, _ = self._part(split)
+            images_file.close()
+            annotations_file.close()
+            writer = self.output.open(f"annotations/instances{'_' + split if split else ''}.json")
+            info = {"description": f"Sonoalign export of {self.dataset.name}", "version": "1",
+                    "date_created": timezone.now().isoformat(), "split": split or "all"}
+            writer.write('{"info":' + _dumps(info) + ',"licenses":[],"images":[')
+            for part, closing in ((f"coco-{split or 'all'}-images", '\n],"annotations":['),
+                                  (f"coco-{split or 'all'}-annotations", "\n],")):
+                with self.output.scratch(part).open("rb") as handle:
+                    while block := handle.read(WRITE_BUFFER):
+                        writer.write(block)
+                writer.write(closing)
+            writer.write('"categories":' + _dumps(categories) + "}\n")
+            writer.close()
+
+
+class _Jsonl(_Format):
+    """Grounded image–text pairs, one image a line (``pairs.jsonl``)."""
+
+    sentences = True
+
+    def begin(self) -> None:
+        self.writer = self.output.open("pairs.jsonl")
+
+    def study(self, study: dict, names: dict[int, str], split: str) -> None:
+        for image in study["images"]:
+            region_ids = {region["id"]: region_export_id(region) for region in image["regions"]}
+            sentences = []
+            for sentence in study.get("sentences", []):
+                linked = [region_ids[r] for r in sentence["aligned"].get((image["id"], sentence["id"]), [])
+                          if r in region_ids]
+                sentences.append({"index": sentence["index"], "start": sentence["start"], "end": sentence["end"],
+                                  "text": sentence["text"], "findings": sentence["findings"], "regions": linked})
+            line = {"image": names[image["id"]], "study": study["accession"], "patient": study["patient"],
+                    "split": split, "report": study["report__text"] or "", "language": study["report__language"] or "",
+                    "width": image["width"], "height": image["height"], "pixel_spacing_mm": _spacing(image),
+                    "laterality": image["laterality"], "regions": [_region_json(r) for r in image["regions"]],
+                    "sentences": sentences}
+            self.counts["regions"] += len(image["regions"])
+            self.writer.write(_dumps(line) + "\n")
+
+    def end(self) -> None:
+        self.writer.close()
+
+
+class _Us365k(_Format):
+    """US-365K records (``us365k.json``): ``media_name`` and the nine tag keys, each a published tag
+    string, a list of them, or null; ``text`` is the paired report."""
+
+    def begin(self) -> None:
+        lexicon = self.dataset.lexicon.content
+        self.system = lexicon["system"]
+        self.values: dict[tuple[str, str], dict] = {}
+        for attribute in lexicon["attributes"]:
+            for value in attribute["values"]:
+                self.values[(attribute["code"], value["code"])] = value
+        udaf = {a["code"]: {v["code"]: v for v in a["values"]} for a in lexicon_load("udaf")["attributes"]}
+        self.diagnoses = {v["us365k"]["tag"]: v["us365k"]["tag"] for v in udaf["diagnosis"].values()}
+        self.diagnoses |= {code: v["us365k"]["tag"] for code, v in udaf["diagnosis"].items()}
+        self.default: dict[str, str] = {}
+        organ = udaf["organ_level"].get(LEXICON_ORGAN.get(self.system, ""))
+        if organ:
+            self.default["Organ_level"] = organ["us365k"]["tag"]
+            self.default["Body_system_level"] = udaf["body_system_level"][organ["body_system"]]["us365k"]["tag"]
+        if self.system in LEXICON_DIAGNOSIS:
+            self.default["Diagnosis"] = udaf["diagnosis"][LEXICON_DIAGNOSIS[self.system]]["us365k"]["tag"]
+        self.writer = self.output.open("us365k.json")
+        self.written = 0
+        self.writer.write("[")
+
+    def tags(self, regions: list[dict]) -> dict[str, Any]:
+        found: dict[str, list[str]] = {key: [] for key in US365K_KEYS}
+        for region in regions:
+            for code, value in region["attributes"].items():
+                for item in [value] if isinstance(value, str) else value:
+                    mapped = (self.values.get((code, item)) or {}).get("us365k")
+                    if mapped and mapped["tag"] not in found[mapped["key"]]:
+                        found[mapped["key"]].append(mapped["tag"])
+            diagnosis = self.diagnoses.get((region["label"] or "").strip().lower())
+            if diagnosis and diagnosis not in found["Diagnosis"]:
+                found["Diagnosis"].append(diagnosis)
+        record: dict[str, Any] = {}
+        for key in US365K_KEYS:
+            tags = found[key] or ([self.default[key]] if key in self.default and regions else [])
+            record[key] = None if not tags else tags[0] if len(tags) == 1 else tags
+        return record
+
+    def study(self, study: dict, names: dict[int, str], split: str) -> None:
+        for image in study["images"]:
+            record = {"media_name": names[image["id"]], **self.tags(image["regions"]),
+                      "text": study["report__text"] or "", "study": study["accession"]}
+            if split:
+                record["split"] = split
+            self.counts["regions"] += len(image["regions"])
+            self.writer.write(("," if self.written else "") + "\n" + _dumps(record))
+            self.written += 1
+
+    def end(self) -> None:
+        self.writer.write("\n]\n")
+        self.writer.close()
+
+
+class _Csv(_Format):
+    """One region a row (``regions.csv``), one column per lexicon attribute (several values joined by
+    ``;``)."""
+
+    def begin(self) -> None:
+        self.attributes = [a["code"] for a in self.dataset.lexicon.content["attributes"]]
+        self.writer = self.output.open("regions.csv")
+        self.buffer = io.StringIO()
+        self.csv = csv.writer(self.buffer)
+        self.csv.writerow(["image", "study", "patient", "split", "region_id", "shape", "label", "lesion", "source",
+                           "author", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area_px", "area_mm2", "long_axis_mm",
+                           "short_axis_mm", "geometry", *self.attributes])
+
+    def study(self, study: dict, names: dict[int, str], split: str) -> None:
+        for image in study["images"]:
+            for region in image["regions"]:
+                values = [region["attributes"].get(code, "") for code in self.attributes]
+                self.csv.writerow([
+                    names[image["id"]], study["accession"], study["patient"], split, region_export_id(region),
+                    region["shape"], region["label"], region["lesion_key"], region["source"],
+                    region["source_author"] or region["author__username"] or "", *(region["bbox"] or ["", "", "", ""]),
+                    region["area_px"], region["area_mm2"], region["long_axis_mm"], region["short_axis_mm"],
+                    _dumps(region["geometry"]), *(";".join(v) if isinstance(v, list) else v for v in values),
+                ])
+                self.counts["regions"] += 1
+        self.writer.write(self.buffer.getvalue())
+        self.buffer.seek(0)
+        self.buffer.truncate()
+
+    def end(self) -> None:
+        self.writer.close()
+
+
+class _Masks(_Format):
+    """One 8-bit PNG label mask per image (``masks/<image path>.png``): 0 is background, each lesion
+    label has its value in ``legend.json``; where regions overlap the later one wins. Lines and points
+    have no area and are left out."""
+
+    def begin(self) -> None:
+        self.legend: dict[str, int] = {}
+
+    def study(self, study: dict, names: dict[int, str], split: str) -> None:
+        for image in study["images"]:
+            mask = PILImage.new("L", (image["width"], image["height"]), 0)
+            draw = ImageDraw.Draw(mask)
+            for region in image["regions"]:
+                if region["shape"] not in AREA_SHAPES:
+                    self.counts["regions_skipped_not_area"] += 1
+                    continue
+                label = region["label"] or "lesion"
+                if label not in self.legend:
+                    if len(self.legend) >= 255:
+                        raise ExportError("more than 255 lesion labels do not fit an 8-bit mask")
+                    self.legend[label] = len(self.legend) + 1
+                points = [tuple(point) for point in geometry_polygon_points(region["shape"], region["geometry"])]
+                draw.polygon(points, fill=self.legend[label])
+                self.counts["regions"] += 1
+            buffer = io.BytesIO()
+            mask.save(buffer, "PNG")
+            writer = self.output.open("masks/" + names[image["id"]].removeprefix("images/").rsplit(".", 1)[0] + ".png")
+            writer.write(buffer.getvalue())
+            writer.close()
+
+    def end(self) -> None:
+        legend = [{"value": 0, "label": "background"}] + [
+            {"value": value, "label": label} for label, value in self.legend.items()]
+        writer = self.output.open("legend.json")
+        writer.write(json.dumps({"classes": legend, "mode": "8-bit grey PNG, pixel value = class"}, indent=2) + "\n")
+        writer.close()
+
+
+FORMAT_CLASSES: dict[str, type[_Format]] = {"coco": _Coco, "jsonl": _Jsonl, "us365k": _Us365k, "csv": _Csv,
+                                            "masks": _Masks}
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def pipeline_version() -> str | None:
+    try:
+        from alignment.nlp import PIPELINE_VERSION
+    except Exception:  # the parser is optional for exports; its absence is recorded as null
+        return None
+    return PIPELINE_VERSION
+
+
+def export_run(*, dataset: Dataset, out: str | Path, options: ExportOptions,
+               progress: Callable[[ExportProgress], None] | None = None) -> dict:
+    """Export ``dataset`` to ``out`` and return the manifest. Raises ``ExportError`` for bad options;
+    on any failure nothing is left at ``out`` (a previous export there stays as it was)."""
+    _options({"format": options.format, "status": options.status})
+    out = Path(out)
+    state = ExportProgress()
+    report = progress or (lambda state: None)
+    output = _Output(out)
+    try:
+        fresh = not connection.in_atomic_block
+        with transaction.atomic():
+            if fresh and connection.vendor == "postgresql":
+                # One snapshot for the whole export; only possible as the transaction's first statement
+                # (inside an outer transaction, as in tests, that transaction's snapshot applies).
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            snapshot_at = timezone.now()
+            state.total = Image.objects.filter(_image_filter(options.status), study__dataset=dataset).count()
+            report(state)
+            writer = FORMAT_CLASSES[options.format](output=output, options=options, dataset=dataset,
+                                                    counts=state.counts)
+            writer.begin()
+            for chunk in _study_chunks(dataset=dataset, options=options, sentences=writer.sentences):
+                for study in chunk:
+                    split = split_of(study["patient"], split=options.split, seed=options.seed)
+                    names = _image_names(study)
+                    writer.study(study, names, split)
+                    if options.include_images:
+                        for image in study["images"]:
+                            output.copy_image(names[image["id"]], image["file"], image["sha256"])
+                    state.counts["studies"] += 1
+                    state.counts["images"] += len(study["images"])
+                    state.counts[f"images_{split or 'all'}"] += len(study["images"])
+                    state.counts[f"studies_{split or 'all'}"] += 1
+                    state.done += len(study["images"])
+                report(state)
+            writer.end()
+        lexicon = dataset.lexicon
+        manifest = {
+            "dataset": {"id": dataset.pk, "name": dataset.name},
+            "format": options.format,
+            "filters": {"status": options.status, "split": list(options.split) if options.split else None,
+                        "seed": options.seed if options.split else None, "include_images": options.include_images},
+            "region_rule": REGION_RULES[options.status],
+            "counts": dict(sorted(state.counts.items())),
+            "lexicon": {"system": lexicon.system, "version": lexicon.version, "sha256": lexicon.sha256},
+            "pipeline_version": pipeline_version(),
+            "snapshot_at": snapshot_at.isoformat(),
+            "created_at": timezone.now().isoformat(),
+        }
+        output.commit(manifest)
+    except BaseException:
+        output.abort()
+        raise
+    return manifest
+
+
+REGION_RULES = {
+    "adjudicated": "consensus regions of adjudicated images",
+    "submitted": "readers' regions of submitted assignments plus imported pre-annotations",
+    "all": "every live region",
+}
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+
+def export_job_create(*, dataset: Dataset, user, params: dict) -> ExportJob:
+    """Record an export job and queue it once committed. ``params``: format, status, split, seed,
+    include_images (checked here, so a bad request fails before anything is queued)."""
+    from .tasks import export_job_run as task
+
+    _options(params)
+    with transaction.atomic():
+        job = ExportJob.objects.create(dataset=dataset, created_by=user, params=dict(params))
+        transaction.on_commit(lambda: task.delay(job.pk))
+    return job
+
+
+def _options(params: dict) -> ExportOptions:
+    split = params.get("split")
+    options = ExportOptions(
+        format=params.get("format", ""), status=params.get("status") or "adjudicated",
+        split=split_parse(split) if isinstance(split, str) and split else (tuple(split) if split else None),
+        seed=int(params.get("seed") or 42), include_images=bool(params.get("include_images")),
+    )
+    if options.format not in FORMATS:
+        raise ExportError(f"unknown format {options.format!r} (use {', '.join(FORMATS)})")
+    if options.status not in STATUSES:
+        raise ExportError(f"unknown status {options.status!r} (use {', '.join(STATUSES)})")
+    return options
+
+
+def export_job_run(*, job_id: int) -> ExportJob | None:
+    """Run a queued export job into ``exports/<job id>/`` of the default storage. Claimed with a
+    conditional UPDATE; a re-run after a crash writes a fresh archive (the temporary one is gone)."""
+    claimed = ExportJob.objects.filter(pk=job_id, status__in=[ExportJob.Status.PENDING, ExportJob.Status.RUNNING]
+                                       ).update(status=ExportJob.Status.RUNNING, started_at=timezone.now())
+    if not claimed:
+        return None
+    job = ExportJob.objects.select_related("dataset__lexicon").get(pk=job_id)
+    last = [0.0]
+
+    def progress(state: ExportProgress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            ExportJob.objects.filter(pk=job_id).update(total=state.total, done=state.done, counts=dict(state.counts))
+
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", job.dataset.name).strip("-")[:60] or "dataset"
+    name = f"exports/{job.pk}/{slug}-{job.params.get('format')}-{timezone.now():%Y%m%d-%H%M%S}.zip"
+    try:
+        options = _options(job.params or {})
+        try:
+            target = Path(default_storage.path(name))
+            local = True
+        except NotImplementedError:
+            target = Path(tempfile.mkdtemp()) / Path(name).name
+            local = False
+        manifest = export_run(dataset=job.dataset, out=target, options=options, progress=progress)
+        if not local:
+            with target.open("rb") as handle:
+                name = default_storage.save(name, handle)
+            shutil.rmtree(target.parent, ignore_errors=True)
+    except Exception as error:
+        ExportJob.objects.filter(pk=job_id).update(
+            status=ExportJob.Status.FAILED, finished_at=timezone.now(),
+            errors=[{"level": "error", "reason": f"{type(error).__name__}: {error}"[:1000]}])
+        if isinstance(error, ExportError):
+            return ExportJob.objects.get(pk=job_id)
+        raise
+    ExportJob.objects.filter(pk=job_id).update(
+        status=ExportJob.Status.DONE, finished_at=timezone.now(), output=name, manifest=manifest,
+        total=manifest["counts"].get("images", 0), done=manifest["counts"].get("images", 0),
+        counts=manifest["counts"])
+    return ExportJob.objects.get(pk=job_id)
