@@ -332,7 +332,7 @@ def _en_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
         bits.append(
             rng.choice(
                 (
-                    f"It is {rng.choice(EN_SHAPE[w['shape']])} in shape",
+                    f"It is {EN_SHAPE[w['shape']][0]} in shape",
                     f"The lesion is {rng.choice(EN_SHAPE[w['shape']])}",
                 )
             )

@@ -405,3 +405,9 @@ def test_rendered_image_matches_its_record():
     pixels = np.asarray(picture)
     assert pixels[:, : image.width // 2].std() > 10  # not blank: speckle and tissue
     assert pixels[0:30, :].mean() < 30  # the header strip is dark apart from its text
+
+
+def test_ground_truth_round_trips_through_json(plans):
+    for plan in plans[:200]:
+        stored = plan.to_dict()
+        assert json.loads(json.dumps(stored, ensure_ascii=False)) == stored
