@@ -87,6 +87,9 @@
   const regions = new Map();
   const annotationOf = new Map();
 
+  // Exposed for the browser tests, which need image ↔ screen coordinates to draw like a person.
+  window.__sonoalignViewer = viewer;
+
   const OWN = "#38bdf8", OTHER = "#f59e0b", SELECTED = "#facc15";
   const anno = AnnotoriousOSD.createOSDAnnotator(viewer, {
     drawingEnabled: false,
@@ -134,7 +137,10 @@
       return { shape: "ellipse", geometry: { center: [round(g.cx), round(g.cy)], radii: [round(g.rx), round(g.ry)], rotation: 0 } };
     }
     if (type === "LINE" || type === "POLYGON") {
-      return { shape: type === "LINE" ? "line" : "polygon", geometry: { points: g.points.map(clampPoint) } };
+      // A finishing double-click can leave the last vertex twice; a repeated vertex is no vertex.
+      const points = g.points.map(clampPoint)
+        .filter((p, i, all) => i === 0 || p[0] !== all[i - 1][0] || p[1] !== all[i - 1][1]);
+      return { shape: type === "LINE" ? "line" : "polygon", geometry: { points } };
     }
     return { shape: String(type).toLowerCase(), geometry: g };
   }
@@ -321,9 +327,9 @@
   const HINTS = {
     select: "Select a region to edit it: drag its handles to move vertices. Draw with P, R, E, L or T.",
     polygon: "Polygon: click each point of the outline; Enter or double-click finishes, Esc cancels.",
-    rectangle: "Rectangle: drag from corner to corner (or click both corners). Esc cancels.",
+    rectangle: "Rectangle: drag from one corner to the opposite one. Esc cancels.",
     ellipse: "Ellipse: drag across the lesion. Esc cancels.",
-    line: "Caliper: click (or drag) from one edge of the lesion to the other. Esc cancels.",
+    line: "Caliper: click one edge of the lesion, then the other. Esc cancels.",
     point: "Point: click where the marker goes. Esc cancels.",
   };
   let tool = "select";
@@ -335,6 +341,8 @@
     if (name === "select" || name === "point") {
       anno.setDrawingEnabled(false);
     } else {
+      // Outlines and calipers are placed point by point (click); boxes and ellipses are dragged.
+      anno.setDrawingMode(name === "polygon" || name === "line" ? "click" : "drag");
       anno.setDrawingTool(name);
       anno.setDrawingEnabled(true);
       anno.cancelSelected();
