@@ -90,7 +90,9 @@ def _worker_environment(django_db_setup, django_db_blocker, media_root, tmp_path
     queue = f"sonoalign-test-{os.getpid()}"
     env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": broker, "CELERY_QUEUE": queue,
            "MEDIA_ROOT": str(media_root), "DJANGO_SETTINGS_MODULE": "sonoalign.settings",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1",
+           # Short enough that a test can kill a worker and see its work redelivered and re-claimed.
+           "CELERY_VISIBILITY_TIMEOUT": "8", "ALIGNMENT_CLAIM_TIMEOUT": "5"}
     log_dir = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
     log_dir.mkdir(parents=True, exist_ok=True)
     return {"env": env, "queue": queue, "log_path": log_dir / "celery-worker.log"}

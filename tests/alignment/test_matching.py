@@ -1,0 +1,154 @@
+"""The matcher on hand-made studies: each evidence feature, the no-match cases and the conflicts."""
+
+from annotation.lexicons import lexicon_load, tirads_level
+from alignment.matching import (
+    FindingInput,
+    LesionInput,
+    ReaderRegion,
+    assessment_conflict,
+    attribute_conflicts,
+    body_marker_parse,
+    clock_distance,
+    clock_quadrant,
+    match_source,
+    ordinal_of,
+    pair_score,
+    reader_conflicts,
+    size_conflict,
+)
+
+
+def finding(key="s0f0", **kw):
+    base = {"sentence_index": 0, "start": 0, "end": 10, "lesion": "nodule", "organ": "Breast"}
+    base.update(kw)
+    return FindingInput(key=key, **base)
+
+
+def lesion(key="reader:L1", **kw):
+    base = {"source": "reader", "region_ids": (1,), "image_ids": (10,), "organ": "Breast", "label": "nodule"}
+    base.update(kw)
+    return LesionInput(key=key, **base)
+
+
+def f(values):
+    return frozenset(values)
+
+
+def test_body_marker_is_read():
+    assert body_marker_parse("RT BREAST 10:00 3CMFN TRV") == {
+        "laterality": "right", "clock": "10:00", "distance_cm": 3.0, "view": "transverse"}
+    assert body_marker_parse("LT THY LONG") == {"laterality": "left", "view": "longitudinal"}
+    assert body_marker_parse("") == {}
+
+
+def test_clock_distance_is_circular_and_quadrants_mirror():
+    assert clock_distance("12:00", "1:00") == 1
+    assert clock_distance("11:30", "0:30") == 1
+    assert clock_distance("10:00", "4:00") == 6
+    assert clock_quadrant("10:00", "right") == "upper_outer"
+    assert clock_quadrant("10:00", "left") == "upper_inner"
+    assert clock_quadrant("2:00", "left") == "upper_outer"
+
+
+def test_each_feature_moves_the_score():
+    base, _ = pair_score(finding(), lesion())
+    checks = [
+        ({"laterality": "right"}, {"laterality": "right"}, 1),
+        ({"laterality": "right"}, {"laterality": "left"}, -1),
+        ({"clock": "10:00"}, {"clock": "10:30"}, 1),
+        ({"clock": "10:00"}, {"clock": "4:00"}, -1),
+        ({"quadrant": "upper_outer"}, {"clock": "10:00", "laterality": "right"}, 1),
+        ({"distance_cm": 3.0}, {"distance_cm": 3.5}, 1),
+        ({"distance_cm": 3.0}, {"distance_cm": 8.0}, -1),
+        ({"size_mm": (12.0, 8.0)}, {"long_axis_mm": 12.5}, 1),
+        ({"size_mm": (30.0,)}, {"long_axis_mm": 8.0}, -1),
+        ({"organ": "Thyroid gland"}, {"organ": "Breast"}, -1),
+        ({"attributes": {"echogenicity": f(["hypoechoic"])}}, {"attributes": {"echogenicity": f(["hypoechoic"])}}, 1),
+        ({"attributes": {"echogenicity": f(["hypoechoic"])}}, {"attributes": {"echogenicity": f(["anechoic"])}}, -1),
+        ({"ordinal": 2}, {"ordinal": 2}, 1),
+        ({"view": "transverse"}, {"view": "transverse"}, 1),
+    ]
+    for finding_kw, lesion_kw, direction in checks:
+        score, evidence = pair_score(finding(**finding_kw), lesion(**lesion_kw))
+        assert (score - base) * direction > 0, (finding_kw, lesion_kw, score, evidence)
+
+
+def test_two_findings_go_to_their_own_lesions():
+    findings = [finding("s0f0", laterality="right", clock="2:00", size_mm=(12.0,), lesion="cyst"),
+                finding("s0f1", laterality="right", clock="10:00", size_mm=(8.0,))]
+    lesions = [lesion("r:L1", laterality="right", clock="10:00", long_axis_mm=8.2),
+               lesion("r:L2", laterality="right", clock="2:00", long_axis_mm=11.5, label="cyst")]
+    matches = {m.finding: m.lesion for m in match_source(findings, lesions)}
+    assert matches == {"s0f0": "r:L2", "s0f1": "r:L1"}
+
+
+def test_no_match_when_evidence_contradicts():
+    matches = match_source([finding(laterality="left", clock="3:00")],
+                           [lesion(laterality="right", clock="9:00")])
+    assert matches == []
+
+
+def test_negated_and_hypothetical_findings_are_not_matched():
+    assert match_source([finding(negated=True, laterality="right")], [lesion(laterality="right")]) == []
+    assert match_source([finding(hypothetical=True, laterality="right")], [lesion(laterality="right")]) == []
+
+
+def test_a_repeat_mention_attaches_to_the_same_lesion():
+    findings = [finding("s1f0", laterality="right", clock="10:00", size_mm=(12.0,)),
+                finding("s5f0", laterality="right", clock="10:00")]
+    matches = match_source(findings, [lesion(laterality="right", clock="10:00", long_axis_mm=12.0)])
+    assert {(m.finding, m.repeat) for m in matches} == {("s1f0", False), ("s5f0", True)}
+
+
+def test_attribute_conflict_and_negated_statement():
+    pair_f = finding(attributes={"echogenicity": f(["hypoechoic"])},
+                     negated_attributes={"posterior_acoustics": f(["shadowing"])})
+    pair_l = lesion(attributes={"echogenicity": f(["isoechoic"]), "posterior_acoustics": f(["shadowing"])})
+    conflicts = attribute_conflicts(pair_f, pair_l)
+    assert [(c.attribute, c.values["report"]) for c in conflicts] == [
+        ("echogenicity", ["hypoechoic"]), ("posterior_acoustics", ["no shadowing"])]
+
+
+def test_size_mismatch_beyond_tolerance_only():
+    assert size_conflict(finding(size_mm=(12.0,)), lesion(long_axis_mm=13.0)) is None
+    assert size_conflict(finding(size_mm=(4.0,)), lesion(long_axis_mm=5.5)) is None  # within 2 mm
+    conflict = size_conflict(finding(size_mm=(25.0, 10.0)), lesion(long_axis_mm=12.0))
+    assert conflict.kind == "size_mismatch" and conflict.values["annotation"] == 12.0
+
+
+def test_assessment_tirads_points_disagree_with_level():
+    level = lambda points: tirads_level(lexicon_load("tirads"), points)  # noqa: E731
+    wrong = finding(assessment={"system": "ACR TI-RADS", "category": "TR2", "points": 5})
+    assert assessment_conflict(wrong, None, tirads_level_of=level).values["expected"] == "TR4"
+    right = finding(assessment={"system": "ACR TI-RADS", "category": "TR4", "points": 5})
+    assert assessment_conflict(right, None, tirads_level_of=level) is None
+
+
+def test_assessment_birads_against_descriptors():
+    suspicious = lesion(attributes={"shape": f(["irregular"]), "margins": f(["ill_defined_indistinct"])})
+    benign = lesion(attributes={"shape": f(["oval"]), "echogenicity": f(["anechoic"])})
+    low = finding(assessment={"system": "BI-RADS", "category": "2"})
+    high = finding(assessment={"system": "BI-RADS", "category": "4C"})
+    assert assessment_conflict(low, suspicious).kind == "assessment_inconsistent"
+    assert assessment_conflict(low, benign) is None
+    assert assessment_conflict(high, benign).kind == "assessment_inconsistent"
+    assert assessment_conflict(high, suspicious) is None
+
+
+def test_reader_conflicts_by_iou_and_attributes():
+    square = {"points": [[0, 0], [100, 0], [100, 100], [0, 100]]}
+    shifted = {"points": [[5, 5], [105, 5], [105, 105], [5, 105]]}
+    far = {"points": [[300, 300], [350, 300], [350, 350]]}
+    regions = [ReaderRegion(1, "ann1", "polygon", square, {"echogenicity": f(["hypoechoic"])}),
+               ReaderRegion(2, "ann2", "polygon", shifted, {"echogenicity": f(["isoechoic"])}),
+               ReaderRegion(3, "ann2", "polygon", far, {})]
+    conflicts = reader_conflicts(7, regions)
+    kinds = sorted((c.attribute, c.region_ids) for c in conflicts)
+    assert kinds == [("echogenicity", (1, 2)), ("region", (3,))]
+
+
+def test_ordinals():
+    assert ordinal_of("L2") == 2
+    assert ordinal_of("The second nodule is smaller.") == 2
+    assert ordinal_of("结节2：低回声") == 2
+    assert ordinal_of("no number") is None
