@@ -554,12 +554,12 @@ class _Importer:
             error("a region must be an object")
             return
         shape = data.get("shape")
-        if shape == "ellipse":
+        if isinstance(data.get("geometry"), dict):  # COCO from our exports carries it whole
+            geometry = data["geometry"]
+        elif shape == "ellipse":
             geometry = {key: data[key] for key in ("center", "radii", "rotation") if key in data}
-        elif "points" in data:
-            geometry = {"points": data["points"]}
         else:
-            geometry = data.get("geometry")
+            geometry = {"points": data.get("points")}
         source_id = data.get("id", "")
         if not isinstance(source_id, (str, int)) or isinstance(source_id, bool):
             error("'id' must be text or a number")
@@ -744,8 +744,10 @@ class _Importer:
             if found is not None:
                 self.report.counts["images_existing"] += 1
                 return found
-        name = safe_name(posixpath.join(base, file_name) if base else file_name)
-        if name is not None and self.source.has(name):
+        # file_name is relative to the JSON's folder in plain COCO, to the batch root in our exports.
+        candidates = [safe_name(posixpath.join(base, file_name)) if base else None, safe_name(file_name)]
+        name = next((n for n in candidates if n is not None and self.source.has(n)), None)
+        if name is not None:
             try:
                 verified = image_verify(self.source.read(name))
             except (ImageFileError, FileNotFoundError) as failure:
