@@ -23,16 +23,20 @@ from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, match_payload
 from .vocabulary import FIELD_HINTS, NON_LESION_KINDS
 
 _FIELD_START = re.compile(
-    r"(?i)^\s*(?:\d{1,2}[.、)]\s*)?(" + "|".join(re.escape(k).replace(r"\ ", r"\s+")
+    r"(?i)\s*(?:\d{1,2}[.、)]\s*)?(" + "|".join(re.escape(k).replace(r"\ ", r"\s+")
                                               for k in sorted(FIELD_HINTS, key=len, reverse=True))
     + r")\s*[:：]\s*")
+_LOCATION_FIELD = re.compile(r"(?i)\s*(?:location|size|site|side|laterality|position)\s*[:：]")
 _NONE_VALUE = re.compile(r"(?i)^(?:none|no\b|nil|absent|无|未见)")
 # Words too generic to stand for a lexicon value unless a field label says which attribute is meant.
 _GENERIC = frozenset({"absent", "soft", "hard", "intermediate", "internal", "none", "solid", "cystic",
                       "linear", "flat", "parallel", "smooth", "shadow", "echogenic", "irregular",
-                      "collection", "heterogeneous"})
-_KEEP_GENERIC_IN_CONTEXT = frozenset({"solid", "cystic", "echogenic", "irregular", "heterogeneous", "smooth",
-                                      "parallel"})
+                      "collection"})
+# ... of which these are safe next to a lesion word ("solid nodule", "irregular mass").
+_KEEP_GENERIC_IN_CONTEXT = frozenset({"solid", "cystic", "echogenic", "irregular", "smooth", "parallel"})
+# Findings a following description never belongs to ("乳腺增生。左乳低回声" describes a new lesion).
+_NO_MERGE = frozenset({"lymph_node", *NON_LESION_KINDS})
+_ECHO_ATTRS = frozenset({"echogenicity", "echo_pattern"})
 _UDAF_DIAGNOSES = frozenset({"nodule", "cyst", "mass", "fluid_collection"})
 
 
@@ -75,6 +79,7 @@ class _Context:
     def __init__(self) -> None:
         self.header_laterality: str | None = None
         self.header_organ: str | None = None
+        self.header_site: list[str] = []
         self.last_organ: str | None = None
         self.open: Finding | None = None
         self.section: str | None = None
@@ -117,19 +122,23 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
             ctx.section = section
             ctx.open = None
             ctx.header_laterality = ctx.header_organ = None
+            ctx.header_site = []
         items = per[index]
         scopes = build_scopes(text, start, end, language, cues[index])
-        _sentence_findings(text, sentence, header, items, scopes, ctx, lexicon, tables)
+        _sentence_findings(text, sentence, header, items, scopes, ctx, lexicon, tables, language)
     return report
 
 
 def _sentence_findings(text: str, sentence: Sentence, header: str | None, items: list[_Item],
-                       scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables) -> None:
+                       scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables,
+                       language: str = "en") -> None:
     start, end = sentence.start, sentence.end
-    quad_spans = [(i.start, i.end) for i in items if i.kind == "quadrant"]
+    # site words that open a quadrant or organ phrase ("lower outer quadrant", "deep vein thrombosis");
+    # a site closing an organ phrase still counts ("甲状腺峡部", "thyroid isthmus")
+    covering = [(i.start, i.end) for i in items if i.kind == "quadrant" or i.kind == ORGAN]
     by: dict[str, list[_Item]] = {}
     for it in items:
-        if it.kind == SITE and any(a < it.end and it.start < b for a, b in quad_spans):
+        if it.kind == SITE and any(a == it.start and b > it.end for a, b in covering):
             continue
         by.setdefault(it.kind, []).append(it)
     lats = by.get("laterality", [])
@@ -141,15 +150,26 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
 
     field = _FIELD_START.match(text, start, end)
     hint = FIELD_HINTS.get(" ".join(field.group(1).lower().split())) if field else None
+    if not anchors and hint is None and ATTR in by:
+        by[ATTR] = [i for i in by[ATTR] if i.value[0] not in _GENERIC]
+        if not by[ATTR]:
+            del by[ATTR]
 
     if header == "section":
         return
     if header == "organ" and not anchors:
-        if lats:
-            ctx.header_laterality = lats[0].value
+        ctx.header_laterality = lats[0].value if lats else None
         if organs:
             ctx.header_organ = ctx.last_organ = organs[-1].value
+        ctx.header_site = [i.value for i in by.get(SITE, ())]
         return
+    if len(anchors) > 1:
+        anchors = _drop_interpretations(text, anchors)
+    if not anchors and language == "zh" and header is None:
+        # Chinese conclusions name a lesion by its echo alone ("右乳10点低回声,左乳2点无回声"): each echo
+        # term then stands for one lesion
+        anchors = [_Item(i.start, i.end, LESION, None) for i in by.get(ATTR, ())
+                   if any(r.attribute in _ECHO_ATTRS for r in i.value[1])]
 
     groups = _group_anchors(text, anchors)
     segments: list[tuple[int, int, list[_Item]]] = []
@@ -164,22 +184,28 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
     if segments:
         for seg_start, seg_end, group in segments:
             f = _finding_from(text, seg_start, seg_end, group, by, scopes, ctx, lexicon, tables, hint,
-                              sentence_start=start)
+                              sentence_start=start, field_end=field.end() if field else None)
             new_findings.append(f)
     else:
         content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
+        # a structured field line ("Location: right lobe, lower pole", "Size: 2.8 x 2.0 cm") describes the
+        # open lesion even with only a side, site or size
+        located = field is not None or _LOCATION_FIELD.match(text, start, end) is not None
+        if located and ctx.open is not None and any(k in by for k in ("laterality", SITE, "size")):
+            content = True
         if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end():end]):
             content = True
         if not content:
             if organs:
                 ctx.last_organ = organs[-1].value
             return
-        f = _finding_from(text, start, end, [], by, scopes, ctx, lexicon, tables, hint, sentence_start=start)
+        f = _finding_from(text, start, end, [], by, scopes, ctx, lexicon, tables, hint, sentence_start=start,
+                          field_end=field.end() if field else None)
         if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end():end]):
             f.attributes.append(Attribute("echogenic_foci", "none_or_large_comet_tail_artifacts", "tirads",
                                           False, False, field.end(), end, text[field.end():end]))
         op = ctx.open
-        if (op is not None and not op.negated and (f.organ is None or op.organ is None or f.organ == op.organ
+        if (op is not None and not op.negated and op.lesion not in _NO_MERGE and (f.organ is None or op.organ is None or f.organ == op.organ
                                                    or not organs)
                 and (f.laterality is None or op.laterality is None or f.laterality == op.laterality
                      or not lats)):
@@ -187,6 +213,9 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
             if organs:
                 ctx.last_organ = organs[-1].value
             return
+        if f.laterality is None and op is not None and (f.organ is None or f.organ == op.organ):
+            # "双侧乳腺组织增生。BI-RADS2类。": the category is about the breasts just named
+            f.laterality = op.laterality
         new_findings.append(f)
     for f in new_findings:
         if f.organ is None:
@@ -198,6 +227,49 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
         ctx.last_organ = organs[-1].value
     if new_findings:
         ctx.open = new_findings[-1]
+
+
+def _drop_interpretations(text: str, anchors: list[_Item]) -> list[_Item]:
+    """Drop lesion words that interpret the lesion before them ("mass ..., likely fibroadenoma",
+    "nodule, possibly a colloid cyst", "结节，考虑纤维腺瘤")."""
+    kept = [anchors[0]]
+    for prev, a in zip(anchors, anchors[1:], strict=False):
+        between = text[prev.end:a.start]
+        if P.INTERPRETATION.search(between) and not P.NEW_LESION.search(between):
+            continue
+        kept.append(a)
+    return kept
+
+
+def _choose_organ(by: dict[str, list[_Item]], a: int, b: int, anchor: int, lesion: str | None) -> str | None:
+    """Organ of a finding: the organ word nearest the lesion in its stretch, else in the sentence.
+
+    Organ words that are part of a lesion word ("lymph node", "pleural effusion") or of a lexicon
+    phrase ("skin thickening", "axillary lymph node") are used only when nothing else names the organ.
+    """
+    organs = by.get(ORGAN)
+    if lesion == "lymph_node":
+        # a node's organ is named beside it ("left axillary node"); elsewhere in the sentence another
+        # lesion's organ is meant ("no thyroid nodules or cervical lymphadenopathy")
+        organs = _in(organs, a, b)
+    if not organs:
+        return "Lymph nodes" if lesion == "lymph_node" else None
+    lesions = [(i.start, i.end) for i in by.get(LESION, ())]
+    attrs = [(i.start, i.end) for i in by.get(ATTR, ())]
+
+    def overlaps(it: _Item, spans: list[tuple[int, int]]) -> bool:
+        return any(s < it.end and it.start < e for s, e in spans)
+
+    clean = [i for i in organs if not overlaps(i, lesions) and not overlaps(i, attrs)]
+    no_lesion = [i for i in organs if not overlaps(i, lesions)]
+    for pool in (clean, no_lesion):
+        hit = _nearest(_in(pool, a, b), anchor) or _nearest(pool, anchor)
+        if hit is not None:
+            return hit.value
+    if lesion == "lymph_node":
+        return "Lymph nodes"
+    hit = _nearest(organs, anchor)
+    return hit.value if hit is not None else None
 
 
 def _group_anchors(text: str, anchors: list[_Item]) -> list[list[_Item]]:
@@ -224,8 +296,8 @@ def _in(items: list[_Item] | None, a: int, b: int) -> list[_Item]:
 
 def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, list[_Item]],
                   scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables,
-                  hint: frozenset[str] | None, sentence_start: int) -> Finding:
-    kinds = [g.value for g in group]
+                  hint: frozenset[str] | None, sentence_start: int, field_end: int | None = None) -> Finding:
+    kinds = [g.value for g in group if g.value is not None]
     lesion = next((k for k in kinds if k != "lesion"), kinds[0]) if kinds else None
     anchor = group[0].start if group else a
     anchor_span = (group[0].start, group[-1].end) if group else None
@@ -242,30 +314,24 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
         lat = by["laterality"][0] if len(values) == 1 else None
     f.laterality = lat.value if lat is not None else ctx.header_laterality
 
-    seg_organs = _in(by.get(ORGAN), a, b)
-    organ = _nearest(seg_organs, anchor, skip=anchor_span if lesion == "lymph_node" else None)
-    if organ is None:
-        others = [i for i in by.get(ORGAN, ()) if not (anchor_span and lesion == "lymph_node"
-                                                         and i.start < anchor_span[1]
-                                                         and anchor_span[0] < i.end)]
-        organ = _nearest(others, anchor)
-    if organ is not None:
-        f.organ = organ.value
-    elif lesion == "lymph_node":
-        f.organ = "Lymph nodes"
-    else:
+    f.organ = _choose_organ(by, a, b, anchor, lesion)
+    if f.organ is None:
         f.organ = ctx.header_organ
+    if f.organ is None and (_in(by.get("clock"), a, b) or _in(by.get("distance"), a, b)
+                            or _in(by.get("quadrant"), a, b)):
+        # clock faces, nipple distances and quadrants only locate breast lesions
+        f.organ = "Breast"
 
-    f.site = list(dict.fromkeys(i.value for i in _in(by.get(SITE), a, b)))
+    f.site = list(dict.fromkeys(i.value for i in _in(by.get(SITE), a, b))) or list(ctx.header_site)
     clock = _in(by.get("clock"), a, b)
     f.clock = clock[0].value if clock else None
     quad = _in(by.get("quadrant"), a, b)
     f.quadrant = quad[0].value if quad else None
     dist = _in(by.get("distance"), a, b)
     f.distance_from_nipple_cm = dist[0].value if dist else None
-    sizes = _in(by.get("size"), a, b)
-    if sizes:
-        f.size_mm = list(sizes[0].value)
+    size = _nearest(_in(by.get("size"), a, b), anchor) if group else next(iter(_in(by.get("size"), a, b)), None)
+    if size is not None:
+        f.size_mm = list(size.value)
 
     birads = _in(by.get("birads"), a, b)
     tirads = _in(by.get("tirads"), a, b)
@@ -283,14 +349,20 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
 
     ctx_flags = flags(scopes, anchor)
     if group:
-        f.negated = bool(ctx_flags["negated"])
-        f.uncertain = bool(ctx_flags["uncertain"])
+        # words naming one lesion ("低回声团:结节？") share its context: any of them in scope counts
+        each = [flags(scopes, g.start) for g in group]
+        f.negated = any(bool(x["negated"]) for x in each)
+        f.uncertain = any(bool(x["uncertain"]) for x in each)
+        if f.negated:
+            # an absent lesion has no size: a number nearby measures the organ ("10.8 cm, no hydronephrosis")
+            f.size_mm = None
     f.historical = bool(ctx_flags["historical"])
     f.hypothetical = bool(ctx_flags["hypothetical"])
     f.experiencer = str(ctx_flags["experiencer"])
 
     seen: set[tuple[str, str]] = set()
-    for it in _in(by.get(ATTR), a, b):
+    label_end = field_end if field_end is not None else a
+    for it in _in(by.get(ATTR), max(a, label_end), b):
         phrase, refs = it.value
         if phrase in _GENERIC and hint is None and not (group and phrase in _KEEP_GENERIC_IN_CONTEXT):
             continue

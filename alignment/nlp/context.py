@@ -66,7 +66,8 @@ def build_scopes(text: str, start: int, end: int, lang: str, cues: list[Cue],
                 continue
         if cue.direction in ("forward", "both"):
             stop = next((b for b in breaks if b >= cue.end), end)
-            scopes.append(Scope(cue.category, cue.end, stop))
+            # the scope includes the trigger itself: "no focal" + lesion "focal lesion" overlap
+            scopes.append(Scope(cue.category, cue.start, stop))
         if cue.direction in ("backward", "both"):
             begin = start
             for b in breaks:

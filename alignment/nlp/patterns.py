@@ -40,7 +40,7 @@ QUADRANT = re.compile(
     r"|\b(uoq|uiq|loq|liq)\b"
     r"|\b(retroareolar|subareolar|periareolar|retro-areolar|sub-areolar)\b"
     r"|\bcentral\s+(?:quadrant|region|breast|portion)\b"
-    r"|\b(upper|lower|outer|inner)\s+quadrants?\b"
+    r"|(?!)()"
     r"|(?:偏)?(外上|内上|外下|内下)(?:象限|相限)?"
     r"|(?:偏)?([上下内外])侧?(?:象限|相限)"
     r"|乳晕(?:区|下方|后方|下|后|旁|周围)?|中央区"
@@ -91,15 +91,15 @@ def laterality_code(m: re.Match[str]) -> str:
 _ROMAN = r"VI|IV|V|III|II|I|Ⅵ|Ⅳ|Ⅴ|Ⅲ|Ⅱ|Ⅰ"
 BIRADS = re.compile(
     rf"(?i)(?:bi-?\s?rads|(?<![a-z])i-rads|\bbr(?=\s?[0-6]\b))(?:[\s-]*us)?\s*(?:分级|分类|类别|category|cat\.?|assessment)?"
-    rf"\s*[:：]?\s*(?:为|是)?\s*(?<![\d])([0-6]|{_ROMAN})(?![\d.])\s*([abc](?![a-z]))?"
+    rf"\s*[:：]?\s*(?:为|是)?\s*(?<![\d])([0-6]|{_ROMAN})(?!\d|\.\d)\s*([abc](?![a-z]))?"
     rf"(?:\s*(?:类|级))?(?:\s*[-~～至/]\s*([0-6])\s*([abc](?![a-z]))?)?"
 )
 TIRADS = re.compile(
     r"(?i)(?:(?:acr\s*)?(?:c-)?ti-?\s?rads)\s*(?:level|category|classification|分级|分类|类别)?\s*[:：]?\s*"
-    r"(?:为|是)?\s*(?:tr\s*-?\s*)?([1-5])(?![\d.])\s*([abc](?![a-z]))?"
+    r"(?:为|是)?\s*(?:tr\s*-?\s*)?([1-5])(?!\d|\.\d)\s*([abc](?![a-z]))?"
     r"|\btr\s*-?\s*([1-5])\b"
 )
-POINTS_AFTER = re.compile(r"(?i)^\s*[,(（:：-]?\s*(?:total\s*(?:of\s*)?)?(\d{1,2})\s*(?:points?|pts?\b|分)")
+POINTS_AFTER = re.compile(r"(?i)\s*[,(（:：-]?\s*(?:total\s*(?:of\s*)?)?(\d{1,2})\s*(?:points?|pts?\b|分)")
 POINTS_TOTAL = re.compile(
     r"(?i)(?:total\s+(?:ti-?rads\s+)?points?|points?\s+total|ti-?rads\s+(?:total\s+)?(?:points?|score)|"
     r"total\s+score|总分|总评分)\s*(?:[:：=]|of|is)?\s*(\d{1,2})\b"
@@ -108,7 +108,10 @@ POINTS_TOTAL = re.compile(
 FIELD_POINTS = re.compile(r"(?i)\((\d)\s*(?:points?|pts?)\)|（(\d)\s*分）|\((\d)\s*分\)")
 
 # Numbered list items: "1、", "2.", "3)", "(4)", "（5）" at the start of the text or after punctuation.
-_LIST_ITEM = r"(?:(?<=^)|(?<=[\s。；;.,，:：!?！？]))(?:\(\d{1,2}\)|（\d{1,2}）|\d{1,2}(?:[、．]|[.)）](?!\d)))"
+# ("points: 4." is a value, not item 4: no dotted item right after a colon)
+_LIST_ITEM = (r"(?<![\d.])\d{1,2}[、．](?!\d)"
+              r"|(?:(?<=^)|(?<=[\s。；;.,，:：!?！？]))(?:\(\d{1,2}\)|（\d{1,2}）|\d{1,2}[)）]"
+              r"|(?<![:：]\s)(?<![:：])\d{1,2}\.(?!\d))")
 _SECTION_EN = "|".join(sorted((re.escape(k) for k in SECTIONS if k.isascii()), key=len, reverse=True))
 _SECTION_ZH = "|".join(sorted((re.escape(k) for k in SECTIONS if not k.isascii()), key=len, reverse=True))
 _FIELDS = "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in FIELD_LABELS)
@@ -119,9 +122,9 @@ _ORGAN_HEAD = (r"(?:(?:right|left|bilateral)\s+(?:thyroid\s+)?(?:lobe|breast|axi
 # Headers that stand alone as a sentence (split before and after) and field labels that only start one.
 HEADER = re.compile(
     rf"(?i)(?<![\w-])(?:(?P<section>{_SECTION_EN})|(?P<organ>{_ORGAN_HEAD}))\s*[:：]"
-    rf"|(?P<caps>(?-i:\b[A-Z][A-Z]+(?:\s+[A-Z][A-Z]+){{0,3}}))\s*:(?!\d)"
+    rf"|(?P<caps>(?-i:\b[A-Z]{{3,}}(?:\s+[A-Z]{{2,}}){{0,3}}))\s*:(?!\d)"
     rf"|(?P<zsection>{_SECTION_ZH})\s*[:：]"
-    rf"|(?P<zorgan>(?:甲状腺)?[左右双][^\s，。；：:、,]{{0,5}})[：:]"
+    rf"|(?P<zorgan>(?:甲状腺)?[左右双]侧?(?:乳腺?|乳房|叶|腋窝|腋下|肾|卵巢|附件区?|颈部|甲状腺|睾丸|叶甲状腺)[：:])"
     rf"|(?P<field>(?<![\w-])(?:{_FIELDS}))\s*[:：]"
 )
 LIST_ITEM = re.compile(_LIST_ITEM)
@@ -131,7 +134,16 @@ ABBREVIATIONS = frozenset({"approx", "e.g", "i.e", "dr", "vs", "fig", "mr", "mrs
                            "eg", "ie", "appr", "diam", "ant", "post", "sup", "inf", "lat", "med", "vol"})
 
 # Separators between two lesions in one sentence ("a cyst at 2 o'clock and a nodule at 10 o'clock").
-LESION_SEPARATOR = re.compile(r"(?i)[,;，；、]|\s(?:and|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另")
+LESION_SEPARATOR = re.compile(r"(?i)[,;，；、]|\s(?:and|or|without|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另|或")
+# A new lesion is being introduced ("... and a 1.0 cm hemangioma"), not an interpretation.
+NEW_LESION = re.compile(r"(?i)\band\s+(?:a|an|another|\d)\b|;\s*(?:a|an)\b|另|及|和")
+# Words that introduce an interpretation of the lesion just described ("mass ..., likely fibroadenoma"):
+# a lesion word after them names the same lesion, not a new one.
+INTERPRETATION = re.compile(
+    r"(?i)\b(?:consistent\s+with|compatible\s+with|in\s+keeping\s+with|likely|probably|possibly|possible|"
+    r"suggestive\s+of|suspicious\s+(?:for|of)|suspected|represent\w*|concerning\s+for|favou?r\w*|may\s+be|"
+    r"could\s+be|worrisome\s+for|typical\s+of|characteristic\s+of|cannot\s+exclude|rule\s+out)\b"
+    r"|考虑|符合|提示|可能|倾向|疑|诊断为|呈|除外|排除|待排")
 # Clause breaks that end a negation/uncertainty scope.  English commas do not ("no cysts, masses or
 # nodules"), but a coordinated new lesion does ("no cyst ... and a 1 cm nodule").
 CLAUSE_EN = re.compile(r"(?i);|:|\s(?:and|,)\s+(?=(?:a|an|another|there|the|one|two|several|multiple|\d)\b)"

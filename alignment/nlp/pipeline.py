@@ -69,7 +69,17 @@ def _build(lang: str, tables: LexiconTables) -> Language:
     for site, words in SITES.items():
         table.add(nlp, matcher, f"S:{site}", SITE, site, words[col])
     cues = CUES_EN if lang == "en" else CUES_ZH
+    # a phrase listed both forward and backward ("可疑", "versus") governs both sides: one key, or the
+    # overlap resolution would keep only one of the two matches
+    directions: dict[tuple[str, str], set[str]] = {}
     for (category, direction), words in cues.items():
+        for w in words:
+            directions.setdefault((category, w), set()).add(direction)
+    merged: dict[tuple[str, str], list[str]] = {}
+    for (category, w), dirs in directions.items():
+        key = (category, "both" if {"forward", "backward"} <= dirs else next(iter(dirs)))
+        merged.setdefault(key, []).append(w)
+    for (category, direction), words in merged.items():
         table.add(nlp, matcher, f"C:{category}:{direction}", CUE, (category, direction), words)
     nlp.add_pipe("sonoalign_sentences")
     nlp.add_pipe("sonoalign_phrases", config={})
@@ -101,6 +111,12 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
         cuts.setdefault(m.start(), None)
     for m in P.HEADER.finditer(text):
         group = m.lastgroup
+        if group in ("organ", "caps", "zorgan"):
+            # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
+            # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ...")
+            before = text[:m.start()].rstrip()
+            if before and before[-1] not in ".;:。；：!?！？)）、\n":
+                continue
         cuts.setdefault(m.start(), None)
         if group in ("section", "zsection"):
             label = " ".join(m.group(group).lower().split())
@@ -159,13 +175,18 @@ class PhraseComponent:
     def setup(self, matcher: PhraseMatcher, table: MatchTable) -> None:
         self.matcher = matcher
         self.table = table
+        # "上极低回声" is 上极 + 低回声, not 上 + 极低回声 (very hypoechoic): Chinese has no spaces to tell
+        self.pole_chars = frozenset("上下中两")
 
     def __call__(self, doc: Doc) -> Doc:
         assert self.matcher is not None and self.table is not None
         by_key = self.table.by_key
         layers: dict[str, list[tuple[int, int, int]]] = {}
         for key, s, e in self.matcher(doc):
-            layers.setdefault(by_key[key][0], []).append((s, e, key))
+            layer = by_key[key][0]
+            if layer == ATTR and s > 0 and doc[s].text == "极" and doc[s - 1].text in self.pole_chars:
+                continue
+            layers.setdefault(layer, []).append((s, e, key))
         out: list[tuple[str, int, int, int]] = []
         blocked: list[tuple[int, int]] = []
         for layer in (ATTR, ORGAN, LESION, SITE, CUE):

@@ -14,9 +14,10 @@ LESIONS: dict[str, tuple[list[str], list[str]]] = {
     "cyst": (["cyst", "cysts", "microcyst", "microcysts", "cystic lesion", "cystic lesions"],
              ["囊肿", "囊性病灶", "小囊肿"]),
     "mass": (["mass", "masses", "tumor", "tumour", "tumors", "fibroadenoma", "fibroadenomas", "lipoma",
-              "hemangioma", "haemangioma", "adenoma", "papilloma", "carcinoma", "neoplasm"],
+              "hemangioma", "haemangioma", "adenoma", "papilloma", "carcinoma", "neoplasm", "fibroid",
+              "fibroids", "leiomyoma", "myoma", "angiomyolipoma", "schwannoma", "metastasis", "metastases"],
              ["肿块", "团块", "包块", "肿物", "回声团", "占位", "纤维腺瘤", "脂肪瘤", "血管瘤", "腺瘤",
-              "乳头状瘤", "癌", "肿瘤"]),
+              "乳头状瘤", "癌", "肿瘤", "肌瘤", "错构瘤"]),
     "lesion": (["lesion", "lesions", "focal lesion", "abnormality", "hypoechoic area", "area of concern"],
                ["病灶", "病变", "回声区", "异常回声"]),
     "lymph_node": (["lymph node", "lymph nodes", "node", "nodes", "lymphadenopathy", "adenopathy",
@@ -24,7 +25,7 @@ LESIONS: dict[str, tuple[list[str], list[str]]] = {
     "calcification": (["calcification", "calcifications", "calcified focus", "macrocalcification"],
                       ["钙化灶", "钙化斑", "钙化"]),
     "fluid_collection": (["fluid collection", "collection", "collections", "seroma", "abscess", "hematoma",
-                          "haematoma", "effusion", "ascites", "free fluid"],
+                          "haematoma", "effusion", "ascites", "free fluid", "hydrocele"],
                          ["积液", "脓肿", "血肿", "腹水", "液性暗区"]),
     "stone": (["stone", "stones", "calculus", "calculi", "gallstone", "gallstones", "cholelithiasis",
                "nephrolithiasis", "urolithiasis"], ["结石", "强回声团伴声影"]),
@@ -34,7 +35,7 @@ LESIONS: dict[str, tuple[list[str], list[str]]] = {
                      ["导管扩张", "导管增宽", "导管稍扩张", "导管轻度扩张"]),
     "plaque": (["plaque", "plaques", "atherosclerotic plaque"], ["斑块"]),
     "thrombus": (["thrombus", "thrombosis", "dvt", "clot"], ["血栓", "血栓形成"]),
-    "hydronephrosis": (["hydronephrosis", "pelviectasis", "pelvicaliectasis"], ["肾积水", "肾盂分离"]),
+    "hydronephrosis": (["hydronephrosis", "pelviectasis", "pelvicaliectasis"], ["肾积水", "积水", "输尿管扩张"]),
 }
 
 # Kinds that describe the tissue rather than a lesion the annotator would outline; the Chinese breast
@@ -78,7 +79,7 @@ CUES_EN: dict[tuple[str, str], list[str]] = {
         "are not seen", "is not identified", "are not identified", "not evident",
     ],
     ("uncertain", "forward"): [
-        "suspicious for", "suspicious of", "concerning for", "worrisome for", "possible", "possibly",
+        "suspicious", "suspicious for", "suspicious of", "concerning for", "worrisome for", "possible", "possibly",
         "probable", "probably", "likely", "may represent", "may be", "could represent", "could be",
         "might be", "questionable", "question of", "cannot exclude", "can not exclude", "cannot rule out",
         "can't exclude", "differential includes", "differential diagnosis", "suggestive of",
@@ -88,7 +89,7 @@ CUES_EN: dict[tuple[str, str], list[str]] = {
     ("uncertain", "backward"): [
         "cannot be excluded", "can not be excluded", "not excluded", "cannot be ruled out",
         "can not be ruled out", "not ruled out", "is suspected", "are suspected", "is possible",
-        "is not excluded", "?", "is likely", "versus", "vs", "vs.", "is questioned",
+        "is not excluded", "?", "is likely", "are likely", "versus", "vs", "vs.", "is questioned",
     ],
     ("historical", "forward"): [
         "previously", "previous", "prior", "history of", "h/o", "known", "status post", "s/p",
@@ -195,7 +196,7 @@ FIELD_HINTS: dict[str, frozenset[str]] = {
 FIELD_LABELS: tuple[str, ...] = tuple(sorted(
     set(FIELD_HINTS) | {"location", "size", "site", "side", "laterality", "clock", "distance",
                         "acr ti-rads", "ti-rads", "tirads", "bi-rads", "birads", "total points", "points",
-                        "acr ti-rads total points", "ti-rads points", "category", "level"},
+                        "acr ti-rads total points", "ti-rads total points", "acr ti-rads points", "ti-rads points", "category", "level"},
     key=len, reverse=True))
 
 # Chinese numerals used in "III级" style categories.
