@@ -18,4 +18,5 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("annotation.urls")),
     path("", include("alignment.urls")),
+    path("", include("annotation.urls_jobs")),
 ]
