@@ -125,13 +125,13 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
             ctx.header_site = []
         items = per[index]
         scopes = build_scopes(text, start, end, language, cues[index])
-        _sentence_findings(text, sentence, header, items, scopes, ctx, lexicon, tables, language)
+        _sentence_findings(text, sentence, header, items, scopes, ctx, lexicon, tables, language, cues[index])
     return report
 
 
 def _sentence_findings(text: str, sentence: Sentence, header: str | None, items: list[_Item],
                        scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables,
-                       language: str = "en") -> None:
+                       language: str = "en", cues: list[Cue] | None = None) -> None:
     start, end = sentence.start, sentence.end
     # site words that open a quadrant or organ phrase ("lower outer quadrant", "deep vein thrombosis");
     # a site closing an organ phrase still counts ("甲状腺峡部", "thyroid isthmus")
@@ -184,7 +184,7 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
     if segments:
         for seg_start, seg_end, group in segments:
             f = _finding_from(text, seg_start, seg_end, group, by, scopes, ctx, lexicon, tables, hint,
-                              sentence_start=start, field_end=field.end() if field else None)
+                              sentence_start=start, field_end=field.end() if field else None, cues=cues)
             new_findings.append(f)
     else:
         content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
@@ -200,7 +200,7 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
                 ctx.last_organ = organs[-1].value
             return
         f = _finding_from(text, start, end, [], by, scopes, ctx, lexicon, tables, hint, sentence_start=start,
-                          field_end=field.end() if field else None)
+                          field_end=field.end() if field else None, cues=cues)
         if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end():end]):
             f.attributes.append(Attribute("echogenic_foci", "none_or_large_comet_tail_artifacts", "tirads",
                                           False, False, field.end(), end, text[field.end():end]))
@@ -296,7 +296,8 @@ def _in(items: list[_Item] | None, a: int, b: int) -> list[_Item]:
 
 def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, list[_Item]],
                   scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables,
-                  hint: frozenset[str] | None, sentence_start: int, field_end: int | None = None) -> Finding:
+                  hint: frozenset[str] | None, sentence_start: int, field_end: int | None = None,
+                  cues: list[Cue] | None = None) -> Finding:
     kinds = [g.value for g in group if g.value is not None]
     lesion = next((k for k in kinds if k != "lesion"), kinds[0]) if kinds else None
     anchor = group[0].start if group else a
@@ -360,6 +361,7 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
     f.hypothetical = bool(ctx_flags["hypothetical"])
     f.experiencer = str(ctx_flags["experiencer"])
 
+    absence_spans = {(c.block_start, c.block_end) for c in cues or () if c.category == "negated" and c.block_start >= 0}
     seen: set[tuple[str, str]] = set()
     label_end = field_end if field_end is not None else a
     for it in _in(by.get(ATTR), max(a, label_end), b):
@@ -371,6 +373,10 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
             continue
         seen.add((ref.attribute, ref.value))
         af = flags(scopes, it.start)
+        if (it.start, it.end) in absence_spans:
+            # the value itself says "absent" ("no internal vascularity", "未见明显血流信号"): an outer
+            # "without ... and" does not turn it into its opposite
+            af["negated"] = False
         f.attributes.append(Attribute(ref.attribute, ref.value, ref.lexicon, bool(af["negated"]),
                                       bool(af["uncertain"]), it.start, it.end, text[it.start:it.end]))
     return f

@@ -111,7 +111,7 @@ FIELD_POINTS = re.compile(r"(?i)\((\d)\s*(?:points?|pts?)\)|（(\d)\s*分）|\((
 # ("points: 4." is a value, not item 4: no dotted item right after a colon)
 _LIST_ITEM = (r"(?<![\d.])\d{1,2}[、．](?!\d)"
               r"|(?:(?<=^)|(?<=[\s。；;.,，:：!?！？]))(?:\(\d{1,2}\)|（\d{1,2}）|\d{1,2}[)）]"
-              r"|(?<![:：]\s)(?<![:：])\d{1,2}\.(?!\d))")
+              r"|(?:(?<=^)|(?<=[。；;.!?！？\n])|(?<=[。；;.!?！？\n]\s))\d{1,2}\.(?!\d))")
 _SECTION_EN = "|".join(sorted((re.escape(k) for k in SECTIONS if k.isascii()), key=len, reverse=True))
 _SECTION_ZH = "|".join(sorted((re.escape(k) for k in SECTIONS if not k.isascii()), key=len, reverse=True))
 _FIELDS = "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in FIELD_LABELS)

@@ -94,7 +94,7 @@ CUES_EN: dict[tuple[str, str], list[str]] = {
     ("historical", "forward"): [
         "previously", "previous", "prior", "history of", "h/o", "known", "status post", "s/p",
         "post-surgical", "postsurgical", "post-operative", "postoperative", "post surgical", "resected",
-        "old", "seen before",
+        "old", "seen before", "previously seen", "previously noted", "previously described",
     ],
     ("historical", "backward"): [
         "previously seen", "seen previously", "noted previously", "previously noted", "previously described",

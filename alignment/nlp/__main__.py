@@ -1,0 +1,5 @@
+"""``python -m alignment.nlp`` entry point."""
+
+from .cli import main
+
+raise SystemExit(main())
