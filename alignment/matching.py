@@ -377,11 +377,12 @@ class ReaderRegion:
     attributes: Mapping[str, frozenset[str]]
 
 
-def reader_conflicts(image_id: int, regions: Sequence[ReaderRegion]) -> list[Conflict]:
+def reader_conflicts(image_id: int, regions: Sequence[ReaderRegion], readers: Iterable[str] = ()) -> list[Conflict]:
     """Annotator vs annotator on one image: regions of different readers are paired by IoU (Hungarian
     on 1 − IoU); a region with no partner above ``IOU_THRESHOLD`` is a conflict, and so is each
-    attribute whose values differ on a matched pair."""
-    by_source: dict[str, list[ReaderRegion]] = {}
+    attribute whose values differ on a matched pair. ``readers`` names every reader who submitted the
+    image, so a reader who drew nothing still disagrees with one who drew a lesion."""
+    by_source: dict[str, list[ReaderRegion]] = {reader: [] for reader in readers}
     for region in regions:
         if region.shape in ("polygon", "rectangle", "ellipse"):
             by_source.setdefault(region.source, []).append(region)

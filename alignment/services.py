@@ -216,6 +216,8 @@ def study_align(*, study_id: int, worker: str = "inline") -> str:
         input_hash = _digest({
             "report": [report.pk, report.version] if report else None, "pipeline": PIPELINE_VERSION,
             "regions": [(r.pk, r.version) for r in regions], "manual": manual,
+            "submitted": sorted(Assignment.objects.filter(image__study=study, status=Assignment.Status.SUBMITTED)
+                                .values_list("id", flat=True)),
             "lexicon": [study.dataset.lexicon.system, study.dataset.lexicon.version],
         })
         state = StudyAlignmentState.objects.get(study_id=study_id)
@@ -317,8 +319,14 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
             reader_regions[region.image_id].append(matching.ReaderRegion(
                 region.pk, _source_name(region), region.shape, region.geometry,
                 {k: frozenset([v] if isinstance(v, str) else v) for k, v in (region.attributes or {}).items()}))
-    for image_id, image_regions in reader_regions.items():
-        conflicts.extend(matching.reader_conflicts(image_id, image_regions))
+    readers_of = defaultdict(list)
+    for image_id, username in Assignment.objects.filter(
+        image__study=study, status=Assignment.Status.SUBMITTED
+    ).values_list("image_id", "annotator__username"):
+        readers_of[image_id].append(username)
+    for image_id, readers in readers_of.items():
+        if len(readers) > 1:
+            conflicts.extend(matching.reader_conflicts(image_id, reader_regions.get(image_id, []), readers))
     _record_disagreements(study, conflicts, finding_rows, lesion_by_key)
 
 

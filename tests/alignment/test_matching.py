@@ -145,6 +145,9 @@ def test_reader_conflicts_by_iou_and_attributes():
     conflicts = reader_conflicts(7, regions)
     kinds = sorted((c.attribute, c.region_ids) for c in conflicts)
     assert kinds == [("echogenicity", (1, 2)), ("region", (3,))]
+    # A reader who drew nothing disagrees with one who drew a lesion.
+    alone = reader_conflicts(8, regions[:1], readers=["ann1", "ann2"])
+    assert [(c.attribute, c.region_ids) for c in alone] == [("region", (1,))]
 
 
 def test_ordinals():
