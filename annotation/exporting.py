@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import io
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -49,7 +51,8 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageDraw
@@ -259,11 +262,19 @@ REGION_FIELDS = ("id", "image_id", "shape", "geometry", "label", "lesion_key", "
                  "author__username")
 
 
-def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool) -> Iterator[list[dict]]:
+RAW_JSON = {name: Cast(name, TextField()) for name in ("geometry", "attributes", "bbox")}
+
+
+def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool,
+                  raw_json: bool = False) -> Iterator[list[dict]]:
     """Yield lists of studies, each with ``images`` (each with ``regions``) and, when asked, the
     ``sentences`` of its current report. Keyset pagination on the study id: every query is an index
-    range scan, so the thousandth chunk costs what the first did."""
+    range scan, so the thousandth chunk costs what the first did. With ``raw_json`` the regions'
+    geometry, attributes and bbox come as JSON text (``geometry_text``...), for formats that copy them
+    into their output: decoding and re-encoding them was most of an export's time."""
     image_filter, region_filter = _image_filter(options.status), _region_filter(options.status)
+    region_fields = [f for f in REGION_FIELDS if not (raw_json and f in RAW_JSON)]
+    raw = {f"{name}_text": expression for name, expression in RAW_JSON.items()} if raw_json else {}
     last = 0
     while True:
         studies = list(Study.objects.filter(dataset=dataset, id__gt=last).order_by("id")
@@ -283,7 +294,7 @@ def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool) 
             by_study[image["study_id"]]["images"].append(image)
         if by_image:
             for region in (Region.objects.filter(region_filter, image_id__in=list(by_image), is_deleted=False)
-                           .order_by("image_id", "id").values(*REGION_FIELDS)):
+                           .order_by("image_id", "id").values(*region_fields, **raw)):
                 by_image[region["image_id"]]["regions"].append(region)
         if sentences:
             _attach_sentences(studies, by_image)
@@ -376,10 +387,23 @@ def _spacing(image: dict) -> list[float] | None:
     return None
 
 
-def _region_json(region: dict) -> dict:
-    return {"id": region_export_id(region), "shape": region["shape"], **region["geometry"], "bbox": region["bbox"],
-            "label": region["label"], "lesion": region["lesion_key"], "attributes": region["attributes"],
-            "source": region["source"]}
+def _region_json_text(region: dict) -> str:
+    """A JSONL region, assembled around the geometry, bbox and attributes JSON text as stored."""
+    return (f'{{"id":{_dumps(region_export_id(region))},"shape":{_dumps(region["shape"])},'
+            f'{region["geometry_text"].strip()[1:-1]},"bbox":{region["bbox_text"]},"label":{_dumps(region["label"])},'
+            f'"lesion":{_dumps(region["lesion_key"])},"attributes":{region["attributes_text"]},'
+            f'"source":{_dumps(region["source"])}}}')
+
+
+def _segmentation_text(region: dict) -> str:
+    """COCO polygon of an area region as JSON text: a polygon's own points flattened straight from the
+    stored text; rectangles and ellipses outlined through the geometry module."""
+    text = region["geometry_text"]
+    if region["shape"] == "polygon":
+        points = text[text.index("[[") + 2: text.rindex("]]")]
+        return "[[" + points.replace("[", "").replace("]", "") + "]]"
+    outline = geometry_polygon_points(region["shape"], json.loads(text))
+    return _dumps([[v for point in outline for v in point]])
 
 
 # ---------------------------------------------------------------------------------------------- formats
@@ -389,6 +413,7 @@ class _Format:
     """One export format: ``begin``, ``study`` for each study (with images and regions), ``end``."""
 
     sentences = False
+    raw_json = False  # regions' geometry, attributes and bbox as JSON text (see _study_chunks)
 
     def __init__(self, *, output: _Output, options: ExportOptions, dataset: Dataset, counts: Counter):
         self.output, self.options, self.dataset, self.counts = output, options, dataset, counts
@@ -403,6 +428,8 @@ class _Format:
 class _Coco(_Format):
     """COCO instances, one file per split (``annotations/instances_<split>.json``, else
     ``annotations/instances.json``). Area shapes only: COCO has no lines or points."""
+
+    raw_json = True
 
     def begin(self) -> None:
         self.categories: dict[str, int] = {}
@@ -431,15 +458,16 @@ class _Coco(_Format):
                     self.counts["regions_skipped_not_area"] += 1
                     continue
                 category = self.categories.setdefault(region["label"] or "lesion", len(self.categories) + 1)
-                flat = [v for point in geometry_polygon_points(region["shape"], region["geometry"]) for v in point]
-                annotation = {
-                    "id": region["id"], "image_id": image["id"], "category_id": category, "segmentation": [flat],
-                    "bbox": region["bbox"], "area": region["area_px"], "iscrowd": 0,
-                    "attributes": region["attributes"], "lesion": region["lesion_key"], "shape": region["shape"],
-                    "geometry": region["geometry"], "source_id": region_export_id(region), "source": region["source"],
-                    "author": region["source_author"] or region["author__username"] or "",
-                }
-                annotations_file.write(("," if written[1] else "") + "\n" + _dumps(annotation))
+                annotation = (
+                    f'{{"id":{region["id"]},"image_id":{image["id"]},"category_id":{category},'
+                    f'"segmentation":{_segmentation_text(region)},"bbox":{region["bbox_text"]},'
+                    f'"area":{_dumps(region["area_px"])},"iscrowd":0,"attributes":{region["attributes_text"]},'
+                    f'"lesion":{_dumps(region["lesion_key"])},"shape":{_dumps(region["shape"])},'
+                    f'"geometry":{region["geometry_text"]},"source_id":{_dumps(region_export_id(region))},'
+                    f'"source":{_dumps(region["source"])},'
+                    f'"author":{_dumps(region["source_author"] or region["author__username"] or "")}}}'
+                )
+                annotations_file.write(("," if written[1] else "") + "\n" + annotation)
                 written[1] += 1
                 self.counts["regions"] += 1
 
@@ -468,6 +496,7 @@ class _Jsonl(_Format):
     """Grounded image–text pairs, one image a line (``pairs.jsonl``)."""
 
     sentences = True
+    raw_json = True
 
     def begin(self) -> None:
         self.writer = self.output.open("pairs.jsonl")
@@ -481,13 +510,14 @@ class _Jsonl(_Format):
                           if r in region_ids]
                 sentences.append({"index": sentence["index"], "start": sentence["start"], "end": sentence["end"],
                                   "text": sentence["text"], "findings": sentence["findings"], "regions": linked})
-            line = {"image": names[image["id"]], "study": study["accession"], "patient": study["patient"],
-                    "split": split, "report": study["report__text"] or "", "language": study["report__language"] or "",
-                    "width": image["width"], "height": image["height"], "pixel_spacing_mm": _spacing(image),
-                    "laterality": image["laterality"], "regions": [_region_json(r) for r in image["regions"]],
-                    "sentences": sentences}
+            head = _dumps({"image": names[image["id"]], "study": study["accession"], "patient": study["patient"],
+                           "split": split, "report": study["report__text"] or "",
+                           "language": study["report__language"] or "", "width": image["width"],
+                           "height": image["height"], "pixel_spacing_mm": _spacing(image),
+                           "laterality": image["laterality"]})
+            regions = ",".join(_region_json_text(r) for r in image["regions"])
             self.counts["regions"] += len(image["regions"])
-            self.writer.write(_dumps(line) + "\n")
+            self.writer.write(f'{head[:-1]},"regions":[{regions}],"sentences":{_dumps(sentences)}}}\n')
 
     def end(self) -> None:
         self.writer.close()
@@ -629,11 +659,16 @@ FORMAT_CLASSES: dict[str, type[_Format]] = {"coco": _Coco, "jsonl": _Jsonl, "us3
 
 
 def pipeline_version() -> str | None:
-    try:
-        from alignment.nlp import PIPELINE_VERSION
-    except Exception:  # the parser is optional for exports; its absence is recorded as null
+    """The report parser's version, read from its source: importing it would load spaCy (seconds) into
+    a process that only writes files. None when the parser is not installed."""
+    loaded = sys.modules.get("alignment.nlp")
+    if loaded is not None:
+        return getattr(loaded, "PIPELINE_VERSION", None)
+    spec = importlib.util.find_spec("alignment.nlp")
+    if spec is None or not spec.origin:
         return None
-    return PIPELINE_VERSION
+    match = re.search(r'^PIPELINE_VERSION\s*=\s*["\']([^"\']+)["\']', Path(spec.origin).read_text(), re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def export_run(*, dataset: Dataset, out: str | Path, options: ExportOptions,
@@ -659,7 +694,9 @@ def export_run(*, dataset: Dataset, out: str | Path, options: ExportOptions,
             writer = FORMAT_CLASSES[options.format](output=output, options=options, dataset=dataset,
                                                     counts=state.counts)
             writer.begin()
-            for chunk in _study_chunks(dataset=dataset, options=options, sentences=writer.sentences):
+            chunks = _study_chunks(dataset=dataset, options=options, sentences=writer.sentences,
+                                   raw_json=writer.raw_json)
+            for chunk in chunks:
                 for study in chunk:
                     split = split_of(study["patient"], split=options.split, seed=options.seed)
                     names = _image_names(study)
