@@ -1,6 +1,5 @@
 """The matcher on hand-made studies: each evidence feature, the no-match cases and the conflicts."""
 
-from annotation.lexicons import lexicon_load, tirads_level
 from alignment.matching import (
     FindingInput,
     LesionInput,
@@ -16,6 +15,7 @@ from alignment.matching import (
     reader_conflicts,
     size_conflict,
 )
+from annotation.lexicons import lexicon_load, tirads_level
 
 
 def finding(key="s0f0", **kw):
