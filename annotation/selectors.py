@@ -78,7 +78,12 @@ def region_get_for_user(*, user, region_id: int, roles: Iterable[str] | None = N
     if region is None:
         raise Http404("No such region.")
     held = _check_roles(user=user, dataset_id=region.image.study.dataset_id, roles=roles)
-    if held == {"annotator"} and region not in regions_visible(user=user, image=region.image):
+    # One's own reading is always visible; only other regions need the blind-reading check (which
+    # costs queries on the hot path of every save).
+    own = region.author_id == user.pk and region.source == Region.Source.READER
+    if held == {"annotator"} and not own and not regions_visible(user=user, image=region.image).filter(
+        pk=region.pk
+    ).exists():
         raise Http404("No such region.")
     return region
 
