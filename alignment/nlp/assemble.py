@@ -19,7 +19,7 @@ from . import patterns as P
 from .context import Cue, Scope, build_scopes, flags
 from .lexicons import LEXICON_SYSTEMS, LexiconTables, ValueRef, term_code
 from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
-from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, match_payload
+from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text
 from .vocabulary import FIELD_HINTS, NON_LESION_KINDS
 
 _FIELD_START = re.compile(
@@ -36,6 +36,7 @@ _GENERIC = frozenset({"absent", "soft", "hard", "intermediate", "internal", "non
 _KEEP_GENERIC_IN_CONTEXT = frozenset({"solid", "cystic", "echogenic", "irregular", "smooth", "parallel"})
 # Findings a following description never belongs to ("乳腺增生。左乳低回声" describes a new lesion).
 _NO_MERGE = frozenset({"lymph_node", *NON_LESION_KINDS})
+_RANK = {name: i for i, name in enumerate(LEXICON_SYSTEMS)}
 _ECHO_ATTRS = frozenset({"echogenicity", "echo_pattern"})
 _UDAF_DIAGNOSES = frozenset({"nodule", "cyst", "mass", "fluid_collection"})
 
@@ -55,9 +56,10 @@ class _Item:
 def _resolve(refs: tuple[ValueRef, ...], lexicon: str, hint: frozenset[str] | None) -> ValueRef:
     """Pick the lexicon value a phrase stands for: a field label's attribute first, then the caller's
     lexicon, then udaf, birads-us, tirads."""
-    rank = {name: i for i, name in enumerate(LEXICON_SYSTEMS)}
+    if len(refs) == 1:
+        return refs[0]
     return min(refs, key=lambda r: (hint is not None and r.attribute not in hint, r.lexicon != lexicon,
-                                    rank[r.lexicon]))
+                                    _RANK[r.lexicon]))
 
 
 def _nearest(items: list[_Item], anchor: int, skip: tuple[int, int] | None = None) -> _Item | None:
@@ -87,7 +89,7 @@ class _Context:
 
 def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: LexiconTables) -> ParsedReport:
     """Build the ``ParsedReport`` of a doc that went through ``get_pipeline(language)``."""
-    text = doc.text
+    text = doc_text(doc)
     sents = doc.user_data.get("sono_sents", [])
     report = ParsedReport(language=language)
     if not sents:
@@ -95,13 +97,14 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
     n = len(sents)
     per: list[list[_Item]] = [[] for _ in range(n)]
     cues: list[list[Cue]] = [[] for _ in range(n)]
+    by_key = nlp.get_pipe("sonoalign_phrases").table.by_key
     si = 0
     for layer, key, s, e, bs, be in doc.user_data.get("sono_phrases", []):
         while si + 1 < n and sents[si + 1][0] <= s:
             si += 1
         if s >= sents[si][1]:
             continue
-        kind, payload = match_payload(nlp, key)
+        payload = by_key[key][1]
         if layer == CUE:
             cues[si].append(Cue(payload[0], payload[1], s, e, bs, be))
         else:
@@ -291,7 +294,11 @@ def _last_separator(text: str, a: int, b: int) -> int:
 
 
 def _in(items: list[_Item] | None, a: int, b: int) -> list[_Item]:
-    return [i for i in items or () if a <= i.start < b]
+    if not items:
+        return []
+    if a <= items[0].start and items[-1].start < b:
+        return items  # the usual case: one finding spans the sentence
+    return [i for i in items if a <= i.start < b]
 
 
 def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, list[_Item]],

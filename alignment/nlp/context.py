@@ -90,6 +90,9 @@ def covered(scopes: list[Scope], category: str, pos: int, end: int | None = None
 
 def flags(scopes: list[Scope], pos: int, end: int | None = None) -> dict[str, bool | str]:
     """The context record of a target at ``[pos, end)``."""
+    if not scopes:
+        return {"negated": False, "uncertain": False, "historical": False, "hypothetical": False,
+                "experiencer": "patient"}
     return {
         "negated": covered(scopes, "negated", pos, end),
         "uncertain": covered(scopes, "uncertain", pos, end),

@@ -18,28 +18,28 @@ _BY = r"\s*(?:[x×X*✕]|by)\s*"
 # Sizes: "1.2 x 0.8 x 0.9 cm", "1.2 cm x 0.8 cm", "12×8mm", "12 mm", "1.2cm" (the last unit applies to
 # numbers written without one).
 SIZE = re.compile(
-    rf"(?<![\d.])({_NUM})\s*{_UNIT}?{_BY}({_NUM})\s*{_UNIT}?(?:{_BY}({_NUM}))?\s*{_UNIT}(?![a-zA-Z])"
-    rf"|(?<![\d.])({_NUM})\s*{_UNIT}(?![a-zA-Z])"
+    rf"({_NUM})\s*{_UNIT}?{_BY}({_NUM})\s*{_UNIT}?(?:{_BY}({_NUM}))?\s*{_UNIT}(?![a-zA-Z])"
+    rf"|({_NUM})\s*{_UNIT}(?![a-zA-Z])"
 )
 
 DISTANCE = re.compile(
-    rf"(?i)(?<![\d.])({_NUM})\s*(cm|mm)\s*(?:fn|ftn|fnp|from\s+(?:the\s+)?(?:nipple|areola)|from\s+n\b)"
-    rf"|\b(?:fn|ftn)\s*({_NUM})\s*(cm|mm)"
+    rf"({_NUM})\s*(cm|mm)\s*(?:fn|ftn|fnp|from\s+(?:the\s+)?(?:nipple|areola)|from\s+n\b)"
+    rf"|(?:fn|ftn)\s*({_NUM})\s*(cm|mm)"
     rf"|距(?:离)?乳头(?:距离)?(?:约|大约|为|约为)?\s*({_NUM})\s*{_UNIT}"
 )
 
 _H = r"(1[0-2]|0?[1-9])"
 CLOCK = re.compile(
-    rf"(?i)(?<![\d:.]){_H}(?::([0-5]\d))?(?:\s*(?:-|–|to|~)\s*{_H}(?::([0-5]\d))?)?\s*(?:o['’`]?\s?clock|oclock)"
-    rf"|(?<![\d:.]){_H}:([0-5]\d)(?![\d:])(?!\s*(?:am|pm|a\.m|p\.m|h\b|hrs|hours))"
-    rf"|(?<![\d.]){_H}(?:\s*[-~～至到]\s*{_H})?\s*点(?!状|片|线)(?:钟)?"
+    rf"{_H}(?::([0-5]\d))?(?:\s*(?:-|–|to|~)\s*{_H}(?::([0-5]\d))?)?\s*(?:o['’`]?\s?clock|oclock)"
+    rf"|{_H}:([0-5]\d)(?![\d:])(?!\s*(?:am|pm|a\.m|p\.m|h\b|hrs|hours))"
+    rf"|{_H}(?:\s*[-~～至到]\s*{_H})?\s*点(?!状|片|线)(?:钟)?"
 )
 
 QUADRANT = re.compile(
-    r"(?i)\b(upper|lower)[\s-]?(outer|inner)(?:\s+quadrant)?\b"
-    r"|\b(uoq|uiq|loq|liq)\b"
-    r"|\b(retroareolar|subareolar|periareolar|retro-areolar|sub-areolar)\b"
-    r"|\bcentral\s+(?:quadrant|region|breast|portion)\b"
+    r"(upper|lower)[\s-]?(outer|inner)(?:\s+quadrant)?\b"
+    r"|(uoq|uiq|loq|liq)\b"
+    r"|(retroareolar|subareolar|periareolar|retro-areolar|sub-areolar)\b"
+    r"|central\s+(?:quadrant|region|breast|portion)\b"
     r"|(?!)()"
     r"|(?:偏)?(外上|内上|外下|内下)(?:象限|相限)?"
     r"|(?:偏)?([上下内外])侧?(?:象限|相限)"
@@ -73,8 +73,8 @@ def quadrant_code(m: re.Match[str]) -> str:
 
 
 LATERALITY = re.compile(
-    r"(?i)\b(left|lt\.?)(?![\w-])|\b(right|rt\.?)(?![\w-])|\b(bilateral(?:ly)?|bilat)\b"
-    r"|\bboth\s+(?=(?:thyroid\s+)?(?:lobes|breasts|kidneys|sides|axillae|axillas|ovaries|testes|testicles|adnexa))"
+    r"(left|lt\.?)(?![\w-])|(right|rt\.?)(?![\w-])|(bilateral(?:ly)?|bilat)\b"
+    r"|both\s+(?=(?:thyroid\s+)?(?:lobes|breasts|kidneys|sides|axillae|axillas|ovaries|testes|testicles|adnexa))"
     r"|(?<!左)(左)(?!右)|(?<!左)(右)|(双侧|两侧|双)"
 )
 
@@ -88,30 +88,29 @@ def laterality_code(m: re.Match[str]) -> str:
     return "bilateral"
 
 
-_ROMAN = r"VI|IV|V|III|II|I|Ⅵ|Ⅳ|Ⅴ|Ⅲ|Ⅱ|Ⅰ"
+_ROMAN = r"vi|iv|v|iii|ii|i|Ⅵ|Ⅳ|Ⅴ|Ⅲ|Ⅱ|Ⅰ"
 BIRADS = re.compile(
-    rf"(?i)(?:bi-?\s?rads|(?<![a-z])i-rads|\bbr(?=\s?[0-6]\b))(?:[\s-]*us)?\s*(?:分级|分类|类别|category|cat\.?|assessment)?"
+    rf"(?:bi-?\s?rads|i-rads|br(?=\s?[0-6]\b))(?:[\s-]*us)?\s*(?:分级|分类|类别|category|cat\.?|assessment)?"
     rf"\s*[:：]?\s*(?:为|是)?\s*(?<![\d])([0-6]|{_ROMAN})(?!\d|\.\d)\s*([abc](?![a-z]))?"
     rf"(?:\s*(?:类|级))?(?:\s*[-~～至/]\s*([0-6])\s*([abc](?![a-z]))?)?"
 )
 TIRADS = re.compile(
-    r"(?i)(?:(?:acr\s*)?(?:c-)?ti-?\s?rads)\s*(?:level|category|classification|分级|分类|类别)?\s*[:：]?\s*"
+    r"(?:(?:acr\s*)?(?:c-)?ti-?\s?rads)\s*(?:level|category|classification|分级|分类|类别)?\s*[:：]?\s*"
     r"(?:为|是)?\s*(?:tr\s*-?\s*)?([1-5])(?!\d|\.\d)\s*([abc](?![a-z]))?"
-    r"|\btr\s*-?\s*([1-5])\b"
+    r"|tr\s*-?\s*([1-5])\b"
 )
-POINTS_AFTER = re.compile(r"(?i)\s*[,(（:：-]?\s*(?:total\s*(?:of\s*)?)?(\d{1,2})\s*(?:points?|pts?\b|分)")
+POINTS_AFTER = re.compile(r"\s*[,(（:：-]?\s*(?:total\s*(?:of\s*)?)?(\d{1,2})\s*(?:points?|pts?\b|分)")
 POINTS_TOTAL = re.compile(
-    r"(?i)(?:total\s+(?:ti-?rads\s+)?points?|points?\s+total|ti-?rads\s+(?:total\s+)?(?:points?|score)|"
+    r"(?:total\s+(?:ti-?rads\s+)?points?|points?\s+total|ti-?rads\s+(?:total\s+)?(?:points?|score)|"
     r"total\s+score|总分|总评分)\s*(?:[:：=]|of|is)?\s*(\d{1,2})\b"
     r"|(?:total|sum)\s*(?:[:：=]|of|is)?\s*(\d{1,2})\s*points?"
 )
 FIELD_POINTS = re.compile(r"(?i)\((\d)\s*(?:points?|pts?)\)|（(\d)\s*分）|\((\d)\s*分\)")
 
-# Numbered list items: "1、", "2.", "3)", "(4)", "（5）" at the start of the text or after punctuation.
-# ("points: 4." is a value, not item 4: no dotted item right after a colon)
-_LIST_ITEM = (r"(?<![\d.])\d{1,2}[、．](?!\d)"
-              r"|(?:(?<=^)|(?<=[\s。；;.,，:：!?！？]))(?:\(\d{1,2}\)|（\d{1,2}）|\d{1,2}[)）]"
-              r"|(?:(?<=^)|(?<=[。；;.!?！？\n])|(?<=[。；;.!?！？\n]\s))\d{1,2}\.(?!\d))")
+# Numbered list items: "1、", "2.", "3)", "(4)", "（5）".  The pattern starts with a digit or bracket so
+# the regex engine can skip ahead; where it may start (after punctuation or a space) is checked in
+# ``list_item_starts``.
+_LIST_ITEM = r"\d{1,2}[、．](?!\d)|[(（]\d{1,2}[)）]|\d{1,2}[.)）](?!\d)"
 _SECTION_EN = "|".join(sorted((re.escape(k) for k in SECTIONS if k.isascii()), key=len, reverse=True))
 _SECTION_ZH = "|".join(sorted((re.escape(k) for k in SECTIONS if not k.isascii()), key=len, reverse=True))
 _FIELDS = "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in FIELD_LABELS)
@@ -128,6 +127,36 @@ HEADER = re.compile(
     rf"|(?P<field>(?<![\w-])(?:{_FIELDS}))\s*[:：]"
 )
 LIST_ITEM = re.compile(_LIST_ITEM)
+_ITEM_BEFORE = frozenset(" \t\n\r。；;.,，:：!?！？")
+_DOT_ITEM_BEFORE = frozenset("。；;.!?！？\n")
+
+
+def list_item_starts(text: str) -> list[int]:
+    """Start offsets of numbered list items in ``text``."""
+    out = []
+    for m in LIST_ITEM.finditer(text):
+        i = m.start()
+        prev = text[i - 1] if i else ""
+        last = m.group(0)[-1]
+        if last in "、．":
+            ok = not prev or not (prev.isdigit() or prev == ".")
+        elif last == "." and m.group(0)[0] != "(":
+            # "2. Left breast" after a sentence end, not "BI-RADS 2." or "points: 4."
+            before = text[:i].rstrip(" \t")
+            ok = not before or before[-1] in _DOT_ITEM_BEFORE
+        else:
+            ok = not prev or prev in _ITEM_BEFORE
+        if ok:
+            out.append(i)
+    return out
+
+
+def lowered(text: str) -> str:
+    """``text.lower()`` with the same length (offsets must stay valid)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 SENTENCE_END = re.compile(r"[。！？；;!?]+|\n+|\.(?=\s*$)|\.(?=\s+[\"'(\[]?[A-Z0-9\u4e00-\u9fff])|\.(?=[\u4e00-\u9fff])")
 ABBREVIATIONS = frozenset({"approx", "e.g", "i.e", "dr", "vs", "fig", "mr", "mrs", "ms", "no", "st", "incl",
                            "cf", "pt", "hx", "dx", "sx", "est", "max", "min", "ca", "resp", "lt", "rt", "u.s",

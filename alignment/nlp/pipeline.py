@@ -7,6 +7,7 @@ Components only store plain tuples in ``doc.user_data`` (msgpack-friendly, so ``
 
 from __future__ import annotations
 
+import re
 import threading
 from bisect import bisect_right
 from typing import Any
@@ -81,11 +82,34 @@ def _build(lang: str, tables: LexiconTables) -> Language:
         merged.setdefault(key, []).append(w)
     for (category, direction), words in merged.items():
         table.add(nlp, matcher, f"C:{category}:{direction}", CUE, (category, direction), words)
+    nlp.tokenizer = TextKeepingTokenizer(nlp.tokenizer)
     nlp.add_pipe("sonoalign_sentences")
     nlp.add_pipe("sonoalign_phrases", config={})
     nlp.get_pipe("sonoalign_phrases").setup(matcher, table)
     nlp.add_pipe("sonoalign_regex")
     return nlp
+
+
+_COLON = re.compile(r"[:：]")
+_BR_GATE = re.compile(r"br\s?[0-6]")
+_TR_GATE = re.compile(r"tr\s*-?\s*[1-5]")
+
+
+def _headers(text: str) -> list[re.Match[str]]:
+    """``HEADER`` matches, found by looking back from each colon (few per report) instead of scanning
+    the whole text with a long alternation."""
+    out: list[re.Match[str]] = []
+    last_end = 0
+    for colon in _COLON.finditer(text):
+        i = colon.start()
+        best = None
+        for m in P.HEADER.finditer(text, max(last_end, i - 48), min(len(text), i + 2)):
+            if m.end() == i + 1 and (best is None or m.start() < best.start()):
+                best = m
+        if best is not None:
+            out.append(best)
+            last_end = i + 1
+    return out
 
 
 def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
@@ -107,9 +131,9 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
             if text[word_start:m.start()].lower() in P.ABBREVIATIONS:
                 continue
         cuts.setdefault(m.end(), None)
-    for m in P.LIST_ITEM.finditer(text):
-        cuts.setdefault(m.start(), None)
-    for m in P.HEADER.finditer(text):
+    for i in P.list_item_starts(text):
+        cuts.setdefault(i, None)
+    for m in _headers(text):
         group = m.lastgroup
         if group in ("organ", "caps", "zorgan"):
             # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
@@ -158,7 +182,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
 @Language.component("sonoalign_sentences")
 def sentences_component(doc: Doc) -> Doc:
     """Store sentence spans and sections in ``doc.user_data["sono_sents"]``."""
-    doc.user_data["sono_sents"] = split_sentences(doc.text)
+    doc.user_data["sono_sents"] = split_sentences(doc_text(doc))
     return doc
 
 
@@ -220,10 +244,6 @@ class PhraseComponent:
         return doc
 
 
-def _num(value: str) -> float:
-    return float(value)
-
-
 def _mm(value: str, unit: str | None) -> float:
     v = float(value)
     return round(v * 10.0, 3) if unit in ("cm", "厘米") else v
@@ -241,76 +261,137 @@ def clock_from(h1: str, m1: str | None, h2: str | None = None, m2: str | None = 
     return f"{hour or 12}:{minute:02d}"
 
 
+def _word_start(low: str, i: int) -> bool:
+    """Whether ``i`` starts a word (the patterns leave out a leading ``\\b`` so the regex engine can
+    skip to their first character)."""
+    if i == 0:
+        return True
+    c = low[i - 1]
+    return not (c.isascii() and c.isalnum())  # "考虑BI-RADS3类": a CJK character is no word of ours
+
+
+_QUADRANT_GATE = ("quadrant", "uoq", "uiq", "loq", "liq", "areolar", "central", "象限", "相限", "乳晕", "中央区",
+                  "外上", "内上", "外下", "内下")
+
+
 @Language.component("sonoalign_regex")
 def regex_component(doc: Doc) -> Doc:
-    """Numbers, positions and categories by regex over the whole text.
+    """Numbers, positions and categories by regex over the whole (lower-cased) text.
 
     Stores ``doc.user_data["sono_regex"]`` as a list of ``(kind, start, end, value)``: ``size`` (list of mm),
     ``distance`` (cm), ``clock`` ("H:MM"), ``quadrant``, ``laterality``, ``birads`` (category),
-    ``tirads`` ((system, category)), ``points`` (total), ``field_points``.
+    ``tirads`` ([system, category, points]), ``points`` (total).  Each regex runs only when a cheap
+    substring test says it can match.
     """
-    text = doc.text
+    text = doc_text(doc)
+    low = P.lowered(text)
     items: list[tuple[str, int, int, Any]] = []
     dist_spans: list[tuple[int, int]] = []
-    for m in P.DISTANCE.finditer(text):
-        g = m.groups()
-        if g[0]:
-            v, u = g[0], g[1]
-        elif g[2]:
-            v, u = g[2], g[3]
-        else:
-            v, u = g[4], g[5]
-        cm = float(v) / 10.0 if u.lower() in ("mm", "毫米") else float(v)
-        items.append(("distance", m.start(), m.end(), round(cm, 3)))
-        dist_spans.append((m.start(), m.end()))
-    for m in P.SIZE.finditer(text):
-        if any(a < m.end() and m.start() < b for a, b in dist_spans):
+    if "fn" in low or "nipple" in low or "areola" in low or "乳头" in low:
+        for m in P.DISTANCE.finditer(low):
+            g = m.groups()
+            if g[0]:
+                v, u = g[0], g[1]
+            elif g[2]:
+                if not _word_start(low, m.start()):
+                    continue
+                v, u = g[2], g[3]
+            else:
+                v, u = g[4], g[5]
+            cm = float(v) / 10.0 if u in ("mm", "毫米") else float(v)
+            items.append(("distance", m.start(), m.end(), round(cm, 3)))
+            dist_spans.append((m.start(), m.end()))
+    if "mm" in low or "cm" in low or "毫米" in low or "厘米" in low:
+        for m in P.SIZE.finditer(low):
+            i = m.start()
+            if i and (low[i - 1].isdigit() or low[i - 1] == "."):
+                continue
+            if dist_spans and any(a < m.end() and i < b for a, b in dist_spans):
+                continue
+            g = m.groups()
+            if g[0] is not None:
+                last = g[5]
+                dims = [_mm(g[0], g[1] or last), _mm(g[2], g[3] or last)]
+                if g[4] is not None:
+                    dims.append(_mm(g[4], last))
+            else:
+                dims = [_mm(g[6], g[7])]
+            items.append(("size", i, m.end(), dims))
+    if "clock" in low or ":" in low or "点" in low:
+        for m in P.CLOCK.finditer(low):
+            i = m.start()
+            if i and low[i - 1] in "0123456789.:":
+                continue
+            g = m.groups()
+            if g[0]:
+                value = clock_from(g[0], g[1], g[2], g[3])
+            elif g[4]:
+                value = clock_from(g[4], g[5])
+            else:
+                value = clock_from(g[6], None, g[7], None)
+            items.append(("clock", i, m.end(), value))
+    if any(w in low for w in _QUADRANT_GATE):
+        for m in P.QUADRANT.finditer(low):
+            if low[m.start()].isascii() and not _word_start(low, m.start()):
+                continue
+            items.append(("quadrant", m.start(), m.end(), P.quadrant_code(m)))
+    for m in P.LATERALITY.finditer(low):
+        if low[m.start()].isascii() and not _word_start(low, m.start()):
             continue
-        g = m.groups()
-        if g[0] is not None:
-            last = g[5]
-            dims = [_mm(g[0], g[1] or last), _mm(g[2], g[3] or last)]
-            if g[4] is not None:
-                dims.append(_mm(g[4], last))
-        else:
-            dims = [_mm(g[6], g[7])]
-        items.append(("size", m.start(), m.end(), dims))
-    for m in P.CLOCK.finditer(text):
-        g = m.groups()
-        if g[0]:
-            value = clock_from(g[0], g[1], g[2], g[3])
-        elif g[4]:
-            value = clock_from(g[4], g[5])
-        else:
-            value = clock_from(g[6], None, g[7], None)
-        items.append(("clock", m.start(), m.end(), value))
-    for m in P.QUADRANT.finditer(text):
-        items.append(("quadrant", m.start(), m.end(), P.quadrant_code(m)))
-    for m in P.LATERALITY.finditer(text):
         items.append(("laterality", m.start(), m.end(), P.laterality_code(m)))
-    for m in P.BIRADS.finditer(text):
-        cat, sub, cat2, sub2 = m.groups()
-        if cat2:
-            # "3-4a类": the report hedges between two categories; keep the higher (more suspicious) one
-            cat, sub = cat2, sub2
-        number = str(P.ROMAN_VALUES.get(cat.upper(), cat)) if not cat.isdigit() else cat
-        category = number + (sub.upper() if sub and number == "4" else "")
-        items.append(("birads", m.start(), m.end(), category))
-    for m in P.TIRADS.finditer(text):
-        level, sub, tr = m.groups()
-        if tr:
-            value = ("ACR TI-RADS", f"TR{tr}")
-        elif sub:
-            value = ("Kwak TI-RADS", f"{level}{sub.upper()}")
-        else:
-            value = ("ACR TI-RADS", f"TR{level}")
-        pm = P.POINTS_AFTER.match(text, m.end(), min(len(text), m.end() + 24))
-        items.append(("tirads", m.start(), m.end(), [value[0], value[1], int(pm.group(1)) if pm else None]))
-    for m in P.POINTS_TOTAL.finditer(text):
-        items.append(("points", m.start(), m.end(), int(m.group(1) or m.group(2))))
+    if "rads" in low or _BR_GATE.search(low):
+        for m in P.BIRADS.finditer(low):
+            if not _word_start(low, m.start()):
+                continue
+            cat, sub, cat2, sub2 = m.groups()
+            if cat2:
+                # "3-4a类": the report hedges between two categories; keep the higher (more suspicious) one
+                cat, sub = cat2, sub2
+            number = cat if cat.isdigit() else str(P.ROMAN_VALUES[cat.upper()])
+            category = number + (sub.upper() if sub and number == "4" else "")
+            items.append(("birads", m.start(), m.end(), category))
+    if "rads" in low or _TR_GATE.search(low):
+        for m in P.TIRADS.finditer(low):
+            level, sub, tr = m.groups()
+            if tr and not _word_start(low, m.start()):
+                continue
+            if tr:
+                value = ("ACR TI-RADS", f"TR{tr}")
+            elif sub:
+                value = ("Kwak TI-RADS", f"{level}{sub.upper()}")
+            else:
+                value = ("ACR TI-RADS", f"TR{level}")
+            pm = P.POINTS_AFTER.match(low, m.end(), min(len(low), m.end() + 24))
+            items.append(("tirads", m.start(), m.end(), [value[0], value[1], int(pm.group(1)) if pm else None]))
+    if "total" in low or "score" in low or "sum" in low or "rads" in low or "总" in low:  # noqa: PLR1714
+        for m in P.POINTS_TOTAL.finditer(low):
+            items.append(("points", m.start(), m.end(), int(m.group(1) or m.group(2))))
     items.sort(key=lambda t: t[1])
     doc.user_data["sono_regex"] = items
     return doc
+
+
+class TextKeepingTokenizer:
+    """The language's tokenizer, also keeping the input string in ``doc.user_data["text"]``:
+    ``Doc.text`` rebuilds the string token by token, which cost more than all our matching."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, text: str) -> Doc:
+        doc = self.inner(text)
+        doc.user_data["text"] = text
+        return doc
+
+    def pipe(self, texts: Any, batch_size: int = 1000) -> Any:
+        for text in texts:
+            yield self(text)
+
+
+def doc_text(doc: Doc) -> str:
+    """The doc's text, without rebuilding it from the tokens when the tokenizer kept it."""
+    text = doc.user_data.get("text")
+    return text if isinstance(text, str) else doc.text
 
 
 _LOCK = threading.Lock()

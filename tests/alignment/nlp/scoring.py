@@ -180,7 +180,7 @@ def shared_gold(record: dict[str, Any]) -> dict[str, set[Any]]:
             if m:
                 out["clock"].add(clock_from(m.group(1), None, m.group(2), None))
         elif pred == "病灶_象限":
-            m = P.QUADRANT.search(value)
+            m = P.QUADRANT.search(P.lowered(value))
             if m:
                 out["quadrant"].add(P.quadrant_code(m))
         elif pred == "病灶_回声强度":
@@ -188,7 +188,7 @@ def shared_gold(record: dict[str, Any]) -> dict[str, set[Any]]:
             if code:
                 out["echogenicity"].add(code)
         elif pred.endswith("评估分类"):
-            m = P.BIRADS.search(value if "RADS" in value.upper() else "BI-RADS" + value)
+            m = P.BIRADS.search(P.lowered(value if "RADS" in value.upper() else "BI-RADS" + value))
             if m:
                 cat, sub, cat2, sub2 = m.groups()
                 if cat2:

@@ -1,0 +1,126 @@
+"""Benchmark of the report parser against spaCy's tokenizer alone, measured in the same run.
+
+    python benchmarks/nlp.py [--sentences 20000] [--language en|zh|both] [--repeat 3]
+
+Prints sentences/s and reports/s of ``alignment.nlp.parse_reports`` (negation and the returned
+dataclasses included), the tokenizer-only time on the same texts (the floor no spaCy pipeline can
+beat), their ratio (target: at most 8x), pipeline construction time and peak memory (max RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+EN_SENTENCES = [
+    "There is a {a}.{b} x {c}.{d} x {e}.{b} cm {echo} {shape} mass in the {side} breast at {h} o'clock, {h2} cm from the nipple.",
+    "A {a}.{b} cm cyst at {h}:{m} and a {c}.{d} cm solid nodule at {h2} o'clock in the {side} breast.",
+    "No suspicious masses or axillary lymphadenopathy in the {side} breast.",
+    "{Side} thyroid lobe {pole} pole nodule measuring {a}.{b} x {c}.{d} x {e}.{b} cm, solid, {echo}, with {margin} margins, TR{tr}.",
+    "The nodule demonstrates {vasc} and {foci}.",
+    "Hypoechoic mass with {margin} margins without posterior shadowing, suspicious for malignancy, BI-RADS {br}.",
+    "Composition: Solid (2 points). Echogenicity: Hypoechoic (2 points). ACR TI-RADS total points: {pts}.",
+    "The previously seen cyst in the {side} kidney is no longer visualized.",
+    "Simple cyst in the {pole} pole of the {side} kidney measuring {a}.{b} cm.",
+    "If the nodule enlarges on follow-up, fine-needle aspiration should be considered.",
+    "IMPRESSION: {Side} breast mass at {h} o'clock, BI-RADS {br}.",
+    "The liver is normal in size with a {a}.{b} cm hyperechoic lesion in the right lobe, likely a hemangioma.",
+]
+ZH_SENTENCES = [
+    "{n}、{zside}乳{quad}象限{h}点钟方向见{zecho}结节，大小约{a}.{b}×{c}.{d}cm，距乳头{h2}cm，{zmargin}。",
+    "{n}、双侧腋下未见明显肿大淋巴结。",
+    "{n}、{zside}乳低回声结节，BI-RADS {br}类。",
+    "{n}、甲状腺{zside}叶{zpole}{zecho}结节，纵横比>1，内见微钙化，TI-RADS {tr}类。",
+    "{n}、双侧乳腺组织增生。",
+    "CDFI：结节内未见明显血流信号。",
+]
+CHOICES = {
+    "echo": ["hypoechoic", "isoechoic", "hyperechoic", "anechoic", "heterogeneous"],
+    "shape": ["oval", "round", "irregular"], "side": ["left", "right"], "Side": ["Left", "Right"],
+    "pole": ["upper", "mid", "lower"], "margin": ["smooth", "irregular", "spiculated", "indistinct"],
+    "vasc": ["increased internal vascularity", "no internal vascularity", "peripheral vascularity"],
+    "foci": ["punctate echogenic foci", "no calcifications", "macrocalcifications"],
+    "zside": ["左", "右"], "quad": ["外上", "内上", "外下", "内下"], "zecho": ["低回声", "极低回声", "无回声", "等回声"],
+    "zmargin": ["边界清", "边界不清", "形态不规则", "边界尚清"], "zpole": ["上极", "中部", "下极"],
+}
+
+
+def generate(n_sentences: int, language: str, per_report: int = 5, seed: int = 7) -> list[str]:
+    """``n_sentences`` generated report sentences grouped into reports of ``per_report`` sentences."""
+    rnd = random.Random(seed)
+    templates = EN_SENTENCES if language == "en" else ZH_SENTENCES
+    sentences = []
+    for i in range(n_sentences):
+        values = {k: rnd.choice(v) for k, v in CHOICES.items()}
+        values.update(a=rnd.randint(0, 4), b=rnd.randint(0, 9), c=rnd.randint(0, 3), d=rnd.randint(0, 9),
+                      e=rnd.randint(0, 3), h=rnd.randint(1, 12), h2=rnd.randint(1, 9), m=rnd.choice([0, 30]),
+                      tr=rnd.randint(1, 5), br=rnd.choice(["2", "3", "4A", "4B", "5"]), pts=rnd.randint(0, 12),
+                      n=i % per_report + 1)
+        sentences.append(rnd.choice(templates).format(**values).replace(":0 ", ":00 "))
+    sep = " " if language == "en" else ""
+    return [sep.join(sentences[i:i + per_report]) for i in range(0, len(sentences), per_report)]
+
+
+def _best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def run(language: str, n_sentences: int, repeat: int) -> dict[str, float]:
+    from alignment.nlp import parse_reports
+    from alignment.nlp.pipeline import get_pipeline
+
+    t = time.perf_counter()
+    nlp = get_pipeline(language)
+    construction = time.perf_counter() - t
+    texts = generate(n_sentences, language)
+    parse_reports(texts[:50], language=language)  # warm caches (lexicon tables, vocab strings)
+
+    def tokenize() -> None:
+        for _ in nlp.tokenizer.pipe(texts, batch_size=256):
+            pass
+
+    def parse() -> None:
+        parse_reports(texts, language=language, lexicon="udaf")
+
+    tok = _best(tokenize, repeat)
+    full = _best(parse, repeat)
+    return {"construction_s": construction, "tokenizer_s": tok, "parse_s": full, "ratio": full / tok,
+            "sentences_per_s": n_sentences / full, "reports_per_s": len(texts) / full, "reports": len(texts)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sentences", type=int, default=20000)
+    ap.add_argument("--language", choices=("en", "zh", "both"), default="both")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    t = time.perf_counter()
+    import spacy  # noqa: F401  (import cost reported apart from construction)
+
+    print(f"spaCy import: {time.perf_counter() - t:.2f} s")
+    langs = ["en", "zh"] if args.language == "both" else [args.language]
+    for lang in langs:
+        r = run(lang, args.sentences, args.repeat)
+        print(f"[{lang}] {args.sentences} sentences in {r['reports']:.0f} reports (best of {args.repeat})")
+        print(f"  pipeline construction   {r['construction_s']:.3f} s")
+        print(f"  tokenizer only          {r['tokenizer_s']:.3f} s")
+        print(f"  parse_reports (full)    {r['parse_s']:.3f} s   ratio {r['ratio']:.1f}x tokenizer (target <= 8x)")
+        print(f"  throughput              {r['sentences_per_s']:,.0f} sentences/s, {r['reports_per_s']:,.0f} reports/s")
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"peak memory (max RSS of this process): {peak_kib / 1024:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
