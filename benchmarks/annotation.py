@@ -47,8 +47,9 @@ def _arguments() -> argparse.Namespace:
 
 def _database_ensure(url: str) -> None:
     """Create the benchmark database if missing, so a run never touches the development data."""
-    import psycopg
     from urllib.parse import urlparse
+
+    import psycopg
 
     parts = urlparse(url)
     name = parts.path.lstrip("/")
@@ -76,9 +77,13 @@ def _seed(*, images: int, regions: int) -> None:
     name = f"bench-{images}-{regions}"
     if Dataset.objects.filter(name=name).exists():
         print(f"reusing dataset {name}")
-        return
+        return name
     started = time.perf_counter()
-    readers = [user_make(f"bench-reader-{i}") for i in range(READERS)]
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects
+    readers = [users.filter(username=f"bench-reader-{i}").first() or user_make(f"bench-reader-{i}")
+               for i in range(READERS)]
     dataset = services.dataset_create(name=name, annotators_per_image=2)
     for reader in readers:
         services.membership_add(dataset=dataset, user=reader, role="annotator")
@@ -137,6 +142,7 @@ def _seed(*, images: int, regions: int) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+    return name
 
 
 def _time(client, method: str, url_for, count: int, payload_for=None) -> list[float]:
@@ -180,15 +186,17 @@ def main() -> None:
     regions = args.regions if args.regions is not None else int(args.images * 1_000_000 / 364_000)
     if args.seed_demo:
         call_command("seed_demo", studies=args.seed_demo, seed=7)
+        dataset_name = None
     else:
-        _seed(images=args.images, regions=regions)
+        dataset_name = _seed(images=args.images, regions=regions)
 
     from django.contrib.auth import get_user_model
 
     reader = get_user_model().objects.get(username="bench-reader-0")
     client = Client()
     client.force_login(reader)
-    own = list(Region.objects.filter(author=reader, is_deleted=False, assignment__status="in_progress")
+    own = list(Region.objects.filter(author=reader, is_deleted=False, assignment__status="in_progress",
+                                     **({"image__study__dataset__name": dataset_name} if dataset_name else {}))
                .order_by("id").values("id", "version")[:50])
     if not own:
         raise SystemExit("no in-progress regions of bench-reader-0 to save")

@@ -325,7 +325,7 @@
   const viewerEl = document.getElementById("viewer");
   const hint = $("#tool-hint");
   const HINTS = {
-    select: "Click a region to edit it; drag its handles to move vertices.",
+    select: "Click a region to edit; drag handles to reshape.",
     polygon: "Polygon: click each point of the outline; Enter or double-click finishes, Esc cancels.",
     rectangle: "Rectangle: drag from one corner to the opposite one. Esc cancels.",
     ellipse: "Ellipse: drag across the lesion. Esc cancels.",

@@ -40,7 +40,7 @@ def test_bad_geometry_returns_400_naming_the_problem(reader_image, shape, geomet
 
 def test_nan_in_the_json_body_returns_400(reader_image):
     client, image = reader_image
-    body = '{"image": %d, "shape": "polygon", "geometry": {"points": [[1, 1], [NaN, 1], [1, 50]]}}' % image.pk
+    body = f'{{"image": {image.pk}, "shape": "polygon", "geometry": {{"points": [[1, 1], [NaN, 1], [1, 50]]}}}}'
     response = client.post("/api/v1/regions/", body, content_type="application/json")
     assert response.status_code == 400
 

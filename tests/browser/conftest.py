@@ -27,7 +27,10 @@ REPORT_EN = (
     "No internal vascularity on colour Doppler. Left breast: no focal lesion. "
     "Impression: BI-RADS 3, probably benign; short-interval follow-up suggested."
 )
-REPORT_ZH = "右乳10点钟方向距乳头3cm处见一低回声结节，大小约1.2×0.8cm，形态规则，边界清晰。CDFI：内未见明显血流信号。左乳未见明显占位。提示：BI-RADS 3类。"
+REPORT_ZH = (
+    "右乳10点钟方向距乳头3cm处见一低回声结节，大小约1.2×0.8cm，形态规则，边界清晰。"
+    "CDFI：内未见明显血流信号。左乳未见明显占位。提示：BI-RADS 3类。"
+)
 
 
 def screenshot_dir() -> Path:
