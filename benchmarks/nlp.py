@@ -19,18 +19,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 EN_SENTENCES = [
-    "There is a {a}.{b} x {c}.{d} x {e}.{b} cm {echo} {shape} mass in the {side} breast at {h} o'clock, {h2} cm from the nipple.",
+    "There is a {a}.{b} x {c}.{d} x {e}.{b} cm {echo} {shape} mass in the {side} breast at {h} o'clock, "
+    "{h2} cm from the nipple.",
     "A {a}.{b} cm cyst at {h}:{m} and a {c}.{d} cm solid nodule at {h2} o'clock in the {side} breast.",
     "No suspicious masses or axillary lymphadenopathy in the {side} breast.",
-    "{Side} thyroid lobe {pole} pole nodule measuring {a}.{b} x {c}.{d} x {e}.{b} cm, solid, {echo}, with {margin} margins, TR{tr}.",
+    "{Side} thyroid lobe {pole} pole nodule measuring {a}.{b} x {c}.{d} x {e}.{b} cm, solid, {echo}, "
+    "with {margin} margins, TR{tr}.",
     "The nodule demonstrates {vasc} and {foci}.",
-    "Hypoechoic mass with {margin} margins without posterior shadowing, suspicious for malignancy, BI-RADS {br}.",
+    "Hypoechoic mass with {margin} margins without posterior shadowing, suspicious for malignancy, "
+    "BI-RADS {br}.",
     "Composition: Solid (2 points). Echogenicity: Hypoechoic (2 points). ACR TI-RADS total points: {pts}.",
     "The previously seen cyst in the {side} kidney is no longer visualized.",
     "Simple cyst in the {pole} pole of the {side} kidney measuring {a}.{b} cm.",
     "If the nodule enlarges on follow-up, fine-needle aspiration should be considered.",
     "IMPRESSION: {Side} breast mass at {h} o'clock, BI-RADS {br}.",
-    "The liver is normal in size with a {a}.{b} cm hyperechoic lesion in the right lobe, likely a hemangioma.",
+    "The liver is normal in size with a {a}.{b} cm hyperechoic lesion in the right lobe, "
+    "likely a hemangioma.",
 ]
 ZH_SENTENCES = [
     "{n}、{zside}乳{quad}象限{h}点钟方向见{zecho}结节，大小约{a}.{b}×{c}.{d}cm，距乳头{h2}cm，{zmargin}。",
@@ -42,12 +46,18 @@ ZH_SENTENCES = [
 ]
 CHOICES = {
     "echo": ["hypoechoic", "isoechoic", "hyperechoic", "anechoic", "heterogeneous"],
-    "shape": ["oval", "round", "irregular"], "side": ["left", "right"], "Side": ["Left", "Right"],
-    "pole": ["upper", "mid", "lower"], "margin": ["smooth", "irregular", "spiculated", "indistinct"],
+    "shape": ["oval", "round", "irregular"],
+    "side": ["left", "right"],
+    "Side": ["Left", "Right"],
+    "pole": ["upper", "mid", "lower"],
+    "margin": ["smooth", "irregular", "spiculated", "indistinct"],
     "vasc": ["increased internal vascularity", "no internal vascularity", "peripheral vascularity"],
     "foci": ["punctate echogenic foci", "no calcifications", "macrocalcifications"],
-    "zside": ["左", "右"], "quad": ["外上", "内上", "外下", "内下"], "zecho": ["低回声", "极低回声", "无回声", "等回声"],
-    "zmargin": ["边界清", "边界不清", "形态不规则", "边界尚清"], "zpole": ["上极", "中部", "下极"],
+    "zside": ["左", "右"],
+    "quad": ["外上", "内上", "外下", "内下"],
+    "zecho": ["低回声", "极低回声", "无回声", "等回声"],
+    "zmargin": ["边界清", "边界不清", "形态不规则", "边界尚清"],
+    "zpole": ["上极", "中部", "下极"],
 }
 
 
@@ -58,13 +68,23 @@ def generate(n_sentences: int, language: str, per_report: int = 5, seed: int = 7
     sentences = []
     for i in range(n_sentences):
         values = {k: rnd.choice(v) for k, v in CHOICES.items()}
-        values.update(a=rnd.randint(0, 4), b=rnd.randint(0, 9), c=rnd.randint(0, 3), d=rnd.randint(0, 9),
-                      e=rnd.randint(0, 3), h=rnd.randint(1, 12), h2=rnd.randint(1, 9), m=rnd.choice([0, 30]),
-                      tr=rnd.randint(1, 5), br=rnd.choice(["2", "3", "4A", "4B", "5"]), pts=rnd.randint(0, 12),
-                      n=i % per_report + 1)
+        values.update(
+            a=rnd.randint(0, 4),
+            b=rnd.randint(0, 9),
+            c=rnd.randint(0, 3),
+            d=rnd.randint(0, 9),
+            e=rnd.randint(0, 3),
+            h=rnd.randint(1, 12),
+            h2=rnd.randint(1, 9),
+            m=rnd.choice([0, 30]),
+            tr=rnd.randint(1, 5),
+            br=rnd.choice(["2", "3", "4A", "4B", "5"]),
+            pts=rnd.randint(0, 12),
+            n=i % per_report + 1,
+        )
         sentences.append(rnd.choice(templates).format(**values).replace(":0 ", ":00 "))
     sep = " " if language == "en" else ""
-    return [sep.join(sentences[i:i + per_report]) for i in range(0, len(sentences), per_report)]
+    return [sep.join(sentences[i : i + per_report]) for i in range(0, len(sentences), per_report)]
 
 
 def _best(fn, repeat: int) -> float:
@@ -95,8 +115,15 @@ def run(language: str, n_sentences: int, repeat: int) -> dict[str, float]:
 
     tok = _best(tokenize, repeat)
     full = _best(parse, repeat)
-    return {"construction_s": construction, "tokenizer_s": tok, "parse_s": full, "ratio": full / tok,
-            "sentences_per_s": n_sentences / full, "reports_per_s": len(texts) / full, "reports": len(texts)}
+    return {
+        "construction_s": construction,
+        "tokenizer_s": tok,
+        "parse_s": full,
+        "ratio": full / tok,
+        "sentences_per_s": n_sentences / full,
+        "reports_per_s": len(texts) / full,
+        "reports": len(texts),
+    }
 
 
 def main() -> int:
@@ -115,8 +142,14 @@ def main() -> int:
         print(f"[{lang}] {args.sentences} sentences in {r['reports']:.0f} reports (best of {args.repeat})")
         print(f"  pipeline construction   {r['construction_s']:.3f} s")
         print(f"  tokenizer only          {r['tokenizer_s']:.3f} s")
-        print(f"  parse_reports (full)    {r['parse_s']:.3f} s   ratio {r['ratio']:.1f}x tokenizer (target <= 8x)")
-        print(f"  throughput              {r['sentences_per_s']:,.0f} sentences/s, {r['reports_per_s']:,.0f} reports/s")
+        print(
+            f"  parse_reports (full)    {r['parse_s']:.3f} s   "
+            f"ratio {r['ratio']:.1f}x tokenizer (target <= 8x)"
+        )
+        print(
+            f"  throughput              {r['sentences_per_s']:,.0f} sentences/s, "
+            f"{r['reports_per_s']:,.0f} reports/s"
+        )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak memory (max RSS of this process): {peak_kib / 1024:.0f} MiB")
     return 0

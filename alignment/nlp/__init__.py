@@ -11,5 +11,15 @@ from .parser import classify_context, detect_language, parse_report, parse_repor
 # Bump whenever the parser's output for the same input can change: alignment results are keyed by it.
 PIPELINE_VERSION = "1.0.0"
 
-__all__ = ["PIPELINE_VERSION", "Assessment", "Attribute", "Finding", "ParsedReport", "Sentence",
-           "classify_context", "detect_language", "parse_report", "parse_reports"]
+__all__ = [
+    "PIPELINE_VERSION",
+    "Assessment",
+    "Attribute",
+    "Finding",
+    "ParsedReport",
+    "Sentence",
+    "classify_context",
+    "detect_language",
+    "parse_report",
+    "parse_reports",
+]

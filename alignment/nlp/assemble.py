@@ -23,15 +23,33 @@ from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text
 from .vocabulary import FIELD_HINTS, NON_LESION_KINDS
 
 _FIELD_START = re.compile(
-    r"(?i)\s*(?:\d{1,2}[.、)]\s*)?(" + "|".join(re.escape(k).replace(r"\ ", r"\s+")
-                                              for k in sorted(FIELD_HINTS, key=len, reverse=True))
-    + r")\s*[:：]\s*")
+    r"(?i)\s*(?:\d{1,2}[.、)]\s*)?("
+    + "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in sorted(FIELD_HINTS, key=len, reverse=True))
+    + r")\s*[:：]\s*"
+)
 _LOCATION_FIELD = re.compile(r"(?i)\s*(?:location|size|site|side|laterality|position)\s*[:：]")
 _NONE_VALUE = re.compile(r"(?i)^(?:none|no\b|nil|absent|无|未见)")
 # Words too generic to stand for a lexicon value unless a field label says which attribute is meant.
-_GENERIC = frozenset({"absent", "soft", "hard", "intermediate", "internal", "none", "solid", "cystic",
-                      "linear", "flat", "parallel", "smooth", "shadow", "echogenic", "irregular",
-                      "collection"})
+_GENERIC = frozenset(
+    {
+        "absent",
+        "soft",
+        "hard",
+        "intermediate",
+        "internal",
+        "none",
+        "solid",
+        "cystic",
+        "linear",
+        "flat",
+        "parallel",
+        "smooth",
+        "shadow",
+        "echogenic",
+        "irregular",
+        "collection",
+    }
+)
 # ... of which these are safe next to a lesion word ("solid nodule", "irregular mass").
 _KEEP_GENERIC_IN_CONTEXT = frozenset({"solid", "cystic", "echogenic", "irregular", "smooth", "parallel"})
 # Findings a following description never belongs to ("乳腺增生。左乳低回声" describes a new lesion).
@@ -58,8 +76,10 @@ def _resolve(refs: tuple[ValueRef, ...], lexicon: str, hint: frozenset[str] | No
     lexicon, then udaf, birads-us, tirads."""
     if len(refs) == 1:
         return refs[0]
-    return min(refs, key=lambda r: (hint is not None and r.attribute not in hint, r.lexicon != lexicon,
-                                    _RANK[r.lexicon]))
+    return min(
+        refs,
+        key=lambda r: (hint is not None and r.attribute not in hint, r.lexicon != lexicon, _RANK[r.lexicon]),
+    )
 
 
 def _nearest(items: list[_Item], anchor: int, skip: tuple[int, int] | None = None) -> _Item | None:
@@ -132,9 +152,18 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
     return report
 
 
-def _sentence_findings(text: str, sentence: Sentence, header: str | None, items: list[_Item],
-                       scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables,
-                       language: str = "en", cues: list[Cue] | None = None) -> None:
+def _sentence_findings(
+    text: str,
+    sentence: Sentence,
+    header: str | None,
+    items: list[_Item],
+    scopes: list[Scope],
+    ctx: _Context,
+    lexicon: str,
+    tables: LexiconTables,
+    language: str = "en",
+    cues: list[Cue] | None = None,
+) -> None:
     start, end = sentence.start, sentence.end
     # site words that open a quadrant or organ phrase ("lower outer quadrant", "deep vein thrombosis");
     # a site closing an organ phrase still counts ("甲状腺峡部", "thyroid isthmus")
@@ -171,8 +200,11 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
     if not anchors and language == "zh" and header is None:
         # Chinese conclusions name a lesion by its echo alone ("右乳10点低回声,左乳2点无回声"): each echo
         # term then stands for one lesion
-        anchors = [_Item(i.start, i.end, LESION, None) for i in by.get(ATTR, ())
-                   if any(r.attribute in _ECHO_ATTRS for r in i.value[1])]
+        anchors = [
+            _Item(i.start, i.end, LESION, None)
+            for i in by.get(ATTR, ())
+            if any(r.attribute in _ECHO_ATTRS for r in i.value[1])
+        ]
 
     groups = _group_anchors(text, anchors)
     segments: list[tuple[int, int, list[_Item]]] = []
@@ -186,8 +218,21 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
     new_findings: list[Finding] = []
     if segments:
         for seg_start, seg_end, group in segments:
-            f = _finding_from(text, seg_start, seg_end, group, by, scopes, ctx, lexicon, tables, hint,
-                              sentence_start=start, field_end=field.end() if field else None, cues=cues)
+            f = _finding_from(
+                text,
+                seg_start,
+                seg_end,
+                group,
+                by,
+                scopes,
+                ctx,
+                lexicon,
+                tables,
+                hint,
+                sentence_start=start,
+                field_end=field.end() if field else None,
+                cues=cues,
+            )
             new_findings.append(f)
     else:
         content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
@@ -196,22 +241,48 @@ def _sentence_findings(text: str, sentence: Sentence, header: str | None, items:
         located = field is not None or _LOCATION_FIELD.match(text, start, end) is not None
         if located and ctx.open is not None and any(k in by for k in ("laterality", SITE, "size")):
             content = True
-        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end():end]):
+        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end() : end]):
             content = True
         if not content:
             if organs:
                 ctx.last_organ = organs[-1].value
             return
-        f = _finding_from(text, start, end, [], by, scopes, ctx, lexicon, tables, hint, sentence_start=start,
-                          field_end=field.end() if field else None, cues=cues)
-        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end():end]):
-            f.attributes.append(Attribute("echogenic_foci", "none_or_large_comet_tail_artifacts", "tirads",
-                                          False, False, field.end(), end, text[field.end():end]))
+        f = _finding_from(
+            text,
+            start,
+            end,
+            [],
+            by,
+            scopes,
+            ctx,
+            lexicon,
+            tables,
+            hint,
+            sentence_start=start,
+            field_end=field.end() if field else None,
+            cues=cues,
+        )
+        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end() : end]):
+            f.attributes.append(
+                Attribute(
+                    "echogenic_foci",
+                    "none_or_large_comet_tail_artifacts",
+                    "tirads",
+                    False,
+                    False,
+                    field.end(),
+                    end,
+                    text[field.end() : end],
+                )
+            )
         op = ctx.open
-        if (op is not None and not op.negated and op.lesion not in _NO_MERGE and (f.organ is None or op.organ is None or f.organ == op.organ
-                                                   or not organs)
-                and (f.laterality is None or op.laterality is None or f.laterality == op.laterality
-                     or not lats)):
+        if (
+            op is not None
+            and not op.negated
+            and op.lesion not in _NO_MERGE
+            and (f.organ is None or op.organ is None or f.organ == op.organ or not organs)
+            and (f.laterality is None or op.laterality is None or f.laterality == op.laterality or not lats)
+        ):
             _merge(op, f)
             if organs:
                 ctx.last_organ = organs[-1].value
@@ -237,7 +308,7 @@ def _drop_interpretations(text: str, anchors: list[_Item]) -> list[_Item]:
     "nodule, possibly a colloid cyst", "结节，考虑纤维腺瘤")."""
     kept = [anchors[0]]
     for prev, a in zip(anchors, anchors[1:], strict=False):
-        between = text[prev.end:a.start]
+        between = text[prev.end : a.start]
         if P.INTERPRETATION.search(between) and not P.NEW_LESION.search(between):
             continue
         kept.append(a)
@@ -301,14 +372,24 @@ def _in(items: list[_Item] | None, a: int, b: int) -> list[_Item]:
     return [i for i in items if a <= i.start < b]
 
 
-def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, list[_Item]],
-                  scopes: list[Scope], ctx: _Context, lexicon: str, tables: LexiconTables,
-                  hint: frozenset[str] | None, sentence_start: int, field_end: int | None = None,
-                  cues: list[Cue] | None = None) -> Finding:
+def _finding_from(
+    text: str,
+    a: int,
+    b: int,
+    group: list[_Item],
+    by: dict[str, list[_Item]],
+    scopes: list[Scope],
+    ctx: _Context,
+    lexicon: str,
+    tables: LexiconTables,
+    hint: frozenset[str] | None,
+    sentence_start: int,
+    field_end: int | None = None,
+    cues: list[Cue] | None = None,
+) -> Finding:
     kinds = [g.value for g in group if g.value is not None]
     lesion = next((k for k in kinds if k != "lesion"), kinds[0]) if kinds else None
     anchor = group[0].start if group else a
-    anchor_span = (group[0].start, group[-1].end) if group else None
 
     f = Finding(lesion=lesion, start=a, end=b)
     seg_lats = _in(by.get("laterality"), a, b)
@@ -325,8 +406,9 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
     f.organ = _choose_organ(by, a, b, anchor, lesion)
     if f.organ is None:
         f.organ = ctx.header_organ
-    if f.organ is None and (_in(by.get("clock"), a, b) or _in(by.get("distance"), a, b)
-                            or _in(by.get("quadrant"), a, b)):
+    if f.organ is None and (
+        _in(by.get("clock"), a, b) or _in(by.get("distance"), a, b) or _in(by.get("quadrant"), a, b)
+    ):
         # clock faces, nipple distances and quadrants only locate breast lesions
         f.organ = "Breast"
 
@@ -337,7 +419,9 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
     f.quadrant = quad[0].value if quad else None
     dist = _in(by.get("distance"), a, b)
     f.distance_from_nipple_cm = dist[0].value if dist else None
-    size = _nearest(_in(by.get("size"), a, b), anchor) if group else next(iter(_in(by.get("size"), a, b)), None)
+    size = (
+        _nearest(_in(by.get("size"), a, b), anchor) if group else next(iter(_in(by.get("size"), a, b)), None)
+    )
     if size is not None:
         f.size_mm = list(size.value)
 
@@ -368,7 +452,9 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
     f.hypothetical = bool(ctx_flags["hypothetical"])
     f.experiencer = str(ctx_flags["experiencer"])
 
-    absence_spans = {(c.block_start, c.block_end) for c in cues or () if c.category == "negated" and c.block_start >= 0}
+    absence_spans = {
+        (c.block_start, c.block_end) for c in cues or () if c.category == "negated" and c.block_start >= 0
+    }
     seen: set[tuple[str, str]] = set()
     label_end = field_end if field_end is not None else a
     for it in _in(by.get(ATTR), max(a, label_end), b):
@@ -384,8 +470,18 @@ def _finding_from(text: str, a: int, b: int, group: list[_Item], by: dict[str, l
             # the value itself says "absent" ("no internal vascularity", "未见明显血流信号"): an outer
             # "without ... and" does not turn it into its opposite
             af["negated"] = False
-        f.attributes.append(Attribute(ref.attribute, ref.value, ref.lexicon, bool(af["negated"]),
-                                      bool(af["uncertain"]), it.start, it.end, text[it.start:it.end]))
+        f.attributes.append(
+            Attribute(
+                ref.attribute,
+                ref.value,
+                ref.lexicon,
+                bool(af["negated"]),
+                bool(af["uncertain"]),
+                it.start,
+                it.end,
+                text[it.start : it.end],
+            )
+        )
     return f
 
 
@@ -403,8 +499,11 @@ def _merge(target: Finding, extra: Finding) -> None:
         if target.assessment is None:
             target.assessment = extra.assessment
         else:
-            if target.assessment.points is None and extra.assessment.points is not None \
-                    and target.assessment.system == extra.assessment.system:
+            if (
+                target.assessment.points is None
+                and extra.assessment.points is not None
+                and target.assessment.system == extra.assessment.system
+            ):
                 target.assessment.points = extra.assessment.points
             if target.assessment.category is None and extra.assessment.category is not None:
                 target.assessment.category = extra.assessment.category
@@ -418,10 +517,14 @@ def _add_udaf_structure(f: Finding, tables: LexiconTables) -> None:
     if f.lesion in _UDAF_DIAGNOSES:
         extra.append(Attribute("diagnosis", f.lesion, "udaf", f.negated, f.uncertain, f.start, f.start, ""))
     if f.organ is not None:
-        extra.append(Attribute("organ_level", term_code(f.organ), "udaf", f.negated, f.uncertain, f.start,
-                               f.start, ""))
+        extra.append(
+            Attribute("organ_level", term_code(f.organ), "udaf", f.negated, f.uncertain, f.start, f.start, "")
+        )
         body = tables.organ_body_system.get(f.organ)
         if body:
-            extra.append(Attribute("body_system_level", term_code(body), "udaf", f.negated, f.uncertain,
-                                   f.start, f.start, ""))
+            extra.append(
+                Attribute(
+                    "body_system_level", term_code(body), "udaf", f.negated, f.uncertain, f.start, f.start, ""
+                )
+            )
     f.attributes[:0] = extra

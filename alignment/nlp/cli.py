@@ -90,7 +90,7 @@ def cmd_parse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rid = obj.get("id", n)
         body = obj.get("text")
         if not isinstance(body, str):
-            err.write(f"line {n} (id {rid!r}): missing or non-string \"text\"\n")
+            err.write(f'line {n} (id {rid!r}): missing or non-string "text"\n')
             continue
         if not body.strip():
             err.write(f"line {n} (id {rid!r}): empty text\n")
@@ -115,7 +115,7 @@ def cmd_context(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rid = obj.get("id", n)
         sentence, target = obj.get("sentence"), obj.get("target")
         if not isinstance(sentence, str) or not sentence.strip() or not isinstance(target, str) or not target:
-            err.write(f"line {n} (id {rid!r}): needs non-empty \"sentence\" and \"target\" strings\n")
+            err.write(f'line {n} (id {rid!r}): needs non-empty "sentence" and "target" strings\n')
             continue
         try:
             result = classify_context(sentence, target, language=args.language)

@@ -47,8 +47,9 @@ def clause_breaks(text: str, start: int, end: int, lang: str, cues: list[Cue]) -
     return breaks
 
 
-def build_scopes(text: str, start: int, end: int, lang: str, cues: list[Cue],
-                 target: tuple[int, int] | None = None) -> list[Scope]:
+def build_scopes(
+    text: str, start: int, end: int, lang: str, cues: list[Cue], target: tuple[int, int] | None = None
+) -> list[Scope]:
     """Scopes of the triggers in the sentence ``text[start:end]``.
 
     A trigger that sits inside a lexicon phrase ("no" in "no internal vascularity", "无" in "无回声")
@@ -91,8 +92,13 @@ def covered(scopes: list[Scope], category: str, pos: int, end: int | None = None
 def flags(scopes: list[Scope], pos: int, end: int | None = None) -> dict[str, bool | str]:
     """The context record of a target at ``[pos, end)``."""
     if not scopes:
-        return {"negated": False, "uncertain": False, "historical": False, "hypothetical": False,
-                "experiencer": "patient"}
+        return {
+            "negated": False,
+            "uncertain": False,
+            "historical": False,
+            "hypothetical": False,
+            "experiencer": "patient",
+        }
     return {
         "negated": covered(scopes, "negated", pos, end),
         "uncertain": covered(scopes, "uncertain", pos, end),

@@ -95,8 +95,10 @@ def load_tables(directory: str | None = None) -> LexiconTables:
                 if system == "udaf" and attr["code"] in _UDAF_STRUCTURAL:
                     continue
                 ref = ValueRef(system, attr["code"], value["code"])
-                phrases = {"en": [value["label"], *synonyms.get("en", [])],
-                           "zh": [value.get("label_zh", ""), *synonyms.get("zh", [])]}
+                phrases = {
+                    "en": [value["label"], *synonyms.get("en", [])],
+                    "zh": [value.get("label_zh", ""), *synonyms.get("zh", [])],
+                }
                 for lang, items in phrases.items():
                     for phrase in items:
                         if not phrase or (lang == "zh" and len(phrase) < 2):
@@ -107,5 +109,7 @@ def load_tables(directory: str | None = None) -> LexiconTables:
                             refs.append(ref)
     return LexiconTables(
         attributes={lang: {p: tuple(r) for p, r in table.items()} for lang, table in attributes.items()},
-        organs=organs, organ_body_system=organ_body, versions=versions,
+        organs=organs,
+        organ_body_system=organ_body,
+        versions=versions,
     )

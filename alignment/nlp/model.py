@@ -28,8 +28,16 @@ class Attribute:
     text: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "lexicon": self.lexicon, "negated": self.negated,
-                "uncertain": self.uncertain, "start": self.start, "end": self.end, "text": self.text}
+        return {
+            "name": self.name,
+            "value": self.value,
+            "lexicon": self.lexicon,
+            "negated": self.negated,
+            "uncertain": self.uncertain,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+        }
 
 
 @dataclass(slots=True)
@@ -69,14 +77,23 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "organ": self.organ, "laterality": self.laterality, "site": list(self.site), "clock": self.clock,
-            "quadrant": self.quadrant, "distance_from_nipple_cm": self.distance_from_nipple_cm,
-            "size_mm": list(self.size_mm) if self.size_mm is not None else None, "lesion": self.lesion,
-            "negated": self.negated, "uncertain": self.uncertain, "historical": self.historical,
-            "hypothetical": self.hypothetical, "experiencer": self.experiencer,
+            "organ": self.organ,
+            "laterality": self.laterality,
+            "site": list(self.site),
+            "clock": self.clock,
+            "quadrant": self.quadrant,
+            "distance_from_nipple_cm": self.distance_from_nipple_cm,
+            "size_mm": list(self.size_mm) if self.size_mm is not None else None,
+            "lesion": self.lesion,
+            "negated": self.negated,
+            "uncertain": self.uncertain,
+            "historical": self.historical,
+            "hypothetical": self.hypothetical,
+            "experiencer": self.experiencer,
             "attributes": [a.to_dict() for a in self.attributes],
             "assessment": self.assessment.to_dict() if self.assessment is not None else None,
-            "start": self.start, "end": self.end,
+            "start": self.start,
+            "end": self.end,
         }
 
 
@@ -92,8 +109,14 @@ class Sentence:
     findings: list[Finding] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "start": self.start, "end": self.end, "text": self.text,
-                "section": self.section, "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "index": self.index,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "section": self.section,
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
 @dataclass(slots=True)

@@ -6,11 +6,10 @@ from collections.abc import Iterable
 
 from . import patterns as P
 from .assemble import assemble
-from .context import build_scopes, flags
+from .context import Cue, build_scopes, flags
 from .lexicons import LEXICON_SYSTEMS, load_tables
 from .model import ParsedReport
 from .pipeline import CUE, get_pipeline, match_payload
-from .context import Cue
 
 LANGUAGES = ("auto", "en", "zh")
 
@@ -31,8 +30,14 @@ def _check(language: str, lexicon: str) -> None:
         raise ValueError(f"lexicon must be one of {LEXICON_SYSTEMS}, not {lexicon!r}")
 
 
-def parse_reports(texts: Iterable[str], *, language: str = "auto", lexicon: str = "udaf",
-                  batch_size: int = 256, lexicon_dir: str | None = None) -> list[ParsedReport]:
+def parse_reports(
+    texts: Iterable[str],
+    *,
+    language: str = "auto",
+    lexicon: str = "udaf",
+    batch_size: int = 256,
+    lexicon_dir: str | None = None,
+) -> list[ParsedReport]:
     """Parse many reports through ``nlp.pipe``; results are in input order.
 
     ``language`` is ``auto`` (per report), ``en`` or ``zh``; ``lexicon`` (``udaf``, ``birads-us``,
@@ -58,14 +63,16 @@ def parse_reports(texts: Iterable[str], *, language: str = "auto", lexicon: str 
     return [r for r in out if r is not None]
 
 
-def parse_report(text: str, *, language: str = "auto", lexicon: str = "udaf",
-                 lexicon_dir: str | None = None) -> ParsedReport:
+def parse_report(
+    text: str, *, language: str = "auto", lexicon: str = "udaf", lexicon_dir: str | None = None
+) -> ParsedReport:
     """Parse one report into sentences and findings (see ``parse_reports``)."""
     return parse_reports([text], language=language, lexicon=lexicon, lexicon_dir=lexicon_dir)[0]
 
 
-def classify_context(sentence: str, target: str, *, language: str = "auto",
-                     lexicon_dir: str | None = None) -> dict[str, bool | str]:
+def classify_context(
+    sentence: str, target: str, *, language: str = "auto", lexicon_dir: str | None = None
+) -> dict[str, bool | str]:
     """Context of ``target`` (first case-insensitive occurrence) in ``sentence``.
 
     Returns ``{"negated", "uncertain", "historical", "hypothetical": bool, "experiencer": "patient" |

@@ -46,11 +46,26 @@ QUADRANT = re.compile(
     r"|乳晕(?:区|下方|后方|下|后|旁|周围)?|中央区"
 )
 
-_QUAD_EN = {"upper outer": "upper_outer", "upper inner": "upper_inner", "lower outer": "lower_outer",
-            "lower inner": "lower_inner", "uoq": "upper_outer", "uiq": "upper_inner", "loq": "lower_outer",
-            "liq": "lower_inner"}
-_QUAD_ZH = {"外上": "upper_outer", "内上": "upper_inner", "外下": "lower_outer", "内下": "lower_inner",
-            "上": "upper", "下": "lower", "内": "inner", "外": "outer"}
+_QUAD_EN = {
+    "upper outer": "upper_outer",
+    "upper inner": "upper_inner",
+    "lower outer": "lower_outer",
+    "lower inner": "lower_inner",
+    "uoq": "upper_outer",
+    "uiq": "upper_inner",
+    "loq": "lower_outer",
+    "liq": "lower_inner",
+}
+_QUAD_ZH = {
+    "外上": "upper_outer",
+    "内上": "upper_inner",
+    "外下": "lower_outer",
+    "内下": "lower_inner",
+    "上": "upper",
+    "下": "lower",
+    "内": "inner",
+    "外": "outer",
+}
 
 
 def quadrant_code(m: re.Match[str]) -> str:
@@ -114,10 +129,12 @@ _LIST_ITEM = r"\d{1,2}[、．](?!\d)|[(（]\d{1,2}[)）]|\d{1,2}[.)）](?!\d)"
 _SECTION_EN = "|".join(sorted((re.escape(k) for k in SECTIONS if k.isascii()), key=len, reverse=True))
 _SECTION_ZH = "|".join(sorted((re.escape(k) for k in SECTIONS if not k.isascii()), key=len, reverse=True))
 _FIELDS = "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in FIELD_LABELS)
-_ORGAN_HEAD = (r"(?:(?:right|left|bilateral)\s+(?:thyroid\s+)?(?:lobe|breast|axilla|kidney|ovary|testis|testicle|"
-               r"adnexa|neck|parotid|submandibular|lobe\s+of\s+the\s+thyroid)|isthmus|thyroid(?:\s+gland)?|"
-               r"(?:nodule|lesion|mass|cyst)\s*(?:#\s*)?\d{1,2}|liver|gallbladder|pancreas|spleen|kidneys?|"
-               r"bladder|uterus|ovaries|right\s+breast|left\s+breast)")
+_ORGAN_HEAD = (
+    r"(?:(?:right|left|bilateral)\s+(?:thyroid\s+)?(?:lobe|breast|axilla|kidney|ovary|testis|testicle|"
+    r"adnexa|neck|parotid|submandibular|lobe\s+of\s+the\s+thyroid)|isthmus|thyroid(?:\s+gland)?|"
+    r"(?:nodule|lesion|mass|cyst)\s*(?:#\s*)?\d{1,2}|liver|gallbladder|pancreas|spleen|kidneys?|"
+    r"bladder|uterus|ovaries|right\s+breast|left\s+breast)"
+)
 # Headers that stand alone as a sentence (split before and after) and field labels that only start one.
 HEADER = re.compile(
     rf"(?i)(?<![\w-])(?:(?P<section>{_SECTION_EN})|(?P<organ>{_ORGAN_HEAD}))\s*[:：]"
@@ -157,13 +174,56 @@ def lowered(text: str) -> str:
     if len(low) == len(text):
         return low
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-SENTENCE_END = re.compile(r"[。！？；;!?]+|\n+|\.(?=\s*$)|\.(?=\s+[\"'(\[]?[A-Z0-9\u4e00-\u9fff])|\.(?=[\u4e00-\u9fff])")
-ABBREVIATIONS = frozenset({"approx", "e.g", "i.e", "dr", "vs", "fig", "mr", "mrs", "ms", "no", "st", "incl",
-                           "cf", "pt", "hx", "dx", "sx", "est", "max", "min", "ca", "resp", "lt", "rt", "u.s",
-                           "eg", "ie", "appr", "diam", "ant", "post", "sup", "inf", "lat", "med", "vol"})
+
+
+SENTENCE_END = re.compile(
+    r"[。！？；;!?]+|\n+|\.(?=\s*$)|\.(?=\s+[\"'(\[]?[A-Z0-9\u4e00-\u9fff])|\.(?=[\u4e00-\u9fff])"
+)
+ABBREVIATIONS = frozenset(
+    {
+        "approx",
+        "e.g",
+        "i.e",
+        "dr",
+        "vs",
+        "fig",
+        "mr",
+        "mrs",
+        "ms",
+        "no",
+        "st",
+        "incl",
+        "cf",
+        "pt",
+        "hx",
+        "dx",
+        "sx",
+        "est",
+        "max",
+        "min",
+        "ca",
+        "resp",
+        "lt",
+        "rt",
+        "u.s",
+        "eg",
+        "ie",
+        "appr",
+        "diam",
+        "ant",
+        "post",
+        "sup",
+        "inf",
+        "lat",
+        "med",
+        "vol",
+    }
+)
 
 # Separators between two lesions in one sentence ("a cyst at 2 o'clock and a nodule at 10 o'clock").
-LESION_SEPARATOR = re.compile(r"(?i)[,;，；、]|\s(?:and|or|without|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另|或")
+LESION_SEPARATOR = re.compile(
+    r"(?i)[,;，；、]|\s(?:and|or|without|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另|或"
+)
 # A new lesion is being introduced ("... and a 1.0 cm hemangioma"), not an interpretation.
 NEW_LESION = re.compile(r"(?i)\band\s+(?:a|an|another|\d)\b|;\s*(?:a|an)\b|另|及|和")
 # Words that introduce an interpretation of the lesion just described ("mass ..., likely fibroadenoma"):
@@ -172,12 +232,28 @@ INTERPRETATION = re.compile(
     r"(?i)\b(?:consistent\s+with|compatible\s+with|in\s+keeping\s+with|likely|probably|possibly|possible|"
     r"suggestive\s+of|suspicious\s+(?:for|of)|suspected|represent\w*|concerning\s+for|favou?r\w*|may\s+be|"
     r"could\s+be|worrisome\s+for|typical\s+of|characteristic\s+of|cannot\s+exclude|rule\s+out)\b"
-    r"|考虑|符合|提示|可能|倾向|疑|诊断为|呈|除外|排除|待排")
+    r"|考虑|符合|提示|可能|倾向|疑|诊断为|呈|除外|排除|待排"
+)
 # Clause breaks that end a negation/uncertainty scope.  English commas do not ("no cysts, masses or
 # nodules"), but a coordinated new lesion does ("no cyst ... and a 1 cm nodule").
-CLAUSE_EN = re.compile(r"(?i);|:|\s(?:and|,)\s+(?=(?:a|an|another|there|the|one|two|several|multiple|\d)\b)"
-                       r"|,\s+(?=(?:a|an|another|there|the)\b)")
+CLAUSE_EN = re.compile(
+    r"(?i);|:|\s(?:and|,)\s+(?=(?:a|an|another|there|the|one|two|several|multiple|\d)\b)"
+    r"|,\s+(?=(?:a|an|another|there|the)\b)"
+)
 CLAUSE_ZH = re.compile(r"[，,；;：:。]")
 
-ROMAN_VALUES = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "Ⅰ": 1, "Ⅱ": 2, "Ⅲ": 3, "Ⅳ": 4, "Ⅴ": 5, "Ⅵ": 6}
+ROMAN_VALUES = {
+    "I": 1,
+    "II": 2,
+    "III": 3,
+    "IV": 4,
+    "V": 5,
+    "VI": 6,
+    "Ⅰ": 1,
+    "Ⅱ": 2,
+    "Ⅲ": 3,
+    "Ⅳ": 4,
+    "Ⅴ": 5,
+    "Ⅵ": 6,
+}
 CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -34,8 +34,9 @@ class MatchTable:
     def __init__(self) -> None:
         self.by_key: dict[int, tuple[str, Any]] = {}
 
-    def add(self, nlp: Language, matcher: PhraseMatcher, key: str, layer: str, payload: Any,
-            phrases: list[str]) -> None:
+    def add(
+        self, nlp: Language, matcher: PhraseMatcher, key: str, layer: str, payload: Any, phrases: list[str]
+    ) -> None:
         docs = [nlp.make_doc(p) for p in dict.fromkeys(phrases) if p.strip()]
         if not docs:
             return
@@ -128,7 +129,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
             word_start = m.start()
             while word_start > 0 and (text[word_start - 1].isalpha() or text[word_start - 1] == "."):
                 word_start -= 1
-            if text[word_start:m.start()].lower() in P.ABBREVIATIONS:
+            if text[word_start : m.start()].lower() in P.ABBREVIATIONS:
                 continue
         cuts.setdefault(m.end(), None)
     for i in P.list_item_starts(text):
@@ -138,7 +139,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
         if group in ("organ", "caps", "zorgan"):
             # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
             # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ...")
-            before = text[:m.start()].rstrip()
+            before = text[: m.start()].rstrip()
             if before and before[-1] not in ".;:。；：!?！？)）、\n":
                 continue
         cuts.setdefault(m.start(), None)
@@ -237,8 +238,16 @@ class PhraseComponent:
                     # a trigger inside a lexicon phrase: kept with the phrase's span, so that
                     # classify_context can still use it when that phrase is the target itself
                     end_tok = doc[block[1] - 1]
-                    out.append((layer, key, doc[s].idx, last.idx + len(last), doc[block[0]].idx,
-                                end_tok.idx + len(end_tok)))
+                    out.append(
+                        (
+                            layer,
+                            key,
+                            doc[s].idx,
+                            last.idx + len(last),
+                            doc[block[0]].idx,
+                            end_tok.idx + len(end_tok),
+                        )
+                    )
         out.sort(key=lambda t: t[2])
         doc.user_data["sono_phrases"] = out
         return doc
@@ -270,8 +279,23 @@ def _word_start(low: str, i: int) -> bool:
     return not (c.isascii() and c.isalnum())  # "考虑BI-RADS3类": a CJK character is no word of ours
 
 
-_QUADRANT_GATE = ("quadrant", "uoq", "uiq", "loq", "liq", "areolar", "central", "象限", "相限", "乳晕", "中央区",
-                  "外上", "内上", "外下", "内下")
+_QUADRANT_GATE = (
+    "quadrant",
+    "uoq",
+    "uiq",
+    "loq",
+    "liq",
+    "areolar",
+    "central",
+    "象限",
+    "相限",
+    "乳晕",
+    "中央区",
+    "外上",
+    "内上",
+    "外下",
+    "内下",
+)
 
 
 @Language.component("sonoalign_regex")
@@ -362,7 +386,9 @@ def regex_component(doc: Doc) -> Doc:
             else:
                 value = ("ACR TI-RADS", f"TR{level}")
             pm = P.POINTS_AFTER.match(low, m.end(), min(len(low), m.end() + 24))
-            items.append(("tirads", m.start(), m.end(), [value[0], value[1], int(pm.group(1)) if pm else None]))
+            items.append(
+                ("tirads", m.start(), m.end(), [value[0], value[1], int(pm.group(1)) if pm else None])
+            )
     if "total" in low or "score" in low or "sum" in low or "rads" in low or "总" in low:  # noqa: PLR1714
         for m in P.POINTS_TOTAL.finditer(low):
             items.append(("points", m.start(), m.end(), int(m.group(1) or m.group(2))))
@@ -421,5 +447,16 @@ def bucket(items: list[Any], starts: list[int], pos: int) -> int:
     return bisect_right(starts, pos) - 1
 
 
-__all__ = ["ATTR", "CUE", "LESION", "ORGAN", "SITE", "ValueRef", "bucket", "clock_from", "get_pipeline",
-           "match_payload", "split_sentences"]
+__all__ = [
+    "ATTR",
+    "CUE",
+    "LESION",
+    "ORGAN",
+    "SITE",
+    "ValueRef",
+    "bucket",
+    "clock_from",
+    "get_pipeline",
+    "match_payload",
+    "split_sentences",
+]

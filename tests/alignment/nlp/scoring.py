@@ -24,9 +24,17 @@ from alignment.nlp.vocabulary import NON_LESION_KINDS  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "zh-breast-conclusions-train.jsonl"
 STRUCTURAL = {"diagnosis", "organ_level", "body_system_level"}
-SCALARS = {"organ": "organ", "laterality": "lat", "clock": "clock", "quadrant": "quad",
-           "distance_from_nipple_cm": "dist", "size_mm": "size", "lesion": "lesion", "category": "cat",
-           "points": "pts"}
+SCALARS = {
+    "organ": "organ",
+    "laterality": "lat",
+    "clock": "clock",
+    "quadrant": "quad",
+    "distance_from_nipple_cm": "dist",
+    "size_mm": "size",
+    "lesion": "lesion",
+    "category": "cat",
+    "points": "pts",
+}
 FIELDS = [*SCALARS, "site", "negated", "uncertain", "attributes"]
 
 
@@ -60,16 +68,18 @@ class Counts:
 
 def _pred_view(f: Any) -> dict[str, Any]:
     d = f.to_dict()
-    view: dict[str, Any] = {k: d[k] for k in ("organ", "laterality", "clock", "quadrant",
-                                              "distance_from_nipple_cm", "lesion")}
+    view: dict[str, Any] = {
+        k: d[k] for k in ("organ", "laterality", "clock", "quadrant", "distance_from_nipple_cm", "lesion")
+    }
     view["size_mm"] = [round(x, 2) for x in d["size_mm"]] if d["size_mm"] else None
     view["category"] = d["assessment"]["category"] if d["assessment"] else None
     view["points"] = d["assessment"]["points"] if d["assessment"] else None
     view["site"] = set(d["site"])
     view["negated"] = d["negated"]
     view["uncertain"] = d["uncertain"]
-    view["attributes"] = {(a["name"], a["value"], a["negated"]) for a in d["attributes"]
-                          if a["name"] not in STRUCTURAL}
+    view["attributes"] = {
+        (a["name"], a["value"], a["negated"]) for a in d["attributes"] if a["name"] not in STRUCTURAL
+    }
     return view
 
 
@@ -94,8 +104,12 @@ def _score_pair(counts: Counts, g: dict[str, Any] | None, p: dict[str, Any] | No
     for k in SCALARS:
         gv = g[k] if g else None
         pv = p[k] if p else None
-        counts.add(k, tp=int(gv is not None and gv == pv), fp=int(pv is not None and pv != gv),
-                   fn=int(gv is not None and gv != pv))
+        counts.add(
+            k,
+            tp=int(gv is not None and gv == pv),
+            fp=int(pv is not None and pv != gv),
+            fn=int(gv is not None and gv != pv),
+        )
     for k in ("negated", "uncertain"):
         gv = bool(g and g[k])
         pv = bool(p and p[k])
@@ -131,7 +145,9 @@ def score_gold(path: Path, errors: list[str] | None = None) -> Counts:
                     used.add(best)
                     _score_pair(counts, g, preds[best])
                     if errors is not None and _differs(g, preds[best]):
-                        errors.append(f"{row['id']}: {row['text']}\n   gold {_show(g)}\n   pred {_show(preds[best])}")
+                        errors.append(
+                            f"{row['id']}: {row['text']}\n   gold {_show(g)}\n   pred {_show(preds[best])}"
+                        )
                 else:
                     _score_pair(counts, g, None)
                     if errors is not None:
@@ -200,16 +216,21 @@ def shared_gold(record: dict[str, Any]) -> dict[str, set[Any]]:
     return out
 
 
-def shared_pred(report: Any) -> dict[str, set[Any]]:
+def shared_pred(report: Any, report_text: str = "") -> dict[str, set[Any]]:
     """The same sets from a parsed report."""
     out: dict[str, set[Any]] = defaultdict(set)
+    text = report_text
     for f in report.findings:
         if f.assessment is not None and f.assessment.system == "BI-RADS" and f.assessment.category:
             out["birads"].add(f.assessment.category)
         if f.lesion == "lymph_node":
-            out["lymph_node_negated"].add(f.negated)
+            # the schema labels axillary, supra-/infraclavicular and internal mammary nodes only
+            where = text[max(0, f.start - 12) : f.end]
+            if f.organ == "Axilla" or any(w in where for w in ("锁骨", "内乳")):
+                out["lymph_node_negated"].add(f.negated)
             continue
-        if f.negated or f.lesion in NON_LESION_KINDS:
+        # the schema labels breast lesions (病灶) only, and not the ones already removed (术后)
+        if f.negated or f.historical or f.lesion in NON_LESION_KINDS or f.organ not in ("Breast", None):
             continue
         if f.laterality:
             out["laterality"].add(f.laterality)
@@ -232,12 +253,14 @@ def score_shared(path: Path = SHARED, errors: list[str] | None = None) -> Counts
     reports = parse_reports([r["text"] for r in records], language="zh", lexicon="birads-us")
     counts = Counts()
     for record, report in zip(records, reports, strict=True):
-        gold, pred = shared_gold(record), shared_pred(report)
+        gold, pred = shared_gold(record), shared_pred(report, record["text"])
         for field in SHARED_FIELDS:
             g, p = gold.get(field, set()), pred.get(field, set())
             counts.add(field, tp=len(g & p), fp=len(p - g), fn=len(g - p))
             if errors is not None and g != p:
-                errors.append(f"{field}: gold {sorted(map(str, g))} pred {sorted(map(str, p))} | {record['text']}")
+                errors.append(
+                    f"{field}: gold {sorted(map(str, g))} pred {sorted(map(str, p))} | {record['text']}"
+                )
     return counts
 
 

@@ -35,7 +35,9 @@ def report() -> dict[str, scoring.Counts]:
 @pytest.mark.parametrize("name", ["EN gold", "ZH gold"])
 def test_gold_set_f1_per_field_at_least_floor(report: dict[str, scoring.Counts], name: str) -> None:
     counts = report[name]
-    low = {f: round(counts.prf(f)[2], 3) for f in counts.c if counts.prf(f)[3] and counts.prf(f)[2] < FLOOR_GOLD}
+    low = {
+        f: round(counts.prf(f)[2], 3) for f in counts.c if counts.prf(f)[3] and counts.prf(f)[2] < FLOOR_GOLD
+    }
     assert not low, f"{name}: fields under {FLOOR_GOLD}: {low}"
 
 
@@ -60,7 +62,11 @@ def _context_cases() -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("case", _context_cases(), ids=lambda c: str(c["id"]))
 def test_classify_context_matches_gold(case: dict[str, object]) -> None:
-    expected = {"negated": case.get("negated", False), "uncertain": case.get("uncertain", False),
-                "historical": case.get("historical", False), "hypothetical": case.get("hypothetical", False),
-                "experiencer": case.get("experiencer", "patient")}
+    expected = {
+        "negated": case.get("negated", False),
+        "uncertain": case.get("uncertain", False),
+        "historical": case.get("historical", False),
+        "hypothetical": case.get("hypothetical", False),
+        "experiencer": case.get("experiencer", "patient"),
+    }
     assert classify_context(str(case["sentence"]), str(case["target"])) == expected

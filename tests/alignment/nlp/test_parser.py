@@ -36,51 +36,80 @@ def test_pipeline_version_is_a_string() -> None:
 
 
 def test_report_json_has_the_documented_shape_and_offsets() -> None:
-    text = ("FINDINGS: There is a 1.2 x 0.7 x 0.7 cm solid hypoechoic nodule in the left lower pole of the "
-            "thyroid gland. IMPRESSION: TR5, ACR TI-RADS total points: 12.")
+    text = (
+        "FINDINGS: There is a 1.2 x 0.7 x 0.7 cm solid hypoechoic nodule in the left lower pole of the "
+        "thyroid gland. IMPRESSION: TR5, ACR TI-RADS total points: 12."
+    )
     report = parse_report(text, lexicon="tirads")
     data = json.loads(json.dumps(report.to_dict()))
     assert data["language"] == "en"
     sentence = next(s for s in data["sentences"] if s["findings"])
     assert sentence["section"] == "findings"
-    assert text[sentence["start"]:sentence["end"]] == sentence["text"]
+    assert text[sentence["start"] : sentence["end"]] == sentence["text"]
     f = sentence["findings"][0]
     assert (f["organ"], f["laterality"], f["site"], f["size_mm"], f["lesion"]) == (
-        "Thyroid gland", "left", ["lower"], [12.0, 7.0, 7.0], "nodule")
+        "Thyroid gland",
+        "left",
+        ["lower"],
+        [12.0, 7.0, 7.0],
+        "nodule",
+    )
     echo = next(a for a in f["attributes"] if a["name"] == "echogenicity")
     assert (echo["value"], echo["lexicon"]) == ("hypoechoic", "tirads")
-    assert text[echo["start"]:echo["end"]] == "hypoechoic"
+    assert text[echo["start"] : echo["end"]] == "hypoechoic"
     impression = [f for s in data["sentences"] if s["section"] == "impression" for f in s["findings"]]
-    assert [f["assessment"] for f in impression] == [{"system": "ACR TI-RADS", "category": "TR5", "points": 12}]
+    assert [f["assessment"] for f in impression] == [
+        {"system": "ACR TI-RADS", "category": "TR5", "points": 12}
+    ]
 
 
 def test_two_lesions_in_one_sentence_are_kept_apart() -> None:
     fs = _findings("A 1.2 cm cyst at 2 o'clock and a 0.8 cm solid nodule at 10 o'clock.", lexicon="birads-us")
     assert [(f["lesion"], f["clock"], f["size_mm"]) for f in fs] == [
-        ("cyst", "2:00", [12.0]), ("nodule", "10:00", [8.0])]
+        ("cyst", "2:00", [12.0]),
+        ("nodule", "10:00", [8.0]),
+    ]
 
 
-@pytest.mark.parametrize(("text", "clock"), [
-    ("Mass at 10 o'clock.", "10:00"), ("Mass at 10:30.", "10:30"), ("右乳9点结节", "9:00"),
-    ("左乳5-7点结节", "6:00"), ("Cyst at 12-1 o'clock.", "12:30"),
-])
+@pytest.mark.parametrize(
+    ("text", "clock"),
+    [
+        ("Mass at 10 o'clock.", "10:00"),
+        ("Mass at 10:30.", "10:30"),
+        ("右乳9点结节", "9:00"),
+        ("左乳5-7点结节", "6:00"),
+        ("Cyst at 12-1 o'clock.", "12:30"),
+    ],
+)
 def test_clock_positions_are_normalised(text: str, clock: str) -> None:
     assert _findings(text)[0]["clock"] == clock
 
 
-@pytest.mark.parametrize(("text", "size"), [
-    ("nodule 1.2 x 0.8 x 0.9 cm", [12.0, 8.0, 9.0]), ("nodule 12 mm", [12.0]),
-    ("结节大小约1.2×0.8cm", [12.0, 8.0]), ("结节，大小约12×8mm", [12.0, 8.0]),
-    ("nodule 1.2 cm x 0.8 cm", [12.0, 8.0]),
-])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("nodule 1.2 x 0.8 x 0.9 cm", [12.0, 8.0, 9.0]),
+        ("nodule 12 mm", [12.0]),
+        ("结节大小约1.2×0.8cm", [12.0, 8.0]),
+        ("结节，大小约12×8mm", [12.0, 8.0]),
+        ("nodule 1.2 cm x 0.8 cm", [12.0, 8.0]),
+    ],
+)
 def test_sizes_are_read_in_mm_in_written_order(text: str, size: list[float]) -> None:
     assert _findings(text)[0]["size_mm"] == size
 
 
-@pytest.mark.parametrize(("text", "category"), [
-    ("BI-RADS 4A.", "4A"), ("BI-RADS3类", "3"), ("BI-RADS分级III级", "3"), ("BIRADS category 4c", "4C"),
-    ("TR4.", "TR4"), ("ACR TI-RADS TR5", "TR5"),
-])
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("BI-RADS 4A.", "4A"),
+        ("BI-RADS3类", "3"),
+        ("BI-RADS分级III级", "3"),
+        ("BIRADS category 4c", "4C"),
+        ("TR4.", "TR4"),
+        ("ACR TI-RADS TR5", "TR5"),
+    ],
+)
 def test_assessment_categories_are_normalised(text: str, category: str) -> None:
     assert _findings("Nodule. " + text)[0]["assessment"]["category"] == category
 
@@ -93,8 +122,9 @@ def test_distance_from_nipple_and_quadrant() -> None:
 
 
 def test_negated_attribute_and_lexicon_value_containing_no() -> None:
-    f = _findings("Hypoechoic nodule without posterior shadowing and no internal vascularity.",
-                  lexicon="birads-us")[0]
+    f = _findings(
+        "Hypoechoic nodule without posterior shadowing and no internal vascularity.", lexicon="birads-us"
+    )[0]
     attrs = {(a["name"], a["value"]): a["negated"] for a in f["attributes"]}
     assert attrs[("posterior_features", "shadowing")] is True
     assert attrs[("vascularity", "absent")] is False
@@ -103,8 +133,11 @@ def test_negated_attribute_and_lexicon_value_containing_no() -> None:
 
 def test_chosen_lexicon_codes_win_and_others_still_reported() -> None:
     f = _findings("Hypoechoic nodule with septations.", lexicon="tirads")[0]
-    got = {(a["lexicon"], a["name"], a["value"]) for a in f["attributes"] if a["lexicon"] != "udaf"
-           or a["name"] not in {"diagnosis", "organ_level", "body_system_level"}}
+    got = {
+        (a["lexicon"], a["name"], a["value"])
+        for a in f["attributes"]
+        if a["lexicon"] != "udaf" or a["name"] not in {"diagnosis", "organ_level", "body_system_level"}
+    }
     assert ("tirads", "echogenicity", "hypoechoic") in got
     assert ("udaf", "internal_characteristics", "septations") in got
 
@@ -112,17 +145,28 @@ def test_chosen_lexicon_codes_win_and_others_still_reported() -> None:
 def test_udaf_lexicon_adds_structural_tags() -> None:
     f = parse_report("Left breast cyst.").findings[0]
     names = {(a.name, a.value) for a in f.attributes}
-    assert {("diagnosis", "cyst"), ("organ_level", "breast"), ("body_system_level", "breast_and_axilla")} <= names
+    assert {
+        ("diagnosis", "cyst"),
+        ("organ_level", "breast"),
+        ("body_system_level", "breast_and_axilla"),
+    } <= names
 
 
 def test_sentences_split_on_lists_headers_and_chinese_punctuation() -> None:
     text = "1、双侧乳腺组织增生。2、左乳低回声结节；3、双腋下未见明显肿大淋巴结。"
     assert [text[a:b] for a, b, _, _ in split_sentences(text)] == [
-        "1、双侧乳腺组织增生。", "2、左乳低回声结节；", "3、双腋下未见明显肿大淋巴结。"]
+        "1、双侧乳腺组织增生。",
+        "2、左乳低回声结节；",
+        "3、双腋下未见明显肿大淋巴结。",
+    ]
     text = "FINDINGS: Cyst approx. 5 mm at 2 o'clock. IMPRESSION: BI-RADS 2."
     parts = split_sentences(text)
     assert [text[a:b] for a, b, _, _ in parts] == [
-        "FINDINGS:", "Cyst approx. 5 mm at 2 o'clock.", "IMPRESSION:", "BI-RADS 2."]
+        "FINDINGS:",
+        "Cyst approx. 5 mm at 2 o'clock.",
+        "IMPRESSION:",
+        "BI-RADS 2.",
+    ]
     assert [p[2] for p in parts] == ["findings", "findings", "impression", "impression"]
 
 
@@ -155,8 +199,11 @@ def test_empty_report_parses_to_no_sentences() -> None:
 
 def test_cli_parse_reports_bad_records_and_continues(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
-    src.write_bytes(b'{"id": 1, "text": "Left breast cyst at 2 o\'clock."}\nnot json\n{"id": 3}\n'
-                    b'{"id": 4, "text": ""}\n\xff\xfe\x00\n{"id": 6, "text": "\xe5\xb7\xa6\xe4\xb9\xb3\xe5\x9b\x8a\xe8\x82\xbf"}\n')
+    src.write_bytes(
+        b'{"id": 1, "text": "Left breast cyst at 2 o\'clock."}\nnot json\n{"id": 3}\n'
+        b'{"id": 4, "text": ""}\n\xff\xfe\x00\n'
+        b'{"id": 6, "text": "\xe5\xb7\xa6\xe4\xb9\xb3\xe5\x9b\x8a\xe8\x82\xbf"}\n'
+    )
     out, err = io.StringIO(), io.StringIO()
     assert main(["parse", "--lexicon", "birads-us", str(src)], out, err) == 0
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
@@ -186,19 +233,32 @@ def test_cli_plain_text_file_is_one_report(tmp_path: Path) -> None:
 
 def test_cli_context_command(tmp_path: Path) -> None:
     src = tmp_path / "ctx.jsonl"
-    src.write_text(json.dumps({"id": "a", "sentence": "No internal vascularity.", "target": "internal vascularity"})
-                   + "\n" + json.dumps({"id": "b", "sentence": "x"}) + "\n", encoding="utf-8")
+    src.write_text(
+        json.dumps({"id": "a", "sentence": "No internal vascularity.", "target": "internal vascularity"})
+        + "\n"
+        + json.dumps({"id": "b", "sentence": "x"})
+        + "\n",
+        encoding="utf-8",
+    )
     out, err = io.StringIO(), io.StringIO()
     assert main(["context", str(src)], out, err) == 0
-    assert json.loads(out.getvalue()) == {"id": "a", "negated": True, "uncertain": False, "historical": False,
-                                          "hypothetical": False, "experiencer": "patient"}
+    assert json.loads(out.getvalue()) == {
+        "id": "a",
+        "negated": True,
+        "uncertain": False,
+        "historical": False,
+        "hypothetical": False,
+        "experiencer": "patient",
+    }
     assert "b" in err.getvalue()
 
 
 def test_pipeline_construction_takes_at_most_two_seconds() -> None:
     # construction of the pipelines, after the one-off import of spaCy itself
-    code = ("import time; from alignment.nlp.pipeline import get_pipeline; t=time.perf_counter(); "
-            "get_pipeline('en'); get_pipeline('zh'); print(time.perf_counter()-t)")
+    code = (
+        "import time; from alignment.nlp.pipeline import get_pipeline; t=time.perf_counter(); "
+        "get_pipeline('en'); get_pipeline('zh'); print(time.perf_counter()-t)"
+    )
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert float(out.stdout.strip()) <= 2.0, out.stdout
@@ -230,8 +290,17 @@ def test_lexicon_codes_follow_the_term_rule(system: str) -> None:
 def test_udaf_has_all_us365k_dimensions_organs_and_body_systems() -> None:
     data = _lexicon("udaf")
     attrs = {a["code"]: a for a in data["attributes"]}
-    assert list(attrs) == ["diagnosis", "body_system_level", "organ_level", "shape", "margins", "echogenicity",
-                           "internal_characteristics", "posterior_acoustics", "vascularity"]
+    assert list(attrs) == [
+        "diagnosis",
+        "body_system_level",
+        "organ_level",
+        "shape",
+        "margins",
+        "echogenicity",
+        "internal_characteristics",
+        "posterior_acoustics",
+        "vascularity",
+    ]
     assert len(attrs["organ_level"]["values"]) == 52
     assert len(attrs["body_system_level"]["values"]) == 9
     bodies = {v["code"] for v in attrs["body_system_level"]["values"]}
