@@ -77,7 +77,7 @@ def is_dicom(head: bytes, name: str = "") -> bool:
 def pseudonym(kind: str, value: str) -> str:
     """Keyed, deterministic pseudonym: the same input always gives the same output under one key, and
     nobody without the key can test a guessed identifier against it."""
-    key = (getattr(settings, "IMPORT_PSEUDONYM_KEY", "") or settings.SECRET_KEY).encode()
+    key = settings.IMPORT_PSEUDONYM_KEY.encode()
     return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 

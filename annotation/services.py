@@ -91,6 +91,7 @@ def membership_add(*, dataset: Dataset, user, role: str) -> Membership:
 # ---------------------------------------------------------------------------------------------- reports
 
 
+@transaction.atomic
 def report_set(*, study: Study, text: str, language: str = "en") -> Report:
     """Create or replace the study's report. The version goes up only when the text or language
     changes, so re-importing the same report changes nothing."""

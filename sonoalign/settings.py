@@ -155,6 +155,9 @@ STORAGES = {
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 IMAGE_MAX_PIXELS = int(os.environ.get("IMAGE_MAX_PIXELS", str(64 * 1024 * 1024)))
+# Key of the keyed hash that pseudonymises DICOM identifiers on import. Keep it stable: changing it
+# changes every pseudonym, so re-imports would no longer land on the same rows.
+IMPORT_PSEUDONYM_KEY = os.environ.get("IMPORT_PSEUDONYM_KEY", "") or SECRET_KEY
 IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(200 * 1024 * 1024)))
 
 # Celery: without a broker, tasks run eagerly in the caller's process (the embedded demo).

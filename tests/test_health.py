@@ -26,15 +26,14 @@ def test_healthz_reports_database_broker_and_storage():
     assert all(check["ok"] for check in body["checks"].values())
 
 
-def test_healthz_is_503_when_the_broker_is_unreachable():
+def test_healthz_is_503_when_the_broker_is_unreachable(monkeypatch):
+    from kombu import Connection
+
     from sonoalign.celery import app
 
-    previous = (app.conf.task_always_eager, app.conf.broker_url)
-    app.conf.task_always_eager, app.conf.broker_url = False, "redis://127.0.0.1:1/0"
-    try:
-        response = Client().get("/healthz")
-    finally:
-        app.conf.task_always_eager, app.conf.broker_url = previous
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    monkeypatch.setattr(app, "connection_for_write", lambda: Connection("redis://127.0.0.1:1/0"))
+    response = Client().get("/healthz")
     assert response.status_code == 503
     assert response.json()["checks"]["broker"]["ok"] is False
 
