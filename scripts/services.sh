@@ -34,3 +34,7 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
 fi
+# Chinese report text must render in the browser tests' screenshots.
+if ! fc-list 2>/dev/null | grep -qi -e "WenQuanYi" -e "Noto Sans CJK"; then
+  apt_install fonts-wqy-microhei
+fi
