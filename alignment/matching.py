@@ -36,7 +36,11 @@ _SUSPICIOUS = {
     ("margin", "microlobulated"), ("margin", "spiculated"), ("posterior_features", "shadowing"),
     ("calcifications", "calcifications_in_a_mass"), ("echo_pattern", "complex_cystic_and_solid"),
 }
+_DESCRIPTORS = {"shape", "margins", "margin", "echogenicity", "echo_pattern", "posterior_acoustics",
+                "posterior_features", "orientation", "internal_characteristics", "vascularity", "calcifications"}
 _BIRADS_ORDER = ["0", "1", "2", "3", "4", "4a", "4b", "4c", "5", "6"]
+# Diffuse changes a report names without drawing anything (a region is not expected for them).
+NON_FOCAL_KINDS = frozenset({"hyperplasia", "duct_ectasia", "hydronephrosis"})
 _QUADRANTS = {"upper_outer", "upper_inner", "lower_outer", "lower_inner"}
 
 
@@ -54,6 +58,7 @@ class FindingInput:
     quadrant: str | None = None
     distance_cm: float | None = None
     size_mm: tuple[float, ...] = ()
+    site: tuple[str, ...] = ()
     lesion: str | None = None
     ordinal: int | None = None
     view: str | None = None
@@ -66,10 +71,18 @@ class FindingInput:
     historical: bool = False
 
     @property
+    def is_located(self) -> bool:
+        """Does the finding say where or how big? Only such a finding can be called missing from the
+        images: "The lesion is oval." or "Internal calcifications are noted." describe a lesion already
+        named, they do not report another one. Laterality alone is not enough: the parser carries it
+        over from earlier sentences."""
+        return bool(self.clock or self.quadrant or self.distance_cm is not None or self.size_mm or self.site)
+
+    @property
     def is_lesion(self) -> bool:
-        """Does this finding assert a lesion that should have a region?"""
+        """Does this finding assert a focal lesion that should have a region?"""
         return (not self.negated and not self.hypothetical and not self.historical
-                and bool(self.lesion or self.size_mm))
+                and self.lesion not in NON_FOCAL_KINDS and bool(self.lesion or self.size_mm))
 
 
 @dataclass(frozen=True)
@@ -259,9 +272,19 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
         if finding.key in matched:
             continue
         j = int(np.argmax(scores[i]))
-        if scores[i, j] >= REPEAT_THRESHOLD:
+        if scores[i, j] >= REPEAT_THRESHOLD and _consistent(evidence[i, j]):
             matches.append(Match(finding.key, lesions[j].key, float(scores[i, j]), evidence[i, j], repeat=True))
     return matches
+
+
+def _consistent(evidence: Mapping[str, Mapping]) -> bool:
+    """A repeat mention restates its lesion: nothing in it may speak against the lesion, and a clock
+    position, when both sides have one, must agree within half an hour (a different clock is usually a
+    different lesion, not a restatement)."""
+    if any(item["score"] < 0 for item in evidence.values()):
+        return False
+    clock = evidence.get("clock")
+    return clock is None or clock["score"] >= 2.5
 
 
 # ----------------------------------------------------------------------------------------- conflicts
@@ -362,7 +385,9 @@ def assessment_conflict(finding: FindingInput, lesion: LesionInput | None, *, ti
     if rank <= _BIRADS_ORDER.index("3") and rank >= _BIRADS_ORDER.index("2") and suspicious:
         return Conflict("assessment_inconsistent", ("birads", finding.key), "birads",
                         {"report": category, "suspicious_features": suspicious}, finding.key, lesion_key, region_ids)
-    if rank >= _BIRADS_ORDER.index("4b") and rank <= _BIRADS_ORDER.index("5") and not suspicious and features:
+    described = sum(1 for name in features if name in _DESCRIPTORS)
+    # Calling a high category unsupported needs a described lesion, not a one-word impression.
+    if rank >= _BIRADS_ORDER.index("4b") and rank <= _BIRADS_ORDER.index("5") and not suspicious and described >= 3:
         return Conflict("assessment_inconsistent", ("birads", finding.key), "birads",
                         {"report": category, "suspicious_features": []}, finding.key, lesion_key, region_ids)
     return None

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from collections import defaultdict
+from functools import lru_cache
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from annotation.lexicons import tirads_level, tirads_points
+from annotation.lexicons import lexicon_load, lexicon_systems, tirads_level, tirads_points
 from annotation.models import Assignment, Dataset, Region, Report, Study
 
 from . import matching
@@ -28,6 +29,15 @@ from .models import Alignment, AlignmentRun, Disagreement, Finding, Sentence, St
 from .nlp import PIPELINE_VERSION, parse_report
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def parse_version() -> str:
+    """The key parse results are stored under: the parser's version and the versions of the lexicon
+    files it reads its patterns from, so editing a lexicon re-parses reports instead of mixing old and
+    new readings."""
+    versions = [f"{system}={lexicon_load(system)['version']}" for system in lexicon_systems()]
+    return f"{PIPELINE_VERSION}-{hashlib.sha1(';'.join(versions).encode()).hexdigest()[:10]}"
 CLAIM_TIMEOUT = timedelta(seconds=int(os.environ.get("ALIGNMENT_CLAIM_TIMEOUT", "300")))
 
 
@@ -45,7 +55,7 @@ def report_parse(*, report: Report) -> list[Sentence]:
     the same text in the new parse (and are dropped only if that sentence is gone).
     """
     current = list(Sentence.objects.filter(report=report, report_version=report.version,
-                                           pipeline_version=PIPELINE_VERSION).order_by("index"))
+                                           pipeline_version=parse_version()).order_by("index"))
     if current:
         return current
     lexicon = report.study.dataset.lexicon.system
@@ -53,7 +63,7 @@ def report_parse(*, report: Report) -> list[Sentence]:
     with transaction.atomic():
         Report.objects.select_for_update().filter(pk=report.pk).first()
         current = list(Sentence.objects.filter(report=report, report_version=report.version,
-                                               pipeline_version=PIPELINE_VERSION).order_by("index"))
+                                               pipeline_version=parse_version()).order_by("index"))
         if current:
             return current  # another worker parsed it while we did
         old = Sentence.objects.filter(report=report)
@@ -61,7 +71,7 @@ def report_parse(*, report: Report) -> list[Sentence]:
                       .values("sentence__text", "image_id", "region_id", "linked", "created_by_id", "score"))
         old.delete()
         sentences = Sentence.objects.bulk_create([
-            Sentence(report=report, report_version=report.version, pipeline_version=PIPELINE_VERSION,
+            Sentence(report=report, report_version=report.version, pipeline_version=parse_version(),
                      index=s.index, start=s.start, end=s.end, text=s.text, section=s.section or "")
             for s in parsed.sentences
         ])
@@ -112,6 +122,7 @@ def _finding_inputs(sentences: list[Sentence], lexicon_system: str) -> tuple[lis
                 key=key, sentence_index=sentence.index, start=start, end=end, organ=data.get("organ"),
                 laterality=data.get("laterality"), clock=data.get("clock"), quadrant=data.get("quadrant"),
                 distance_cm=data.get("distance_from_nipple_cm"), size_mm=tuple(data.get("size_mm") or ()),
+                site=tuple(data.get("site") or ()),
                 lesion=data.get("lesion"), ordinal=matching.ordinal_of(sentence.text),
                 attributes={k: frozenset(v) for k, v in asserted.items()},
                 negated_attributes={k: frozenset(v) for k, v in denied.items()},
@@ -214,7 +225,7 @@ def study_align(*, study_id: int, worker: str = "inline") -> str:
         manual = list(Alignment.objects.filter(image__study=study, source=Alignment.Source.MANUAL)
                       .values_list("id", "sentence_id", "region_id", "linked").order_by("id"))
         input_hash = _digest({
-            "report": [report.pk, report.version] if report else None, "pipeline": PIPELINE_VERSION,
+            "report": [report.pk, report.version] if report else None, "pipeline": parse_version(),
             "regions": [(r.pk, r.version) for r in regions], "manual": manual,
             "submitted": sorted(Assignment.objects.filter(image__study=study, status=Assignment.Status.SUBMITTED)
                                 .values_list("id", flat=True)),
@@ -228,7 +239,7 @@ def study_align(*, study_id: int, worker: str = "inline") -> str:
         with transaction.atomic():
             _align_and_record(study, sentences, regions)
             StudyAlignmentState.objects.filter(pk=state.pk).update(
-                status=StudyAlignmentState.Status.DONE, input_hash=input_hash, pipeline_version=PIPELINE_VERSION,
+                status=StudyAlignmentState.Status.DONE, input_hash=input_hash, pipeline_version=parse_version(),
                 aligned_at=timezone.now(), checked_at=timezone.now(), runs=F("runs") + 1, claimed_by="", error="")
         return "aligned"
     except Exception as error:
@@ -290,7 +301,7 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
             conflicts.append(size)
     seen_assessment = set()
     for finding in findings:
-        lesion = next((lesion_by_key[m.lesion] for m in matches if m.finding == finding.key and not m.repeat), None)
+        lesion = next((lesion_by_key[m.lesion] for m in matches if m.finding == finding.key), None)
         conflict = matching.assessment_conflict(
             finding, lesion, tirads_level_of=lambda p: tirads_level(lexicon_tirads(), p),
             tirads_points_of=(lambda a: tirads_points(lexicon, a)) if lexicon.system == "tirads" else None)
@@ -300,7 +311,8 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
     if lesions and _study_fully_read(study):
         sources = sorted(by_source)
         for finding in findings:
-            if finding.is_lesion and not finding.uncertain and finding.key not in matched_findings:
+            if (finding.is_lesion and finding.is_located and not finding.uncertain
+                    and finding.key not in matched_findings):
                 conflicts.append(matching.Conflict(
                     "reported_not_annotated", ("unmatched-finding", finding.key), "",
                     {"report": {"lesion": finding.lesion, "size_mm": list(finding.size_mm),
@@ -333,8 +345,6 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
 def lexicon_tirads():
     """The TI-RADS level table: the report's TR level is checked against it whatever the dataset's
     lexicon, since reports state TR levels in any dataset."""
-    from annotation.lexicons import lexicon_load
-
     return lexicon_load("tirads")
 
 
@@ -410,3 +420,65 @@ def disagreement_counts(*, dataset: Dataset, status: str = Disagreement.Status.O
     rows = Disagreement.objects.filter(dataset=dataset, status=status).values("kind").annotate(n=Count("id"))
     counts.update({row["kind"]: row["n"] for row in rows})
     return counts
+
+
+# ---------------------------------------------------------------------------------------------- manual alignment
+# A reviewer's own decisions about one (sentence, region) pair. Callers check permission first
+# (``annotation.selectors.region_get_for_user(..., roles=["reviewer", "admin"])`` and the sentence's
+# study through ``study_get_for_user``); these functions only check that the pair makes sense.
+
+
+def alignment_manual_set(*, sentence: Sentence, region: Region, linked: bool, actor) -> Alignment:
+    """Record the reviewer's decision for (sentence, region): ``linked=True`` links them whatever the
+    matcher thinks, ``linked=False`` forbids the automatic link. Replaces an earlier decision for the
+    same pair, then queues the study's re-alignment so automatic links and disagreements follow.
+
+    Preconditions: the caller may review the region's dataset. Raises ``ValidationError`` when the
+    sentence and the region belong to different studies or the region is deleted.
+    """
+    from django.core.exceptions import ValidationError
+
+    from annotation.services import study_align_on_commit
+
+    study_id = region.image.study_id
+    if sentence.report.study_id != study_id:
+        raise ValidationError({"sentence": "the sentence and the region belong to different studies"})
+    if region.is_deleted:
+        raise ValidationError({"region": "the region was deleted"})
+    with transaction.atomic():
+        Alignment.objects.filter(sentence=sentence, region=region, source=Alignment.Source.MANUAL).delete()
+        # Keep the matcher's score and evidence for a link it also found, so the reviewer's link
+        # still says why the pair is plausible; a link the matcher did not find has none.
+        auto = Alignment.objects.filter(sentence=sentence, region=region, source=Alignment.Source.AUTO).first()
+        finding = auto.finding if auto else sentence.findings.order_by("index").first()
+        alignment = Alignment.objects.create(
+            sentence=sentence, region=region, image_id=region.image_id, finding=finding, linked=bool(linked),
+            source=Alignment.Source.MANUAL, created_by=actor, score=auto.score if auto else 0.0,
+            evidence=auto.evidence if auto else {},
+        )
+        study_align_on_commit(study_id=study_id)
+    return alignment
+
+
+def alignment_manual_clear(*, alignment: Alignment) -> None:
+    """Drop a reviewer's decision: the pair goes back to whatever the matcher decides. Precondition:
+    ``alignment`` is manual and the caller may review its dataset."""
+    from django.core.exceptions import ValidationError
+
+    from annotation.services import study_align_on_commit
+
+    if alignment.source != Alignment.Source.MANUAL:
+        raise ValidationError({"alignment": "only a manual decision can be removed; unlink the pair instead"})
+    study_id = alignment.image.study_id
+    with transaction.atomic():
+        Alignment.objects.filter(pk=alignment.pk).delete()
+        study_align_on_commit(study_id=study_id)
+
+
+def alignment_manual_reset(*, sentence: Sentence, region: Region) -> int:
+    """Drop every manual decision on (sentence, region); returns how many there were."""
+    decisions = list(Alignment.objects.filter(sentence=sentence, region=region, source=Alignment.Source.MANUAL)
+                     .select_related("image"))
+    for decision in decisions:
+        alignment_manual_clear(alignment=decision)
+    return len(decisions)

@@ -91,7 +91,7 @@ ZH_VASC = {
         "CDFI：未见明显血流信号。",
         "CDFI：内未探及血流信号。",
     ],
-    "normal_regular_vascularity": ["CDFI：周边可见少许血流信号。", "CDFI：内可见少量点状血流信号。"],
+    "normal_regular_vascularity": ["CDFI：内部血流分布正常。", "CDFI：其内血流未见异常。"],
     "increased_vascularity": ["CDFI：内可见较丰富血流信号。", "CDFI：其内血流信号丰富。"],
 }
 ZH_NOUN = {"nodule": "结节", "mass": "肿块", "cyst": "囊肿"}
@@ -678,7 +678,7 @@ def _zh_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
         clauses.append(rng.choice(("内可见分隔", "内见细分隔光带")))
         attrs["internal_characteristics"] = ["septations"]
     elif "complex_cystic_solid" in internal:
-        clauses.append("内部呈囊实混合性")
+        clauses.append("内部呈复杂囊实性")
         attrs["internal_characteristics"] = ["complex_cystic_solid"]
     elif w["diagnosis"] != "cyst" and rng.random() < 0.3:
         clauses.append("内未见明显钙化")

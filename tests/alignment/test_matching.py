@@ -126,7 +126,7 @@ def test_assessment_tirads_points_disagree_with_level():
 
 def test_assessment_birads_against_descriptors():
     suspicious = lesion(attributes={"shape": f(["irregular"]), "margins": f(["ill_defined_indistinct"])})
-    benign = lesion(attributes={"shape": f(["oval"]), "echogenicity": f(["anechoic"])})
+    benign = lesion(attributes={"shape": f(["oval"]), "echogenicity": f(["anechoic"]), "margins": f(["well_defined"])})
     low = finding(assessment={"system": "BI-RADS", "category": "2"})
     high = finding(assessment={"system": "BI-RADS", "category": "4C"})
     assert assessment_conflict(low, suspicious).kind == "assessment_inconsistent"
@@ -155,3 +155,14 @@ def test_ordinals():
     assert ordinal_of("The second nodule is smaller.") == 2
     assert ordinal_of("结节2：低回声") == 2
     assert ordinal_of("no number") is None
+
+
+def test_a_one_word_impression_is_not_called_unsupported():
+    high = finding(assessment={"system": "BI-RADS", "category": "4C"})
+    assert assessment_conflict(high, lesion(attributes={"echogenicity": f(["hypoechoic"])})) is None
+
+
+def test_only_a_located_finding_can_be_missing():
+    assert not finding(lesion="calcification", laterality="right").is_located
+    assert finding(lesion="nodule", site=("lower",)).is_located
+    assert not finding(lesion="hyperplasia", size_mm=(5.0,)).is_lesion
