@@ -8,6 +8,7 @@ far less than scanning tokens in Python.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from .vocabulary import FIELD_LABELS, SECTIONS
 
@@ -151,7 +152,7 @@ _DOT_ITEM_BEFORE = frozenset("。；;.!?！？\n")
 def list_item_starts(text: str) -> list[int]:
     """Start offsets of numbered list items in ``text``."""
     out = []
-    for m in LIST_ITEM.finditer(text):
+    for m in LIST_ITEM_SCAN.finditer(text):
         i = m.start()
         prev = text[i - 1] if i else ""
         last = m.group(0)[-1]
@@ -241,6 +242,57 @@ CLAUSE_EN = re.compile(
     r"|,\s+(?=(?:a|an|another|there|the)\b)"
 )
 CLAUSE_ZH = re.compile(r"[，,；;：:。]")
+
+
+
+class Scanner:
+    """``pattern.finditer`` for a pattern whose matches can only start where ``first`` matches.
+
+    Python's regex engine skips ahead quickly only for patterns that start with a literal or a character
+    class; ours start with groups and alternations, so ``finditer`` tries the whole pattern at every
+    position.  ``first`` (literal prefixes or a character class) finds the candidate starts at C speed
+    and the pattern is tried only there.  As long as every match of ``pattern`` starts where ``first``
+    matches, the matches are exactly those of ``pattern.finditer`` (lookbehinds and ``\\b`` still see the
+    text before a candidate).
+    """
+
+    __slots__ = ("first", "pattern")
+
+    def __init__(self, pattern: re.Pattern[str], first: str) -> None:
+        self.pattern = pattern
+        self.first = re.compile(first)
+
+    def finditer(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[re.Match[str]]:
+        if endpos is None:
+            endpos = len(text)
+        find = self.first.search
+        match = self.pattern.match
+        while True:
+            c = find(text, pos, endpos)
+            if c is None:
+                return
+            i = c.start()
+            m = match(text, i, endpos)
+            if m is None:
+                pos = i + 1
+            else:
+                yield m
+                pos = m.end() if m.end() > i else i + 1
+
+
+# Candidate starts of each pattern (lower-cased text): every branch of the pattern begins with one of them.
+SIZE_SCAN = Scanner(SIZE, r"\d")
+DISTANCE_SCAN = Scanner(DISTANCE, r"[\df距]")
+CLOCK_SCAN = Scanner(CLOCK, r"\d")
+QUADRANT_SCAN = Scanner(
+    QUADRANT, r"upper|lower|uoq|uiq|loq|liq|retro|sub|peri|central|偏|外|内|上|下|乳晕|中央区"
+)
+LATERALITY_SCAN = Scanner(LATERALITY, r"left|lt|right|rt|bilat|both|左|右|双|两侧")
+BIRADS_SCAN = Scanner(BIRADS, r"b[ir]|i-")
+TIRADS_SCAN = Scanner(TIRADS, r"acr|c-|t[ir]")
+POINTS_TOTAL_SCAN = Scanner(POINTS_TOTAL, r"to|po|ti|su|总")
+SENTENCE_END_SCAN = Scanner(SENTENCE_END, r"[。！？；;!?\n.]")
+LIST_ITEM_SCAN = Scanner(LIST_ITEM, r"[\d(（]")
 
 ROMAN_VALUES = {
     "I": 1,

@@ -124,7 +124,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
     """
     cuts: dict[int, str | None] = {}
     kinds: dict[int, tuple[str, str | None]] = {}
-    for m in P.SENTENCE_END.finditer(text):
+    for m in P.SENTENCE_END_SCAN.finditer(text):
         if m.group(0) == ".":
             word_start = m.start()
             while word_start > 0 and (text[word_start - 1].isalpha() or text[word_start - 1] == "."):
@@ -312,7 +312,7 @@ def regex_component(doc: Doc) -> Doc:
     items: list[tuple[str, int, int, Any]] = []
     dist_spans: list[tuple[int, int]] = []
     if "fn" in low or "nipple" in low or "areola" in low or "乳头" in low:
-        for m in P.DISTANCE.finditer(low):
+        for m in P.DISTANCE_SCAN.finditer(low):
             g = m.groups()
             if g[0]:
                 v, u = g[0], g[1]
@@ -326,7 +326,7 @@ def regex_component(doc: Doc) -> Doc:
             items.append(("distance", m.start(), m.end(), round(cm, 3)))
             dist_spans.append((m.start(), m.end()))
     if "mm" in low or "cm" in low or "毫米" in low or "厘米" in low:
-        for m in P.SIZE.finditer(low):
+        for m in P.SIZE_SCAN.finditer(low):
             i = m.start()
             if i and (low[i - 1].isdigit() or low[i - 1] == "."):
                 continue
@@ -342,7 +342,7 @@ def regex_component(doc: Doc) -> Doc:
                 dims = [_mm(g[6], g[7])]
             items.append(("size", i, m.end(), dims))
     if "clock" in low or ":" in low or "点" in low:
-        for m in P.CLOCK.finditer(low):
+        for m in P.CLOCK_SCAN.finditer(low):
             i = m.start()
             if i and low[i - 1] in "0123456789.:":
                 continue
@@ -355,16 +355,16 @@ def regex_component(doc: Doc) -> Doc:
                 value = clock_from(g[6], None, g[7], None)
             items.append(("clock", i, m.end(), value))
     if any(w in low for w in _QUADRANT_GATE):
-        for m in P.QUADRANT.finditer(low):
+        for m in P.QUADRANT_SCAN.finditer(low):
             if low[m.start()].isascii() and not _word_start(low, m.start()):
                 continue
             items.append(("quadrant", m.start(), m.end(), P.quadrant_code(m)))
-    for m in P.LATERALITY.finditer(low):
+    for m in P.LATERALITY_SCAN.finditer(low):
         if low[m.start()].isascii() and not _word_start(low, m.start()):
             continue
         items.append(("laterality", m.start(), m.end(), P.laterality_code(m)))
     if "rads" in low or _BR_GATE.search(low):
-        for m in P.BIRADS.finditer(low):
+        for m in P.BIRADS_SCAN.finditer(low):
             if not _word_start(low, m.start()):
                 continue
             cat, sub, cat2, sub2 = m.groups()
@@ -375,7 +375,7 @@ def regex_component(doc: Doc) -> Doc:
             category = number + (sub.upper() if sub and number == "4" else "")
             items.append(("birads", m.start(), m.end(), category))
     if "rads" in low or _TR_GATE.search(low):
-        for m in P.TIRADS.finditer(low):
+        for m in P.TIRADS_SCAN.finditer(low):
             level, sub, tr = m.groups()
             if tr and not _word_start(low, m.start()):
                 continue
@@ -390,7 +390,7 @@ def regex_component(doc: Doc) -> Doc:
                 ("tirads", m.start(), m.end(), [value[0], value[1], int(pm.group(1)) if pm else None])
             )
     if "total" in low or "score" in low or "sum" in low or "rads" in low or "总" in low:  # noqa: PLR1714
-        for m in P.POINTS_TOTAL.finditer(low):
+        for m in P.POINTS_TOTAL_SCAN.finditer(low):
             items.append(("points", m.start(), m.end(), int(m.group(1) or m.group(2))))
     items.sort(key=lambda t: t[1])
     doc.user_data["sono_regex"] = items
