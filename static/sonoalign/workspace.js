@@ -4,6 +4,11 @@
 // it. This module turns their events into calls to the JSON API (/api/v1/regions/) and keeps nothing
 // but what is on screen: the regions of this image as the server last returned them. The region list
 // is server-rendered and refreshed by htmx when we fire `regions-changed` on <body>.
+//
+// The report panel (also server-rendered, an htmx partial of the alignment app) marks each sentence
+// with the ids of the regions it is aligned to (`data-regions`); hovering one lights the other up.
+// "Apply report findings" fills the selected region's form from the report as *suggested* values,
+// which are saved (the normal region PATCH, with the version) only when the reader confirms them.
 (function () {
   "use strict";
 
@@ -90,18 +95,22 @@
   // Exposed for the browser tests, which need image ↔ screen coordinates to draw like a person.
   window.__sonoalignViewer = viewer;
 
-  const OWN = "#38bdf8", OTHER = "#f59e0b", SELECTED = "#facc15";
+  const OWN = "#38bdf8", OTHER = "#f59e0b", SELECTED = "#facc15", LINKED = "#f472b6";
+  // Region ids lit up because the pointer is on a report sentence aligned to them.
+  let highlighted = new Set();
+  function regionStyle(annotation, state) {
+    const region = regions.get(annotation.id);
+    const mine = !region || region.author === config.user;
+    if (region && highlighted.has(region.id)) return { fill: LINKED, fillOpacity: 0.22, stroke: LINKED, strokeWidth: 4 };
+    const colour = state && state.selected ? SELECTED : (mine ? OWN : OTHER);
+    return { fill: colour, fillOpacity: state && state.selected ? 0.18 : 0.08, stroke: colour, strokeWidth: 2 };
+  }
   const anno = AnnotoriousOSD.createOSDAnnotator(viewer, {
     drawingEnabled: false,
     drawingMode: "click",
     autoSave: true,
     userSelectAction: config.editable ? "EDIT" : "SELECT",
-    style: (annotation, state) => {
-      const region = regions.get(annotation.id);
-      const mine = !region || region.author === config.user;
-      const colour = state && state.selected ? SELECTED : (mine ? OWN : OTHER);
-      return { fill: colour, fillOpacity: state && state.selected ? 0.18 : 0.08, stroke: colour, strokeWidth: 2 };
-    },
+    style: regionStyle,
   });
   AnnotoriousTools.mountPlugin(anno);
 
@@ -462,6 +471,7 @@
       fieldset.querySelectorAll("option").forEach((option) => { option.selected = values.includes(option.value); });
     });
     form.querySelectorAll("input, select").forEach((el) => { el.disabled = !editable; });
+    showSuggestions(id, editable);
     root.querySelectorAll(".region-item").forEach((item) =>
       item.classList.toggle("selected", Number(item.dataset.regionId) === region.id));
   }
@@ -472,6 +482,7 @@
     form.hidden = false;
     none.hidden = true;
     fillForm(id);
+    regionSelected(regions.get(id).id);
   }
 
   function hideForm() {
@@ -479,12 +490,21 @@
     form.hidden = true;
     none.hidden = false;
     root.querySelectorAll(".region-item.selected").forEach((item) => item.classList.remove("selected"));
+    regionSelected(null);
   }
 
+  // What the form says, except that an attribute still only *suggested* keeps its saved value: a
+  // suggestion is saved when the reader confirms it or edits that attribute, never by the way.
   function attributesFromForm() {
     const attributes = {};
+    const pending = (suggestions.get(formFor) || {}).attributes || {};
+    const saved = (regions.get(formFor) || {}).attributes || {};
     form.querySelectorAll("fieldset.attribute").forEach((fieldset) => {
       const code = fieldset.dataset.attribute;
+      if (code in pending) {
+        if (saved[code] !== undefined) attributes[code] = saved[code];
+        return;
+      }
       const many = fieldset.dataset.cardinality === "many";
       const chosen = [...fieldset.querySelectorAll("input:checked")].map((i) => i.value)
         .concat([...fieldset.querySelectorAll("option:checked")].map((o) => o.value).filter(Boolean));
@@ -493,9 +513,12 @@
     return attributes;
   }
 
-  function saveAttributes() {
+  // ``edited``: the attribute the reader just changed; a suggestion pending on it is thereby accepted
+  // (with the reader's edit on top).
+  function saveAttributes(edited) {
     const id = formFor;
     if (!id) return;
+    if (edited) acceptSuggestion(id, edited);
     const attributes = attributesFromForm();
     enqueue(id, () => updateRegion(id, { attributes }));
   }
@@ -504,7 +527,7 @@
   form.addEventListener("click", (event) => {
     const input = event.target.closest("input[type=radio]");
     if (!input) return;
-    if (input.dataset.wasChecked === "true") { input.checked = false; saveAttributes(); }
+    if (input.dataset.wasChecked === "true") { input.checked = false; saveAttributes(input.name); }
   });
   form.addEventListener("pointerdown", (event) => {
     const label = event.target.closest(".chip");
@@ -520,7 +543,7 @@
       if (id && regions.get(id) && regions.get(id)[name] !== value) enqueue(id, () => updateRegion(id, { [name]: value }));
       return;
     }
-    saveAttributes();
+    saveAttributes(name);
   });
   form.addEventListener("submit", (event) => event.preventDefault());
   form.addEventListener("focusin", (event) => {
@@ -555,7 +578,7 @@
     } else {
       return false;
     }
-    saveAttributes();
+    saveAttributes(focusedAttribute.dataset.attribute);
     return true;
   }
 
@@ -576,6 +599,168 @@
       root.querySelectorAll(".region-item").forEach((item) => item.classList.toggle("selected", Number(item.dataset.regionId) === rid));
     }
   });
+
+  // ------------------------------------------------------------------ report ↔ regions
+
+  // Hovering a sentence outlines the regions it is aligned to (on the image and in the list);
+  // hovering or selecting a region marks its sentences. The links come from the server-rendered
+  // report panel (`data-regions` on each sentence), which htmx refreshes; nothing is kept here.
+  const selectedInput = document.getElementById("selected-region");
+  let selectedRegion = null;
+
+  const sentenceRegions = (li) => (li.dataset.regions || "").split(" ").filter(Boolean).map(Number);
+
+  function highlightRegions(ids) {
+    highlighted = new Set(ids);
+    anno.setStyle((annotation, state) => regionStyle(annotation, state));  // a new function redraws
+    viewerEl.dataset.highlighted = [...highlighted].join(" ");
+    root.querySelectorAll(".region-item").forEach((item) =>
+      item.classList.toggle("linked", highlighted.has(Number(item.dataset.regionId))));
+  }
+
+  function markSentences(regionId, className) {
+    root.querySelectorAll(".sentence").forEach((li) =>
+      li.classList.toggle(className, regionId !== null && sentenceRegions(li).includes(regionId)));
+  }
+
+  function regionSelected(regionId) {
+    markSentences(regionId, "linked-selected");
+    if (selectedRegion === regionId) return;
+    selectedRegion = regionId;
+    if (selectedInput) selectedInput.value = regionId === null ? "" : String(regionId);
+    document.body.dispatchEvent(new CustomEvent("region-selected", { detail: { region: regionId } }));
+  }
+
+  function sentenceOver(event) {
+    const li = event.target.closest(".sentence[data-regions]");
+    if (!li) return;
+    root.querySelectorAll(".sentence.hover").forEach((other) => other.classList.remove("hover"));
+    li.classList.add("hover");
+    highlightRegions(sentenceRegions(li));
+  }
+  function sentenceOut(event) {
+    const li = event.target.closest(".sentence[data-regions]");
+    if (!li || li.contains(event.relatedTarget)) return;
+    li.classList.remove("hover");
+    highlightRegions([]);
+  }
+  const reportEl = document.getElementById("report-sentences");
+  if (reportEl) {
+    reportEl.addEventListener("mouseover", sentenceOver);
+    reportEl.addEventListener("mouseout", sentenceOut);
+    reportEl.addEventListener("focusin", sentenceOver);
+    reportEl.addEventListener("focusout", sentenceOut);
+  }
+
+  const regionIdOf = (annotation) => (regions.get(annotation.id) || {}).id ?? null;
+  anno.on("mouseEnterAnnotation", (annotation) => markSentences(regionIdOf(annotation), "hover-linked"));
+  anno.on("mouseLeaveAnnotation", () => markSentences(null, "hover-linked"));
+  root.addEventListener("mouseover", (event) => {
+    const item = event.target.closest(".region-item[data-region-id]");
+    if (item) markSentences(Number(item.dataset.regionId), "hover-linked");
+  });
+  root.addEventListener("mouseout", (event) => {
+    const item = event.target.closest(".region-item[data-region-id]");
+    if (item && !item.contains(event.relatedTarget)) markSentences(null, "hover-linked");
+  });
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    if (event.detail.target.id === "report-sentences") markSentences(selectedRegion, "linked-selected");
+    if (event.detail.target.id === "region-list" && highlighted.size) highlightRegions([...highlighted]);
+  });
+
+  // ------------------------------------------------------------------ apply report findings
+
+  // annotation id → {attributes: {code: value(s)}, basis}: values the report suggests and the reader
+  // has not confirmed yet. Shown in the form with their own style; never saved by themselves.
+  const suggestions = new Map();
+  const applyButton = $("#apply-findings");
+  const suggestNote = $("#suggest-note");
+  const suggestActions = $("#suggest-actions");
+  const sameValues = (a, b) => JSON.stringify([].concat(a ?? []).sort()) === JSON.stringify([].concat(b ?? []).sort());
+
+  function showSuggestions(id, editable) {
+    const pending = (suggestions.get(id) || {}).attributes || {};
+    form.querySelectorAll("fieldset.attribute").forEach((fieldset) => {
+      const code = fieldset.dataset.attribute;
+      const on = code in pending;
+      fieldset.classList.toggle("suggested", on);
+      if (!on) return;
+      const values = [].concat(pending[code]);
+      fieldset.querySelectorAll("input").forEach((input) => { input.checked = values.includes(input.value); });
+      fieldset.querySelectorAll("option").forEach((option) => { option.selected = values.includes(option.value); });
+    });
+    if (!applyButton) return;
+    applyButton.disabled = !editable;
+    const count = Object.keys(pending).length;
+    suggestActions.hidden = count === 0;
+    if (count) {
+      const basis = suggestions.get(id).basis === "aligned" ? "the aligned report sentence" : "the report finding at this location";
+      suggestNote.textContent = `${count} suggested from ${basis} — confirm or edit to save`;
+    } else if (suggestNote.dataset.for !== String(id)) {
+      suggestNote.textContent = "";
+    }
+    suggestNote.dataset.for = String(id);
+  }
+
+  function acceptSuggestion(id, code) {
+    const entry = suggestions.get(id);
+    if (!entry || !(code in entry.attributes)) return;
+    delete entry.attributes[code];
+    if (!Object.keys(entry.attributes).length) suggestions.delete(id);
+  }
+
+  async function applyFindings() {
+    const id = formFor;
+    const region = regions.get(id);
+    if (!region || !config.editable || region.author !== config.user) return;
+    suggestNote.textContent = "Reading the report…";
+    const url = root.dataset.reportFindingsUrl.replace(/\/0\/(?=[^/]*$)/, `/${region.id}/`);
+    const { status, data } = await api("GET", url);
+    if (formFor !== id) return;
+    if (status !== 200) { suggestNote.textContent = `Could not read the report findings: ${errorText(data)}`; return; }
+    const pending = {};
+    for (const [code, value] of Object.entries(data.attributes || {})) {
+      const fieldset = form.querySelector(`fieldset.attribute[data-attribute="${code}"]`);
+      if (!fieldset) continue;
+      // A multi-choice attribute gains the report's values; nothing the reader tagged is dropped.
+      const next = fieldset.dataset.cardinality === "many" ? [...new Set([].concat(region.attributes[code] ?? [], value))] : value;
+      if (!sameValues(next, region.attributes[code])) pending[code] = next;
+    }
+    if (!data.basis || !Object.keys(data.attributes || {}).length) {
+      suggestions.delete(id);
+      suggestNote.textContent = "The report states no lexicon values for this region.";
+    } else if (!Object.keys(pending).length) {
+      suggestions.delete(id);
+      suggestNote.textContent = "The saved values already agree with the report.";
+    } else {
+      suggestions.set(id, { attributes: pending, basis: data.basis });
+    }
+    root.querySelectorAll(".sentence").forEach((li) =>
+      li.classList.toggle("suggest-source", (data.sentences || []).includes(Number(li.dataset.sentenceId))));
+    fillForm(id);
+  }
+
+  function confirmSuggestions() {
+    const id = formFor;
+    if (!id || !suggestions.has(id)) return;
+    suggestions.delete(id);  // the form now shows them as chosen: save what it shows
+    const attributes = attributesFromForm();
+    suggestNote.textContent = "";
+    enqueue(id, () => updateRegion(id, { attributes }));
+  }
+
+  function discardSuggestions() {
+    const id = formFor;
+    suggestions.delete(id);
+    suggestNote.textContent = "";
+    root.querySelectorAll(".sentence.suggest-source").forEach((li) => li.classList.remove("suggest-source"));
+    if (id) fillForm(id);
+  }
+  if (applyButton) {
+    applyButton.addEventListener("click", applyFindings);
+    $("#suggest-confirm").addEventListener("click", confirmSuggestions);
+    $("#suggest-discard").addEventListener("click", discardSuggestions);
+  }
 
   // ------------------------------------------------------------------ undo
 
