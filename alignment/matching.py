@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,7 @@ class FindingInput:
     lesion: str | None = None
     ordinal: int | None = None
     view: str | None = None
+    section: str | None = None
     attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # asserted values, dataset lexicon
     negated_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     assessment: Mapping[str, Any] | None = None
@@ -97,6 +98,7 @@ class LesionInput:
     clock: str | None = None
     distance_cm: float | None = None
     view: str | None = None
+    site: tuple[str, ...] = ()
     organ: str | None = None
     long_axis_mm: float | None = None
     label: str | None = None
@@ -134,6 +136,11 @@ def body_marker_parse(text: str | None) -> dict[str, Any]:
     distance = re.search(r"(\d+(?:\.\d+)?)\s*CM\s*FN", upper)
     if distance:
         out["distance_cm"] = float(distance.group(1))
+    for word, site in (("UP", "upper"), ("UPPER", "upper"), ("MID", "mid"), ("LOW", "lower"), ("LOWER", "lower"),
+                       ("ISTH", "isthmus"), ("ISTHMUS", "isthmus")):
+        if re.search(rf"\b{word}\b", upper):
+            out["site"] = site
+            break
     for word, view in (("TRV", "transverse"), ("TRANS", "transverse"), ("LONG", "longitudinal"),
                        ("SAG", "longitudinal"), ("ARAD", "antiradial"), ("RAD", "radial")):
         if re.search(rf"\b{word}\b", upper):
@@ -202,8 +209,9 @@ def pair_score(finding: FindingInput, lesion: LesionInput) -> tuple[float, dict]
             add("laterality", finding.laterality, lesion.laterality, -6.0)
     distance = clock_distance(finding.clock, lesion.clock)
     if distance is not None:
+        # Body markers are written by hand: an hour off is common, two hours is another lesion.
         add("clock", finding.clock, lesion.clock,
-            2.5 if distance <= 0.5 else 1.0 if distance <= 1 else -0.5 if distance <= 2 else -3.0)
+            2.5 if distance <= 0.5 else 1.0 if distance <= 1 else -1.0 if distance <= 1.5 else -4.0)
     elif finding.quadrant in _QUADRANTS and lesion.clock:
         quadrant = clock_quadrant(lesion.clock, lesion.laterality)
         if quadrant:
@@ -212,6 +220,10 @@ def pair_score(finding: FindingInput, lesion: LesionInput) -> tuple[float, dict]
         delta = abs(finding.distance_cm - lesion.distance_cm)
         add("distance_from_nipple", finding.distance_cm, lesion.distance_cm,
             1.0 if delta <= 1 else 0.0 if delta <= 2 else -1.5)
+    levels = {"upper", "mid", "lower", "isthmus"}
+    finding_site, lesion_site = set(finding.site) & levels, set(lesion.site) & levels
+    if finding_site and lesion_site:
+        add("site", sorted(finding_site), sorted(lesion_site), 1.5 if finding_site & lesion_site else -2.0)
     if finding.view and lesion.view:
         add("view", finding.view, lesion.view, 0.5 if finding.view == lesion.view else 0.0)
     if finding.organ and lesion.organ:
@@ -239,16 +251,35 @@ def pair_score(finding: FindingInput, lesion: LesionInput) -> tuple[float, dict]
         same = term_code(finding.lesion) == term_code(lesion.label)
         add("lesion_kind", finding.lesion, lesion.label, 0.5 if same else 0.0)
     if finding.ordinal and lesion.ordinal:
-        add("order", finding.ordinal, lesion.ordinal, 1.0 if finding.ordinal == lesion.ordinal else -0.5)
+        # Lesion keys are the annotator's own numbering: weak evidence either way.
+        add("order", finding.ordinal, lesion.ordinal, 0.75 if finding.ordinal == lesion.ordinal else -0.25)
     return round(sum(item["score"] for item in evidence.values()), 3), evidence
+
+
+def _assign(findings: Sequence[FindingInput], lesions: Sequence[LesionInput], scores: np.ndarray,
+            evidence: dict, rows: Sequence[int], cols: Sequence[int]) -> list[Match]:
+    """One-to-one assignment of ``rows`` (finding indexes) to ``cols`` (lesion indexes), maximising the
+    total score, where leaving a finding unmatched is worth ``MATCH_THRESHOLD``."""
+    if not rows or not cols:
+        return []
+    sub = scores[np.ix_(rows, cols)]
+    n, m = sub.shape
+    cost = np.full((n, m + n), 1e6)
+    cost[:, :m] = -sub
+    for i in range(n):
+        cost[i, m + i] = -MATCH_THRESHOLD
+    chosen_rows, chosen_cols = linear_sum_assignment(cost)
+    return [Match(findings[rows[i]].key, lesions[cols[j]].key, float(sub[i, j]), evidence[rows[i], cols[j]])
+            for i, j in zip(chosen_rows, chosen_cols) if j < m]
 
 
 def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput]) -> list[Match]:
     """Align the lesion findings of a report to the lesions of one annotation source.
 
-    First a one-to-one assignment maximising the total score, where leaving a finding unmatched is
-    worth ``MATCH_THRESHOLD``; then every still-unmatched finding whose best lesion scores at least
-    ``REPEAT_THRESHOLD`` is attached to it as a repeat mention (impressions restate findings).
+    Primary findings (those that give a size, or sit outside the impression) are assigned one-to-one
+    first. Then each secondary finding (an impression line, a restatement) attaches to the lesion it
+    repeats when the evidence is firm and nothing contradicts it; the rest are assigned one-to-one to
+    the lesions still free. Leaving a finding or a lesion unmatched is always possible.
     """
     findings = [f for f in findings if f.is_lesion]
     if not findings or not lesions:
@@ -258,16 +289,23 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
     for i, finding in enumerate(findings):
         for j, lesion in enumerate(lesions):
             scores[i, j], evidence[i, j] = pair_score(finding, lesion)
-    n, m = scores.shape
-    # Columns m..m+n-1 are each finding's own "no match" option.
-    cost = np.full((n, m + n), 1e6)
-    cost[:, :m] = -scores
-    for i in range(n):
-        cost[i, m + i] = -MATCH_THRESHOLD
-    rows, cols = linear_sum_assignment(cost)
-    matches = [Match(findings[i].key, lesions[j].key, float(scores[i, j]), evidence[i, j])
-               for i, j in zip(rows, cols) if j < m]
-    matched = {match.finding for match in matches}
+    primary = [i for i, f in enumerate(findings) if f.size_mm or f.section != "impression"]
+    secondary = [i for i in range(len(findings)) if i not in primary]
+    matches = _assign(findings, lesions, scores, evidence, primary, list(range(len(lesions))))
+    taken = {m.lesion for m in matches}
+    index_of = {lesion.key: j for j, lesion in enumerate(lesions)}
+    left = []
+    for i in secondary:
+        candidates = [index_of[key] for key in taken]
+        best = max(candidates, key=lambda j: scores[i, j], default=None)
+        if best is not None and scores[i, best] >= REPEAT_THRESHOLD and _consistent(evidence[i, best]):
+            matches.append(Match(findings[i].key, lesions[best].key, float(scores[i, best]), evidence[i, best],
+                                 repeat=True))
+        else:
+            left.append(i)
+    free = [j for j, lesion in enumerate(lesions) if lesion.key not in taken]
+    matches.extend(_assign(findings, lesions, scores, evidence, left, free))
+    matched = {m.finding for m in matches}
     for i, finding in enumerate(findings):
         if finding.key in matched:
             continue
@@ -275,6 +313,32 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
         if scores[i, j] >= REPEAT_THRESHOLD and _consistent(evidence[i, j]):
             matches.append(Match(finding.key, lesions[j].key, float(scores[i, j]), evidence[i, j], repeat=True))
     return matches
+
+
+def findings_merge_continuations(findings: Sequence[FindingInput]) -> list[FindingInput]:
+    """Fold a finding that only goes on describing the lesion before it ("The lesion is round.", "It
+    has indistinct margins.") into that lesion's finding: no location or size of its own, no other
+    lesion kind, same section. The merged finding spans both, so both sentences align."""
+    merged: list[FindingInput] = []
+    for finding in findings:
+        previous = merged[-1] if merged else None
+        continues = (
+            previous is not None and previous.is_lesion and not finding.is_located and not finding.negated
+            and finding.lesion in (None, "lesion", previous.lesion) and finding.section == previous.section
+            and finding.assessment is None and (finding.attributes or finding.negated_attributes)
+        )
+        if not continues:
+            merged.append(finding)
+            continue
+        attributes = {k: frozenset(v) for k, v in previous.attributes.items()}
+        for name, values in finding.attributes.items():
+            attributes[name] = attributes.get(name, frozenset()) | values
+        negated = {k: frozenset(v) for k, v in previous.negated_attributes.items()}
+        for name, values in finding.negated_attributes.items():
+            negated[name] = negated.get(name, frozenset()) | values
+        merged[-1] = replace(previous, end=max(previous.end, finding.end), attributes=attributes,
+                             negated_attributes=negated)
+    return merged
 
 
 def _consistent(evidence: Mapping[str, Mapping]) -> bool:
@@ -305,13 +369,17 @@ class Conflict:
     image_id: int | None = None
 
 
-def attribute_conflicts(finding: FindingInput, lesion: LesionInput) -> list[Conflict]:
+def attribute_conflicts(finding: FindingInput, lesion: LesionInput,
+                        single_valued: Iterable[str] = ()) -> list[Conflict]:
     """Report vs annotation on one aligned pair: a value the report asserts that the lesion is tagged
-    otherwise, or a value the report denies that the lesion is tagged with."""
+    otherwise, or a value the report denies that the lesion is tagged with. For ``single_valued``
+    attributes (one value per lesion) an untagged attribute counts too: the report describes a
+    feature the annotation does not record. Multi-valued ones are often tagged partially on purpose."""
     conflicts = []
+    single_valued = set(single_valued)
     for name, values in sorted(finding.attributes.items()):
-        tagged = lesion.attributes.get(name)
-        if tagged and not values & tagged:
+        tagged = lesion.attributes.get(name, frozenset())
+        if (tagged or name in single_valued) and not values & tagged:
             conflicts.append(Conflict("report_vs_annotation", ("attr", finding.key, lesion.key, name), name,
                                       {"report": sorted(values), "annotation": sorted(tagged)},
                                       finding.key, lesion.key, lesion.region_ids))
@@ -347,6 +415,32 @@ def suspicious_features(attributes: Mapping[str, Iterable[str]]) -> list[str]:
                   if (name, value) in _SUSPICIOUS)
 
 
+def udaf_tirads_points_range(attributes: Mapping[str, Iterable[str]]) -> tuple[int, int] | None:
+    """The ACR TI-RADS points a nodule tagged with US-365K (udaf) values can have: udaf names
+    composition, echogenicity and margins closely enough, but not orientation (taller-than-wide: 0 or
+    3) nor the kind of calcification (1 to 3), so the answer is a range. None without echogenicity."""
+    def has(name: str, *values: str) -> bool:
+        return bool(set(attributes.get(name, ())) & set(values))
+
+    echo = set(attributes.get("echogenicity", ()))
+    if not echo:
+        return None
+    inner = set(attributes.get("internal_characteristics", ()))
+    if has("diagnosis", "cyst") or echo == {"anechoic"} and not inner & {"solid_components"}:
+        composition = 0
+    elif inner & {"mixed_cystic_and_solid_mass", "complex_cystic_solid", "cystic_components", "septations"}:
+        composition = 1
+    else:
+        composition = 2
+    echo_points = 0 if echo == {"anechoic"} else 2 if "hypoechoic" in echo else 1
+    margin = 2 if has("shape", "irregular", "lobulated") else 0
+    low = composition + echo_points + margin
+    high = low + 3  # orientation unknown
+    if "calcifications" in inner:
+        low, high = low + 1, high + 3
+    return low, high
+
+
 def assessment_conflict(finding: FindingInput, lesion: LesionInput | None, *, tirads_level_of=None,
                         tirads_points_of=None) -> Conflict | None:
     """An assessment category that the descriptors do not support.
@@ -365,13 +459,23 @@ def assessment_conflict(finding: FindingInput, lesion: LesionInput | None, *, ti
     lesion_key = lesion.key if lesion else None
     if category.startswith("TR") and tirads_level_of is not None:
         points = assessment.get("points")
-        source = "report points"
-        if points is None and lesion is not None and tirads_points_of is not None:
-            points, source = tirads_points_of(lesion.attributes), "tagged features"
-        expected = tirads_level_of(points) if points is not None else None
-        if expected and expected.upper() != category:
+        if points is not None:
+            low = high = points
+            source = "report points"
+        elif lesion is not None and tirads_points_of is not None:
+            low = high = tirads_points_of(lesion.attributes)
+            source = "tagged features"
+        elif lesion is not None:
+            low, high = udaf_tirads_points_range(lesion.attributes) or (None, None)
+            source = "tagged features (US-365K)"
+        else:
+            low = high = None
+        if low is None:
+            return None
+        possible = sorted({tirads_level_of(p).upper() for p in range(low, high + 1) if tirads_level_of(p)})
+        if possible and category not in possible:
             return Conflict("assessment_inconsistent", ("tirads", finding.key), "tirads_level",
-                            {"report": category, "expected": expected.upper(), "points": points, "from": source},
+                            {"report": category, "expected": possible, "points": [low, high], "from": source},
                             finding.key, lesion_key, region_ids)
         return None
     rank = birads_rank(category)

@@ -122,7 +122,7 @@ def _finding_inputs(sentences: list[Sentence], lexicon_system: str) -> tuple[lis
                 key=key, sentence_index=sentence.index, start=start, end=end, organ=data.get("organ"),
                 laterality=data.get("laterality"), clock=data.get("clock"), quadrant=data.get("quadrant"),
                 distance_cm=data.get("distance_from_nipple_cm"), size_mm=tuple(data.get("size_mm") or ()),
-                site=tuple(data.get("site") or ()),
+                site=tuple(data.get("site") or ()), section=sentence.section or None,
                 lesion=data.get("lesion"), ordinal=matching.ordinal_of(sentence.text),
                 attributes={k: frozenset(v) for k, v in asserted.items()},
                 negated_attributes={k: frozenset(v) for k, v in denied.items()},
@@ -131,7 +131,7 @@ def _finding_inputs(sentences: list[Sentence], lexicon_system: str) -> tuple[lis
                 historical=bool(data.get("historical")),
             ))
             rows[key] = (sentence, finding)
-    return inputs, rows
+    return matching.findings_merge_continuations(inputs), rows
 
 
 def _source_name(region: Region) -> str:
@@ -185,6 +185,7 @@ def _lesion_inputs(study: Study, regions: list[Region]) -> list[matching.LesionI
             image_ids=tuple(dict.fromkeys(r.image_id for r in members)),
             laterality=first.image.laterality or marker.get("laterality"), clock=marker.get("clock"),
             distance_cm=marker.get("distance_cm"), view=first.image.view or marker.get("view"),
+            site=tuple(filter(None, [marker.get("site")])),
             organ=organ_labels.get(organ_code) or study.body_part or None,
             long_axis_mm=max(lengths) if lengths else None, label=first.label,
             ordinal=matching.ordinal_of(first.lesion_key), attributes={k: frozenset(v) for k, v in attributes.items()},
@@ -289,13 +290,14 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
     Alignment.objects.bulk_create(rows)
 
     conflicts: list[matching.Conflict] = []
+    single_valued = {a["code"] for a in lexicon.content["attributes"] if a["cardinality"] == "one"}
     matched_findings = {m.finding for m in matches}
     matched_lesions = {m.lesion for m in matches}
     for match in matches:
         finding, lesion = finding_by_key[match.finding], lesion_by_key[match.lesion]
         if match.repeat:
             continue  # a restatement is compared through the mention it repeats
-        conflicts.extend(matching.attribute_conflicts(finding, lesion))
+        conflicts.extend(matching.attribute_conflicts(finding, lesion, single_valued))
         size = matching.size_conflict(finding, lesion)
         if size:
             conflicts.append(size)

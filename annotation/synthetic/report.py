@@ -51,7 +51,7 @@ EN_VASC = {
         "Color Doppler shows no internal flow.",
     ],
     "normal_regular_vascularity": [
-        "Color Doppler shows minimal peripheral vascularity.",
+        "Color Doppler shows regular vascularity.",
         "Normal vascularity on color Doppler.",
     ],
     "increased_vascularity": [
@@ -364,7 +364,7 @@ def _en_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
             "septations": rng.choice(
                 ("Thin internal septations are noted.", "A few thin septations are present.")
             ),
-            "complex_cystic_solid": "It has both cystic and solid components.",
+            "complex_cystic_solid": "It has a complex cystic and solid appearance.",
         }[code]
         out.sentence(text, [key], {"internal_characteristics": [code]})
     elif w["diagnosis"] != "cyst" and rng.random() < 0.25:

@@ -119,7 +119,7 @@ def test_size_mismatch_beyond_tolerance_only():
 def test_assessment_tirads_points_disagree_with_level():
     level = lambda points: tirads_level(lexicon_load("tirads"), points)  # noqa: E731
     wrong = finding(assessment={"system": "ACR TI-RADS", "category": "TR2", "points": 5})
-    assert assessment_conflict(wrong, None, tirads_level_of=level).values["expected"] == "TR4"
+    assert assessment_conflict(wrong, None, tirads_level_of=level).values["expected"] == ["TR4"]
     right = finding(assessment={"system": "ACR TI-RADS", "category": "TR4", "points": 5})
     assert assessment_conflict(right, None, tirads_level_of=level) is None
 
@@ -166,3 +166,39 @@ def test_only_a_located_finding_can_be_missing():
     assert not finding(lesion="calcification", laterality="right").is_located
     assert finding(lesion="nodule", site=("lower",)).is_located
     assert not finding(lesion="hyperplasia", size_mm=(5.0,)).is_lesion
+
+
+def test_untagged_single_valued_attribute_conflicts_but_multi_valued_does_not():
+    described = finding(attributes={"posterior_acoustics": f(["shadowing"]), "internal_characteristics": f(["cystic_components"])})
+    conflicts = attribute_conflicts(described, lesion(attributes={}), single_valued=["posterior_acoustics"])
+    assert [(c.attribute, c.values["annotation"]) for c in conflicts] == [("posterior_acoustics", [])]
+
+
+def test_continuation_sentence_joins_the_lesion_before_it():
+    from alignment.matching import findings_merge_continuations
+
+    first = finding("s1f0", laterality="left", clock="8:00", size_mm=(17.0, 10.0), lesion="mass", end=80)
+    more = finding("s2f0", lesion="lesion", start=81, end=100, attributes={"shape": f(["round"])})
+    merged = findings_merge_continuations([first, more])
+    assert len(merged) == 1 and merged[0].end == 100 and merged[0].attributes["shape"] == {"round"}
+    other = finding("s3f0", lesion="cyst", clock="2:00", size_mm=(5.0,))
+    assert len(findings_merge_continuations([first, other])) == 2
+
+
+def test_tirads_level_outside_what_the_udaf_tags_allow():
+    level = lambda points: tirads_level(lexicon_load("tirads"), points)  # noqa: E731
+    nodule = lesion(attributes={"echogenicity": f(["isoechoic"]), "internal_characteristics": f(["solid_components"]),
+                                "shape": f(["oval"])})
+    said_tr5 = finding(assessment={"system": "ACR TI-RADS", "category": "TR5"})
+    conflict = assessment_conflict(said_tr5, nodule, tirads_level_of=level)
+    assert conflict.values["expected"] == ["TR3", "TR4"]
+    said_tr4 = finding(assessment={"system": "ACR TI-RADS", "category": "TR4"})
+    assert assessment_conflict(said_tr4, nodule, tirads_level_of=level) is None
+
+
+def test_thyroid_site_from_the_body_marker_decides_between_two_nodules():
+    upper = lesion("r:L1", laterality="right", site=("upper",), organ="Thyroid gland")
+    lower = lesion("r:L2", laterality="right", site=("lower",), organ="Thyroid gland")
+    described = finding("s1f0", laterality="right", site=("lower",), organ="Thyroid gland", size_mm=(12.0,))
+    assert [(m.finding, m.lesion) for m in match_source([described], [upper, lower])] == [("s1f0", "r:L2")]
+    assert body_marker_parse("RT THY TRV LOW")["site"] == "lower"
