@@ -714,7 +714,7 @@
     const region = regions.get(id);
     if (!region || !config.editable || region.author !== config.user) return;
     suggestNote.textContent = "Reading the report…";
-    const url = root.dataset.reportFindingsUrl.replace(/\/0\/(?=[^/]*$)/, `/${region.id}/`);
+    const url = root.dataset.reportFindingsUrl.replace("/regions/0/", `/regions/${region.id}/`);
     const { status, data } = await api("GET", url);
     if (formFor !== id) return;
     if (status !== 200) { suggestNote.textContent = `Could not read the report findings: ${errorText(data)}`; return; }
