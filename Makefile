@@ -10,9 +10,10 @@ demo:
 	bash scripts/setup.sh requirements.txt
 	.venv/bin/python manage.py migrate --noinput
 	.venv/bin/python manage.py seed_demo --studies $(STUDIES) --seed $(SEED) --if-empty
+	.venv/bin/python manage.py align --dataset "Demo: breast and thyroid" --wait
 	@echo ""
 	@echo "  Sonoalign demo: http://$(HOST):$(PORT)/"
-	@echo "  Logins (password = username + '-demo'): admin, reviewer, annotator1, annotator2"
+	@echo "  Logins (password 'sonoalign'): admin, reviewer, annotator1, annotator2"
 	@echo ""
 	.venv/bin/python manage.py runserver $(HOST):$(PORT)
 
