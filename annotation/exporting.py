@@ -86,6 +86,8 @@ class ExportOptions:
     seed: int = 42
     include_images: bool = False
     study_chunk: int = STUDY_CHUNK
+    # On PostgreSQL, COCO and JSONL records are built by the database (same bytes, several times faster).
+    database_records: bool = True
 
 
 @dataclass
@@ -321,17 +323,19 @@ def _attach_sentences(studies: list[dict], by_image: dict[int, dict]) -> None:
             and row["pipeline_version"] == latest.get(row["report_id"])]
     findings: dict[int, list] = defaultdict(list)
     kept_ids = [r["id"] for r in kept]
-    for finding in Finding.objects.filter(sentence_id__in=kept_ids).order_by("sentence_id", "index").values(
-        "sentence_id", "lesion", "organ", "laterality", "clock", "quadrant", "distance_from_nipple_cm", "size_mm",
-        "negated", "uncertain", "attributes", "assessment",
+    for finding in Finding.objects.filter(sentence_id__in=kept_ids).order_by("sentence_id", "index", "id").values(
+        "sentence_id", "lesion", "organ", "laterality", "clock", "quadrant", "distance_from_nipple_cm", "negated",
+        "uncertain", size_mm_text=Cast("size_mm", TextField()), attributes_text=Cast("attributes", TextField()),
+        assessment_text=Cast("assessment", TextField()),
     ):
-        findings[finding.pop("sentence_id")].append(finding)
+        findings[finding.pop("sentence_id")].append(_finding_json_text(finding))
     links: dict[tuple[int, int, int], tuple[str, bool]] = {}
     for link in Alignment.objects.filter(image_id__in=list(by_image), sentence_id__in=[r["id"] for r in kept],
-                                         region__isnull=False).values("image_id", "sentence_id", "region_id",
-                                                                      "source", "linked"):
+                                         region__isnull=False).order_by("id").values("image_id", "sentence_id",
+                                                                                     "region_id", "source", "linked"):
+        # A manual link or unlink beats the engine's; among links of one source the latest counts.
         key = (link["image_id"], link["sentence_id"], link["region_id"])
-        if key not in links or link["source"] == "manual":
+        if key not in links or link["source"] == "manual" or links[key][0] != "manual":
             links[key] = (link["source"], link["linked"])
     aligned: dict[tuple[int, int], list[int]] = defaultdict(list)
     for (image_id, sentence_id, region_id), (_, linked) in sorted(links.items()):
@@ -357,7 +361,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def _image_names(study: dict) -> dict[int, str]:
     """Export path of each image of a study: ``images/<accession>/<original file name>``, with DICOM
-    frames as ``<file>_f0003.png`` and a numeric prefix only when two names would collide."""
+    frames as ``<file>_f0003.png``; an image whose name an earlier image of the study already has gets
+    its id as a prefix. ``_SQL_IMAGE_NAME`` states the same rule for PostgreSQL."""
     used: set[str] = set()
     names = {}
     folder = _SAFE.sub("_", study["accession"]).strip("._") or str(study["id"])
@@ -368,12 +373,10 @@ def _image_names(study: dict) -> dict[int, str]:
         stem = stem.rsplit(".", 1)[0] if "." in stem else stem
         stem = _SAFE.sub("_", stem).strip("._") or image["sha256"][:16]
         if frame:
-            stem += f"_f{int(frame):04d}" if frame.isdigit() else f"_f{_SAFE.sub('_', frame)}"
+            stem += f"_f{int(frame):04d}" if frame.isascii() and frame.isdigit() else f"_f{_SAFE.sub('_', frame)}"
         name = f"{stem}.{extension}"
-        if name in used:
-            name = f"{image['id']}_{name}"
+        names[image["id"]] = f"images/{folder}/{image['id']}_{name}" if name in used else f"images/{folder}/{name}"
         used.add(name)
-        names[image["id"]] = f"images/{folder}/{name}"
     return names
 
 
@@ -393,6 +396,17 @@ def _region_json_text(region: dict) -> str:
             f'{region["geometry_text"].strip()[1:-1]},"bbox":{region["bbox_text"]},"label":{_dumps(region["label"])},'
             f'"lesion":{_dumps(region["lesion_key"])},"attributes":{region["attributes_text"]},'
             f'"source":{_dumps(region["source"])}}}')
+
+
+def _finding_json_text(finding: dict) -> str:
+    """A JSONL finding, its JSON fields copied as stored."""
+    return (f'{{"lesion":{_dumps(finding["lesion"])},"organ":{_dumps(finding["organ"])},'
+            f'"laterality":{_dumps(finding["laterality"])},"clock":{_dumps(finding["clock"])},'
+            f'"quadrant":{_dumps(finding["quadrant"])},'
+            f'"distance_from_nipple_cm":{_dumps(finding["distance_from_nipple_cm"])},'
+            f'"size_mm":{finding["size_mm_text"] or "null"},"negated":{_dumps(finding["negated"])},'
+            f'"uncertain":{_dumps(finding["uncertain"])},"attributes":{finding["attributes_text"] or "null"},'
+            f'"assessment":{finding["assessment_text"] or "null"}}}')
 
 
 def _segmentation_text(region: dict) -> str:
@@ -508,8 +522,9 @@ class _Jsonl(_Format):
             for sentence in study.get("sentences", []):
                 linked = [region_ids[r] for r in sentence["aligned"].get((image["id"], sentence["id"]), [])
                           if r in region_ids]
-                sentences.append({"index": sentence["index"], "start": sentence["start"], "end": sentence["end"],
-                                  "text": sentence["text"], "findings": sentence["findings"], "regions": linked})
+                sentences.append(f'{{"index":{sentence["index"]},"start":{sentence["start"]},"end":{sentence["end"]},'
+                                 f'"text":{_dumps(sentence["text"])},"findings":[{",".join(sentence["findings"])}],'
+                                 f'"regions":{_dumps(linked)}}}')
             head = _dumps({"image": names[image["id"]], "study": study["accession"], "patient": study["patient"],
                            "split": split, "report": study["report__text"] or "",
                            "language": study["report__language"] or "", "width": image["width"],
@@ -517,7 +532,7 @@ class _Jsonl(_Format):
                            "laterality": image["laterality"]})
             regions = ",".join(_region_json_text(r) for r in image["regions"])
             self.counts["regions"] += len(image["regions"])
-            self.writer.write(f'{head[:-1]},"regions":[{regions}],"sentences":{_dumps(sentences)}}}\n')
+            self.writer.write(f'{head[:-1]},"regions":[{regions}],"sentences":[{",".join(sentences)}]}}\n')
 
     def end(self) -> None:
         self.writer.close()
@@ -655,6 +670,334 @@ FORMAT_CLASSES: dict[str, type[_Format]] = {"coco": _Coco, "jsonl": _Jsonl, "us3
                                             "masks": _Masks}
 
 
+# ---------------------------------------------------------------------------------------------- PostgreSQL
+#
+# On PostgreSQL, COCO and JSONL records are built by the database and streamed out with COPY: fetching
+# rows, turning them into Python objects and back into text was most of an export's time. The SQL
+# states the same records as the writers above, byte for byte on the same data (a test compares them),
+# so the Python path stays the definition and the fallback for other databases.
+
+# Never in JSON text, which escapes every control character: with these as quote and delimiter, COPY's
+# CSV output is each record verbatim followed by a newline.
+_COPY = "COPY ({}) TO STDOUT (FORMAT csv, QUOTE E'\\x02', DELIMITER E'\\x03')"
+# Wraps "<shape>:<geometry>" where a COCO outline is computed in Python: a rectangle's or an ellipse's
+# outline is shapely's, rounded by Python; only a polygon's can be copied from its text.
+_OUTLINE_MARK = b"\x01"
+_ITEM_MARK = b"\x04"
+_SQL_SAFE = "'[^A-Za-z0-9._-]+'"
+_SQL_AREA = ", ".join(f"'{shape}'" for shape in AREA_SHAPES)
+
+
+def _sql_text(expression: str) -> str:
+    """JSON string of a text column: PostgreSQL escapes exactly what ``json.dumps`` does."""
+    return f"to_json({expression})::text"
+
+
+def _sql_float(expression: str) -> str:
+    """JSON number of a float column as Python's ``repr`` writes it (``12.0``, not ``12``)."""
+    return (f"CASE WHEN {expression} IS NULL THEN 'null' WHEN {expression} = trunc({expression}) AND "
+            f"abs({expression}) < 1e15 THEN {expression}::text || '.0' ELSE {expression}::text END")
+
+
+def _sql_object(*fields: tuple[str | None, str]) -> str:
+    """A JSON object's compact text from (key, SQL giving the value's JSON text) pairs; a None key inserts
+    the text as it is (members spread from another object). One concat(): a chain of || copies the
+    growing string at every step, and was most of the database's time."""
+    parts = []
+    for position, (key, value) in enumerate(fields):
+        lead = ("{" if position == 0 else ",") + (json.dumps(key) + ":" if key is not None else "")
+        parts += ["'" + lead.replace("'", "''") + "'", value]
+    return "concat(" + ", ".join(parts) + ", '}')"
+
+
+def _sql_export_id(alias: str) -> str:
+    """region_export_id"""
+    return _sql_text(f"CASE WHEN {alias}.source_id <> '' THEN {alias}.source_id ELSE {alias}.id::text END")
+
+
+_SQL_SPACING = ("CASE WHEN i.pixel_spacing_x_mm <> 0 AND i.pixel_spacing_y_mm <> 0 THEN concat('[', "
+                f"{_sql_float('i.pixel_spacing_x_mm')}, ',', {_sql_float('i.pixel_spacing_y_mm')}, ']') "
+                "ELSE 'null' END")
+
+# _image_names over image ``i`` and study ``s``: ``n.name`` is the name before any id prefix.
+_SQL_IMAGE_NAME_JOINS = f"""
+    CROSS JOIN LATERAL (SELECT split_part(COALESCE(NULLIF(i.original_name, ''), i.sha256), '/', -1) AS original) o
+    CROSS JOIN LATERAL (SELECT split_part(o.original, '#frame=', 1) AS stem,
+                               CASE WHEN strpos(o.original, '#frame=') > 0
+                                    THEN substr(o.original, strpos(o.original, '#frame=') + 7) ELSE '' END AS frame) f
+    CROSS JOIN LATERAL (SELECT ltrim(f.frame, '0') AS number,
+                               CASE WHEN strpos(f.stem, '.') > 0 THEN left(f.stem, -length(split_part(f.stem, '.', -1)) - 1)
+                                    ELSE f.stem END AS stem) fn
+    CROSS JOIN LATERAL (SELECT
+        COALESCE(NULLIF(btrim(regexp_replace(fn.stem, {_SQL_SAFE}, '_', 'g'), '._'), ''), left(i.sha256, 16))
+        || CASE WHEN f.frame = '' THEN ''
+                WHEN f.frame ~ '^[0-9]+$' THEN '_f' || CASE WHEN length(fn.number) >= 4 THEN fn.number
+                                                            ELSE lpad(fn.number, 4, '0') END
+                ELSE '_f' || regexp_replace(f.frame, {_SQL_SAFE}, '_', 'g') END
+        || '.' || CASE WHEN strpos(i.file, '.') > 0 THEN split_part(i.file, '.', -1) ELSE 'png' END AS name) n"""
+_SQL_IMAGE_PATH = (f"concat('images/', COALESCE(NULLIF(btrim(regexp_replace(s.accession, {_SQL_SAFE}, '_', 'g'), "
+                   "'._'), ''), s.id::text), '/', CASE WHEN n.name = ANY(array_agg(n.name) OVER earlier) "
+                   "THEN i.id || '_' || n.name ELSE n.name END)")
+
+_SQL_COCO_IMAGE = _sql_object(
+    ("id", "i.id"), ("file_name", _sql_text(_SQL_IMAGE_PATH)), ("width", "i.width"), ("height", "i.height"),
+    ("study", _sql_text("s.accession")), ("patient", _sql_text("s.patient")), ("sha256", _sql_text("i.sha256")),
+    ("original_name", _sql_text("i.original_name")), ("laterality", _sql_text("i.laterality")),
+    ("view", _sql_text("i.view")), ("body_marker", _sql_text("i.body_marker")), ("frame", "i.frame_index"),
+    ("pixel_spacing_mm", _SQL_SPACING))
+
+# One row for each image with area regions: its annotations, separated by _ITEM_MARK (COPY would quote a
+# record holding a newline); category ids from %s.
+_SQL_COCO_ANNOTATIONS = f"""CROSS JOIN LATERAL (
+    SELECT string_agg({_sql_object(
+        ("id", "g.id"), ("image_id", "g.image_id"),
+        ("category_id", "array_position(%s::text[], COALESCE(NULLIF(g.label, ''), 'lesion'))"),
+        ("segmentation", "CASE WHEN g.shape = 'polygon' THEN concat('[[', replace(replace(left(substr(gx.text, 12), -1), "
+                         "'[', ''), ']', ''), ']]') ELSE concat(chr(1), g.shape, ':', gx.text, chr(1)) END"),
+        ("bbox", "g.bbox::text"), ("area", _sql_float("g.area_px")), ("iscrowd", "0"),
+        ("attributes", "g.attributes::text"), ("lesion", _sql_text("g.lesion_key")), ("shape", _sql_text("g.shape")),
+        ("geometry", "gx.text"), ("source_id", _sql_export_id("g")), ("source", _sql_text("g.source")),
+        ("author", _sql_text("COALESCE(NULLIF(g.source_author, ''), (SELECT NULLIF(u.username, '') FROM auth_user u "
+                             "WHERE u.id = g.author_id), '')")))}, chr(4) ORDER BY g.id) AS text
+    FROM annotation_region g CROSS JOIN LATERAL (SELECT g.geometry::text AS text OFFSET 0) gx
+    WHERE g.image_id = i.id AND NOT g.is_deleted AND g.shape IN ({_SQL_AREA}){{region_filter}}) a"""
+
+_SQL_JSONL_REGIONS = f"""COALESCE((
+    SELECT string_agg({_sql_object(
+        ("id", _sql_export_id("g")), ("shape", _sql_text("g.shape")), (None, "left(substr(g.geometry::text, 2), -1)"),
+        ("bbox", "g.bbox::text"), ("label", _sql_text("g.label")), ("lesion", _sql_text("g.lesion_key")),
+        ("attributes", "g.attributes::text"), ("source", _sql_text("g.source")))}, ',' ORDER BY g.id)
+    FROM annotation_region g WHERE g.image_id = i.id AND NOT g.is_deleted{{region_filter}}), '')"""
+
+_SQL_FINDING = _sql_object(
+    ("lesion", _sql_text("fi.lesion")), ("organ", _sql_text("fi.organ")), ("laterality", _sql_text("fi.laterality")),
+    ("clock", _sql_text("fi.clock")), ("quadrant", _sql_text("fi.quadrant")),
+    ("distance_from_nipple_cm", _sql_float("fi.distance_from_nipple_cm")),
+    ("size_mm", "COALESCE(fi.size_mm::text, 'null')"), ("negated", "fi.negated::text"),
+    ("uncertain", "fi.uncertain::text"), ("attributes", "COALESCE(fi.attributes::text, 'null')"),
+    ("assessment", "COALESCE(fi.assessment::text, 'null')"))
+
+_SQL_SENTENCE_FINDINGS = f"""concat('[', (SELECT string_agg({_SQL_FINDING}, ',' ORDER BY fi.index, fi.id)
+                                        FROM alignment_finding fi WHERE fi.sentence_id = se.id), ']')"""
+_SQL_SENTENCE_REGIONS = f"""concat('[', (
+    SELECT string_agg({_sql_export_id('g')}, ',' ORDER BY g.id)
+    FROM (SELECT DISTINCT ON (al.region_id) al.region_id, al.linked FROM alignment_alignment al
+          WHERE al.image_id = i.id AND al.sentence_id = se.id AND al.region_id IS NOT NULL
+          ORDER BY al.region_id, al.source = 'manual' DESC, al.id DESC) link
+    JOIN annotation_region g ON g.id = link.region_id
+    WHERE link.linked AND g.image_id = i.id AND NOT g.is_deleted{{region_filter}}), ']')"""
+
+# _attach_sentences: the current report version's sentences from the latest parse, their findings, and
+# the regions of this image each is linked to (manual beats engine, the latest of a source counts).
+_SQL_JSONL_SENTENCES = f"""COALESCE((
+    SELECT string_agg({_sql_object(
+        ("index", "se.index"), ("start", "se.start"), ("end", 'se."end"'), ("text", _sql_text("se.text")),
+        ("findings", _SQL_SENTENCE_FINDINGS), ("regions", _SQL_SENTENCE_REGIONS))}, ',' ORDER BY se.id)
+    FROM alignment_sentence se
+    WHERE se.report_id = r.id AND se.report_version = r.version AND se.pipeline_version = (
+        SELECT latest.pipeline_version FROM alignment_sentence latest
+        WHERE latest.report_id = r.id AND latest.report_version = r.version ORDER BY latest.id DESC LIMIT 1)), '')"""
+
+_SQL_JSONL = _sql_object(
+    ("image", _sql_text(_SQL_IMAGE_PATH)), ("study", _sql_text("s.accession")), ("patient", _sql_text("s.patient")),
+    ("split", _sql_text("sp.split")), ("report", _sql_text("COALESCE(r.text, '')")),
+    ("language", _sql_text("COALESCE(r.language, '')")), ("width", "i.width"), ("height", "i.height"),
+    ("pixel_spacing_mm", _SQL_SPACING), ("laterality", _sql_text("i.laterality")),
+    ("regions", f"concat('[', {_SQL_JSONL_REGIONS}, ']')"), ("sentences", "concat('[', {sentences}, ']')"))
+
+
+class _Sql:
+    """What every query of one export shares: the dataset's exported images in export order, with their
+    study, split and status filters, as SQL and parameters."""
+
+    def __init__(self, *, dataset: Dataset, options: ExportOptions):
+        self.dataset, self.options = dataset, options
+        self.image_filter, self.image_params = "", []
+        self.region_filter, self.region_params = "", []
+        if options.status != "all":
+            sql, params = Image.objects.filter(_image_filter(options.status)).values("id").query.sql_with_params()
+            self.image_filter, self.image_params = f" AND i.id IN ({sql})", list(params)
+            sql, params = Region.objects.filter(_region_filter(options.status)).values("id").query.sql_with_params()
+            self.region_filter, self.region_params = f" AND g.id IN ({sql})", list(params)
+
+    def split(self) -> str:
+        """split_of(s.patient): the same sha256 draw, its first 8 bytes compared (as hex) with the smallest
+        integers whose draw reaches each cumulative fraction, so that no float is rounded differently."""
+        split = self.options.split
+        if not split:
+            return "''"
+        draw = (f"left(encode(sha256(convert_to('{int(self.options.seed)}', 'UTF8') || '\\x00'::bytea || "
+                "convert_to(s.patient, 'UTF8')), 'hex'), 16) COLLATE \"C\"")
+        cases, total = [], 0.0
+        for name, fraction in zip(SPLIT_NAMES, split, strict=False):
+            total += fraction
+            low, high = 0, 2**64
+            while low < high:  # the smallest n with n / 2**64 >= total, divided as split_of divides
+                middle = (low + high) // 2
+                low, high = (low, middle) if middle / 2**64 >= total else (middle + 1, high)
+            cases.append(f"WHEN {draw} < '{'g' if low >= 2**64 else format(low, '016x')}' THEN '{name}'")
+        return f"CASE {' '.join(cases)} ELSE '{SPLIT_NAMES[len(split) - 1]}' END"
+
+    def select(self, columns: str, *, joins: str = "", where: str = "", split: str | None = None,
+               params: tuple = (), ordered: bool = True) -> tuple[str, list]:
+        """SELECT ``columns`` over the exported images ``i`` of studies ``s`` (``sp.split``; the window
+        ``earlier`` holds the study's images before this one), in export order: study, position, id.
+        ``joins`` and ``where`` extend FROM and WHERE; ``params`` go to ``columns`` and ``joins``; the
+        status filter of regions ``g`` goes where they say ``{region_filter}``."""
+        sql_params = []
+        for _ in range((columns + joins).count("{region_filter}")):
+            sql_params += self.region_params
+        columns = columns.replace("{region_filter}", self.region_filter)
+        joins = joins.replace("{region_filter}", self.region_filter)
+        # Placeholders in text order: the columns' and joins' (with their region filters), the image filter's.
+        all_params = [*params, *sql_params, *self.image_params]
+        where = f"s.dataset_id = {int(self.dataset.pk)}{self.image_filter}{where}"
+        if split is not None:
+            where += " AND sp.split = %s"
+            all_params.append(split)
+        window = (" WINDOW earlier AS (PARTITION BY s.id ORDER BY i.position, i.id ROWS BETWEEN UNBOUNDED "
+                  "PRECEDING AND 1 PRECEDING)") if "OVER earlier" in columns else ""
+        order = " ORDER BY s.id, i.position, i.id" if ordered else ""
+        return (f"SELECT {columns} FROM annotation_study s CROSS JOIN LATERAL (SELECT {self.split()} AS split) sp "
+                f"JOIN annotation_image i ON i.study_id = s.id {joins} WHERE {where}{window}{order}", all_params)
+
+    def summary(self) -> list[tuple[str, int, int]]:
+        """(split, studies, images) of each split that has images, in order of first appearance."""
+        inner, params = self.select("s.id AS study, sp.split", ordered=False)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT x.split, count(DISTINCT x.study), count(*) FROM ({inner}) x "
+                           "GROUP BY x.split ORDER BY min(x.study)", params)
+            return cursor.fetchall()
+
+    def region_counts(self) -> tuple[dict[str | None, int], list[str]]:
+        """Exported regions by label (area shapes) or under ``None`` (lines and points), and the area labels
+        in order of first appearance: the COCO category ids."""
+        label = f"CASE WHEN g.shape IN ({_SQL_AREA}) THEN COALESCE(NULLIF(g.label, ''), 'lesion') END"
+        regions = "JOIN annotation_region g ON g.image_id = i.id AND NOT g.is_deleted{region_filter}"
+        with connection.cursor() as cursor:
+            inner, params = self.select(f"{label} AS label, s.id AS study", joins=regions, ordered=False)
+            cursor.execute(f"SELECT x.label, count(*), min(x.study) FROM ({inner}) x GROUP BY 1", params)
+            rows = cursor.fetchall()
+            # A label first appears in its first study: walking those studies in order gives the order.
+            firsts = sorted({study for label, _, study in rows if label is not None})
+            order: list[str] = []
+            if firsts:
+                inner, params = self.select(f"{label} AS label", joins=regions, ordered=False,
+                                            where=f" AND s.id IN ({', '.join(map(str, firsts))}) "
+                                                  f"AND g.shape IN ({_SQL_AREA})")
+                cursor.execute(inner + " ORDER BY s.id, i.position, i.id, g.id", params)
+                for (label,) in cursor.fetchall():
+                    if label not in order:
+                        order.append(label)
+        return {label: count for label, count, _ in rows}, order
+
+
+def _copy_blocks(sql: str, params: list) -> Iterator[bytes]:
+    """COPY ``sql`` out in blocks of whole records (each ending in a newline), about WRITE_BUFFER each."""
+    with connection.cursor() as cursor, cursor.cursor.copy(_COPY.format(sql), params or None) as copy:
+        rows: list = []
+        size = 0
+        for row in copy:
+            rows.append(row)
+            size += len(row)
+            if size >= WRITE_BUFFER:
+                yield b"".join(rows)
+                rows, size = [], 0
+        if rows:
+            yield b"".join(rows)
+
+
+def _outlines(block: bytes) -> bytes:
+    """Replace each marked ``<shape>:<geometry>`` with its COCO outline, computed as the Python path does."""
+    if _OUTLINE_MARK not in block:
+        return block
+    parts = block.split(_OUTLINE_MARK)
+    for position in range(1, len(parts), 2):
+        shape, _, geometry = parts[position].decode().partition(":")
+        parts[position] = _segmentation_text({"shape": shape, "geometry_text": geometry}).encode()
+    return b"".join(parts)
+
+
+def _copy_json_items(writer: _HashingWriter, sql: str, params: list,
+                     on_block: Callable[[bytes], None] | None = None) -> None:
+    """Write COPY records as the items of a JSON list, laid out as the Python path does: each after a
+    newline, separated by commas (a record's text has no newline of its own: JSON escapes them)."""
+    pending = None
+    for block in _copy_blocks(sql, params):
+        if on_block:
+            on_block(block)
+        writer.write(b"\n" if pending is None else pending)
+        pending = _outlines(block).replace(b"\n", b",\n").replace(_ITEM_MARK, b",\n")
+    if pending:
+        writer.write(pending[:-2])
+
+
+def _export_sql(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
+                report: Callable[[ExportProgress], None]) -> None:
+    """COCO or JSONL, records built by PostgreSQL (see _Coco and _Jsonl for what they hold)."""
+    with connection.cursor() as cursor:
+        # JIT compiling these queries costs seconds and gains nothing: their time goes into making text.
+        cursor.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+        (jit, _), = cursor.fetchall()
+    _export_sql_records(output=output, options=options, dataset=dataset, state=state, report=report)
+    # (After a failure the rollback restores it.)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('jit', %s, true)", [jit])
+
+
+def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
+                        report: Callable[[ExportProgress], None]) -> None:
+    sql = _Sql(dataset=dataset, options=options)
+    summary = sql.summary()
+    state.total = sum(images for _, _, images in summary)
+    report(state)
+    counts = state.counts
+
+    def progress(block: bytes) -> None:
+        state.done += block.count(b"\n")
+        report(state)
+
+    region_counts, categories = sql.region_counts()
+    for split, studies, images in summary:
+        counts["studies"] += studies
+        counts["images"] += images
+        counts[f"images_{split or 'all'}"] += images
+        counts[f"studies_{split or 'all'}"] += studies
+    if options.format == "jsonl":
+        if summary:
+            counts["regions"] += sum(region_counts.values())
+        from alignment.models import Sentence
+
+        has_sentences = Sentence.objects.filter(report__study__dataset=dataset).exists()
+        columns = _SQL_JSONL.replace("{sentences}", _SQL_JSONL_SENTENCES if has_sentences else "''")
+        query, params = sql.select(columns, joins=_SQL_IMAGE_NAME_JOINS + " LEFT JOIN annotation_report r ON r.study_id = s.id")
+        writer = output.open("pairs.jsonl")
+        for block in _copy_blocks(query, params):
+            writer.write(block)
+            progress(block)
+        writer.close()
+        return
+    skipped = region_counts.pop(None, 0)
+    if sum(region_counts.values()):
+        counts["regions"] += sum(region_counts.values())
+    if skipped:
+        counts["regions_skipped_not_area"] += skipped
+    splits = [split for split, _, _ in summary] or [""]
+    for split in splits:
+        chosen = split if options.split else None
+        writer = output.open(f"annotations/instances{'_' + split if split else ''}.json")
+        info = {"description": f"Sonoalign export of {dataset.name}", "version": "1",
+                "date_created": timezone.now().isoformat(), "split": split or "all"}
+        writer.write('{"info":' + _dumps(info) + ',"licenses":[],"images":[')
+        _copy_json_items(writer, *sql.select(_SQL_COCO_IMAGE, joins=_SQL_IMAGE_NAME_JOINS, split=chosen), progress)
+        writer.write('\n],"annotations":[')
+        _copy_json_items(writer, *sql.select("a.text", joins=_SQL_COCO_ANNOTATIONS, where=" AND a.text IS NOT NULL",
+                                             split=chosen, params=(categories,)))
+        writer.write('\n],"categories":' + _dumps([{"id": number, "name": name, "supercategory": "lesion"}
+                                                   for number, name in enumerate(categories, 1)]) + "}\n")
+        writer.close()
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 
@@ -669,6 +1012,30 @@ def pipeline_version() -> str | None:
         return None
     match = re.search(r'^PIPELINE_VERSION\s*=\s*["\']([^"\']+)["\']', Path(spec.origin).read_text(), re.MULTILINE)
     return match.group(1) if match else None
+
+
+def _export_python(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
+                   report: Callable[[ExportProgress], None]) -> None:
+    state.total = Image.objects.filter(_image_filter(options.status), study__dataset=dataset).count()
+    report(state)
+    writer = FORMAT_CLASSES[options.format](output=output, options=options, dataset=dataset, counts=state.counts)
+    writer.begin()
+    chunks = _study_chunks(dataset=dataset, options=options, sentences=writer.sentences, raw_json=writer.raw_json)
+    for chunk in chunks:
+        for study in chunk:
+            split = split_of(study["patient"], split=options.split, seed=options.seed)
+            names = _image_names(study)
+            writer.study(study, names, split)
+            if options.include_images:
+                for image in study["images"]:
+                    output.copy_image(names[image["id"]], image["file"], image["sha256"])
+            state.counts["studies"] += 1
+            state.counts["images"] += len(study["images"])
+            state.counts[f"images_{split or 'all'}"] += len(study["images"])
+            state.counts[f"studies_{split or 'all'}"] += 1
+            state.done += len(study["images"])
+        report(state)
+    writer.end()
 
 
 def export_run(*, dataset: Dataset, out: str | Path, options: ExportOptions,
@@ -689,28 +1056,11 @@ def export_run(*, dataset: Dataset, out: str | Path, options: ExportOptions,
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             snapshot_at = timezone.now()
-            state.total = Image.objects.filter(_image_filter(options.status), study__dataset=dataset).count()
-            report(state)
-            writer = FORMAT_CLASSES[options.format](output=output, options=options, dataset=dataset,
-                                                    counts=state.counts)
-            writer.begin()
-            chunks = _study_chunks(dataset=dataset, options=options, sentences=writer.sentences,
-                                   raw_json=writer.raw_json)
-            for chunk in chunks:
-                for study in chunk:
-                    split = split_of(study["patient"], split=options.split, seed=options.seed)
-                    names = _image_names(study)
-                    writer.study(study, names, split)
-                    if options.include_images:
-                        for image in study["images"]:
-                            output.copy_image(names[image["id"]], image["file"], image["sha256"])
-                    state.counts["studies"] += 1
-                    state.counts["images"] += len(study["images"])
-                    state.counts[f"images_{split or 'all'}"] += len(study["images"])
-                    state.counts[f"studies_{split or 'all'}"] += 1
-                    state.done += len(study["images"])
-                report(state)
-            writer.end()
+            if (options.database_records and connection.vendor == "postgresql" and not options.include_images
+                    and options.format in ("coco", "jsonl")):
+                _export_sql(output=output, options=options, dataset=dataset, state=state, report=report)
+            else:
+                _export_python(output=output, options=options, dataset=dataset, state=state, report=report)
         lexicon = dataset.lexicon
         manifest = {
             "dataset": {"id": dataset.pk, "name": dataset.name},
