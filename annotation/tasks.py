@@ -27,3 +27,12 @@ def import_job_run(job_id: int) -> str | None:
 def export_job_run(job_id: int) -> str | None:
     job = exporting.export_job_run(job_id=job_id)
     return job.status if job else None
+
+
+@shared_task(acks_late=True, soft_time_limit=BATCH_SOFT_LIMIT, time_limit=BATCH_HARD_LIMIT)
+def dataset_metrics_refresh(dataset_id: int) -> float | None:
+    """A new agreement snapshot for the dashboard; re-running only adds a newer snapshot."""
+    from . import adjudication
+
+    snapshot = adjudication.dataset_metrics_refresh(dataset_id=dataset_id)
+    return snapshot.duration_s if snapshot else None

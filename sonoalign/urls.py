@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("alignment.urls")),
     path("", include("annotation.urls_jobs")),
+    path("", include("annotation.urls_review")),
 ]

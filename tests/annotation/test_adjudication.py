@@ -16,7 +16,10 @@ pytestmark = pytest.mark.django_db
 
 REPORT = ("Right breast: at 10 o'clock, 3 cm from the nipple, there is an oval hypoechoic nodule measuring "
           "1.2 x 0.8 cm with circumscribed margins, parallel orientation. Impression: BI-RADS 3.")
-BASE = {"diagnosis": "nodule", "body_system_level": "breast_and_axilla", "organ_level": "breast"}
+# Everything the report states but echogenicity is tagged as the report says, so the readers disagree
+# with the report (and each other) on echogenicity only.
+BASE = {"diagnosis": "nodule", "body_system_level": "breast_and_axilla", "organ_level": "breast",
+        "shape": "oval", "margins": "well_defined"}
 OUTLINE = {"points": [[300, 250], [450, 240], [460, 330], [310, 340]]}
 SHIFTED = {"points": [[304, 252], [452, 244], [458, 334], [312, 338]]}
 
@@ -45,7 +48,7 @@ def _make_case(capture, *, agreed_second_lesion: bool = False) -> dict:
     if agreed_second_lesion:
         for reader, assignment in ((reader1, a1), (reader2, a2)):
             extra.append(services.region_create(image=image, author=reader, assignment=assignment, shape="polygon",
-                                                geometry=SECOND, attributes={**BASE, "shape": "oval"}, lesion_key="L2"))
+                                                geometry=SECOND, attributes=BASE, lesion_key="L2"))
     with capture(execute=True):
         services.assignment_submit(assignment=a1)
         services.assignment_submit(assignment=a2)
@@ -183,22 +186,20 @@ def test_a_closed_disagreement_is_not_decided_twice_by_accident(case):
 
 
 def test_agreed_lesions_join_the_consensus_when_the_image_is_done(django_capture_on_commit_callbacks):
-    """A second lesion both readers drew alike: the report's nodule is matched to it, so the disputed
-    one is "annotated, not reported" by each reader. Answering that for one reader settles it for the
-    other (same question, same lesion); once nothing is open the agreed lesion joins the consensus."""
+    """A second lesion both readers drew alike. Whatever the alignment says about it (which lesion the
+    report's nodule goes to is the matcher's business), once nothing on the image is open every lesion
+    without a consensus gets one, copied from the readers and audited as ``confirm``."""
     case = _make_case(django_capture_on_commit_callbacks, agreed_second_lesion=True)
-    unreported = list(Disagreement.objects.filter(study=case["study"], kind="annotated_not_reported").order_by("id"))
-    assert len(unreported) == 2
-    adjudication.disagreement_resolve(disagreement=unreported[0], actor=case["reviewer"], action="report_wrong",
-                                      comment="Report mentions one nodule; there are two")
-    assert Disagreement.objects.get(pk=unreported[1].pk).status == "resolved"
-    assert Image.objects.get(pk=case["image"].pk).status == "annotated"  # echogenicity still open
     adjudication.disagreement_resolve(disagreement=_rvr(case), actor=case["reviewer"], action="accept_annotation",
                                       side="reader-a")
+    for other in Disagreement.objects.filter(study=case["study"], status="open").order_by("id"):
+        assert Image.objects.get(pk=case["image"].pk).status == "annotated"
+        adjudication.disagreement_resolve(disagreement=other, actor=case["reviewer"], action="dismiss")
     consensus = {tuple(map(tuple, r.geometry["points"])): r for r in _consensus(case)}
     assert set(consensus) == {tuple(map(tuple, OUTLINE["points"])), tuple(map(tuple, SECOND["points"]))}
     assert consensus[tuple(map(tuple, OUTLINE["points"]))].attributes["echogenicity"] == "hypoechoic"
-    assert AdjudicationDecision.objects.filter(action="confirm", image=case["image"]).count() == 1
+    promoted = AdjudicationDecision.objects.get(action="confirm", image=case["image"])
+    assert promoted.consensus_region == consensus[tuple(map(tuple, SECOND["points"]))]
     assert Image.objects.get(pk=case["image"].pk).status == "adjudicated"
 
 
@@ -224,4 +225,6 @@ def test_queue_orders_by_impact_filters_and_counts(case):
     assert [d.pk for d in adjudication.review_queue(user=case["reviewer"], filters=echo)] == [_rva(case).pk]
     assert not adjudication.review_queue(user=case["reviewer"], filters=adjudication.ReviewFilters(age="old")).exists()
     assert adjudication.review_queue(user=case["reader1"], filters=filters).count() == 0
+
+
 
