@@ -165,14 +165,15 @@ def _seed_batch(dataset, plans: list[StudyTruth], *, seed, readers, readings, fi
                             "lesion": lesion.key, "attribute": "echogenicity",
                             "values": [attributes["echogenicity"], other]})
                         attributes = {**attributes, "echogenicity": other}
-                    geometry = _jitter(geometry, rng, truth.width, truth.height)
-                key = (truth.render_key, lesion.key, reader_index) if reader_index == 0 else None
-                measures = measures_cache.get(key) if key else None
+                    # The second reader's outline depends only on the pixels, so images that share a
+                    # rendered file share it too and its measures are computed once.
+                    geometry = _jitter(geometry, random.Random(f"{seed}:outline:{truth.render_key}:{lesion.key}"),
+                                       truth.width, truth.height)
+                key = (truth.render_key, lesion.key, reader_index)
+                measures = measures_cache.get(key)
                 if measures is None:
-                    measures = geometry_measures(lesion.shape, geometry, spacing_x_mm=truth.pixel_spacing_mm,
-                                                 spacing_y_mm=truth.pixel_spacing_mm)
-                    if key:
-                        measures_cache[key] = measures
+                    measures = measures_cache[key] = geometry_measures(
+                        lesion.shape, geometry, spacing_x_mm=truth.pixel_spacing_mm, spacing_y_mm=truth.pixel_spacing_mm)
                 regions.append(Region(
                     image=image, author=reader, assignment=assignment, source=Region.Source.READER,
                     source_id=f"{plan.accession}/{truth.index}/{lesion.key}", shape=lesion.shape, geometry=geometry,

@@ -410,5 +410,5 @@ def _overlay(picture: Image.Image, image: ImageTruth, fov: dict, rng: np.random.
 def image_render_png(image: ImageTruth, *, seed: int) -> bytes:
     """PNG bytes of `image_render(image, seed=seed)`; identical bytes for identical input."""
     buffer = io.BytesIO()
-    image_render(image, seed=seed).save(buffer, format="PNG", compress_level=6)
+    image_render(image, seed=seed).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
