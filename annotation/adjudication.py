@@ -202,9 +202,13 @@ def review_filter_options(*, user) -> dict[str, list]:
 
     annotators = get_user_model().objects.filter(
         memberships__dataset_id__in=ids, memberships__role=Membership.Role.ANNOTATOR).distinct().order_by("username")
+    labels = {a["code"]: a["label"] for dataset in Dataset.objects.filter(pk__in=ids).select_related("lexicon")
+              for a in dataset.lexicon.content.get("attributes", [])}
+    labels.update(region="Outline (region)", size_mm="Size")
+    codes = sorted(a for a in open_.order_by().values_list("attribute", flat=True).distinct() if a)
     return {
         "datasets": list(Dataset.objects.filter(pk__in=ids).values("id", "name")),
-        "attributes": sorted(a for a in open_.order_by().values_list("attribute", flat=True).distinct() if a),
+        "attributes": [(code, labels.get(code, code.replace("_", " "))) for code in codes],
         "annotators": list(annotators.values("id", "username")),
         "organs": sorted({o for o in open_.order_by().values_list("study__body_part", flat=True).distinct() if o}),
     }

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import adjudication, selectors
 from .geometry import geometry_polygon_points
+from .models import AdjudicationDecision
 
 PAGE_SIZE = 25
 KIND_LABELS = {
@@ -51,6 +52,15 @@ def _value_text(value, labels: dict[str, str]) -> str:
     return labels.get(text, text.replace("_", " "))
 
 
+def _action_label(action: str | None) -> str:
+    if not action:
+        return ""
+    try:
+        return str(AdjudicationDecision.Action(action).label)
+    except ValueError:
+        return action.replace("_", " ")
+
+
 def _side_rows(disagreement, labels) -> list[dict]:
     attribute_labels = labels.get(disagreement.attribute, {})
     return [{"side": side, "text": _value_text(side.values, attribute_labels)}
@@ -65,7 +75,8 @@ def _queue_context(request, filters: adjudication.ReviewFilters) -> dict:
     rows = []
     for disagreement in page.object_list:
         labels = labels_by_dataset.setdefault(disagreement.dataset_id, _labels(disagreement.dataset))
-        rows.append({"d": disagreement, "sides": _side_rows(disagreement, labels),
+        rows.append({"d": disagreement, "kind_label": KIND_LABELS.get(disagreement.kind, disagreement.kind),
+                     "sides": _side_rows(disagreement, labels),
                      "attribute_label": labels.get(disagreement.attribute, {}).get("", disagreement.attribute),
                      "readers": sorted({r.author.username for r in disagreement.regions.all() if r.author})})
     return {"filters": filters, "page": page, "rows": rows, "total": sum(counts.values()),
@@ -107,7 +118,6 @@ def disagreement_resolve(request, disagreement_id: int):
     next disagreement opens, or the same one for a comment or an outline edit)."""
     disagreement = adjudication.disagreement_get_for_user(user=request.user, disagreement_id=disagreement_id)
     filters = adjudication.ReviewFilters.from_query(request.POST)
-    previous, following = adjudication.review_neighbours(user=request.user, disagreement=disagreement, filters=filters)
     error = None
     try:
         fields = _decision_input(request)
@@ -129,6 +139,9 @@ def disagreement_resolve(request, disagreement_id: int):
         messages.success(request, "Decision recorded.")
         disagreement.refresh_from_db()
         stays = disagreement.status == "open"
+        # Neighbours after the decision: the ones it settled are no longer in the queue.
+        previous, following = adjudication.review_neighbours(user=request.user, disagreement=disagreement,
+                                                             filters=filters)
         target = disagreement.pk if stays else (following or previous)
     query = filters.query()
     if target is None:
@@ -191,6 +204,8 @@ def disagreement_detail(request, disagreement_id: int):
         "filter_fields": [(k, v) for k, v in vars(filters).items() if v],
         "previous": previous, "following": following, "query": query, "filters": filters,
         "is_open": disagreement.status == "open",
+        "resolution_action": _action_label((disagreement.resolution or {}).get("requested")
+                                           or (disagreement.resolution or {}).get("action")),
         "resolution_text": _value_text((disagreement.resolution or {}).get("value"),
                                        labels.get(disagreement.attribute, {})),
     })
