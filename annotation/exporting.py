@@ -45,6 +45,7 @@ import uuid
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,9 @@ def split_of(patient: str, *, split: tuple[float, ...] | None, seed: int) -> str
 
 
 class _HashingWriter:
-    """A binary file that counts and hashes what goes through it, buffered."""
+    """A binary file that counts and hashes what goes through it, buffered. Once a file outgrows one
+    buffer, hashing and writing move to a helper thread, one block behind the caller (hashlib and file
+    writes release the GIL, so they overlap with reading the database); at most two blocks are held."""
 
     def __init__(self, path: Path, on_close: Callable[[str, int], None]):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,23 +139,37 @@ class _HashingWriter:
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._on_close = on_close
+        self._worker: ThreadPoolExecutor | None = None
+        self._stored: Future | None = None
 
     def write(self, data: str | bytes) -> None:
         chunk = data.encode() if isinstance(data, str) else data
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         if self._buffered >= WRITE_BUFFER:
-            self._flush()
+            self._flush(closing=False)
 
-    def _flush(self) -> None:
+    def _flush(self, *, closing: bool) -> None:
         block = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        if self._stored is not None:
+            self._stored.result()
+        if closing and self._worker is None:
+            self._store(block)
+            return
+        self._worker = self._worker or ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writer")
+        self._stored = self._worker.submit(self._store, block)
+
+    def _store(self, block: bytes) -> None:
         self._hash.update(block)
         self._handle.write(block)
         self._size += len(block)
-        self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
-        self._flush()
+        self._flush(closing=True)
+        if self._worker is not None:
+            self._stored.result()
+            self._worker.shutdown()
         self._handle.close()
         self._on_close(self._hash.hexdigest(), self._size)
 
@@ -683,7 +700,6 @@ _COPY = "COPY ({}) TO STDOUT (FORMAT csv, QUOTE E'\\x02', DELIMITER E'\\x03')"
 # Wraps "<shape>:<geometry>" where a COCO outline is computed in Python: a rectangle's or an ellipse's
 # outline is shapely's, rounded by Python; only a polygon's can be copied from its text.
 _OUTLINE_MARK = b"\x01"
-_ITEM_MARK = b"\x04"
 _SQL_SAFE = "'[^A-Za-z0-9._-]+'"
 _SQL_AREA = ", ".join(f"'{shape}'" for shape in AREA_SHAPES)
 
@@ -691,6 +707,11 @@ _SQL_AREA = ", ".join(f"'{shape}'" for shape in AREA_SHAPES)
 def _sql_text(expression: str) -> str:
     """JSON string of a text column: PostgreSQL escapes exactly what ``json.dumps`` does."""
     return f"to_json({expression})::text"
+
+
+def _sql_word(expression: str) -> str:
+    """JSON string of a column that holds one of a few plain words (a check constraint says which)."""
+    return f"""concat('"', {expression}, '"')"""
 
 
 def _sql_float(expression: str) -> str:
@@ -719,22 +740,24 @@ _SQL_SPACING = ("CASE WHEN i.pixel_spacing_x_mm <> 0 AND i.pixel_spacing_y_mm <>
                 f"{_sql_float('i.pixel_spacing_x_mm')}, ',', {_sql_float('i.pixel_spacing_y_mm')}, ']') "
                 "ELSE 'null' END")
 
-# _image_names over image ``i`` and study ``s``: ``n.name`` is the name before any id prefix.
+# _image_names over image ``i`` and study ``s``: ``n.name`` is the name before any id prefix. (OFFSET 0
+# keeps the subquery whole, so the name is computed once however often it is used.)
 _SQL_IMAGE_NAME_JOINS = f"""
-    CROSS JOIN LATERAL (SELECT split_part(COALESCE(NULLIF(i.original_name, ''), i.sha256), '/', -1) AS original) o
-    CROSS JOIN LATERAL (SELECT split_part(o.original, '#frame=', 1) AS stem,
-                               CASE WHEN strpos(o.original, '#frame=') > 0
-                                    THEN substr(o.original, strpos(o.original, '#frame=') + 7) ELSE '' END AS frame) f
-    CROSS JOIN LATERAL (SELECT ltrim(f.frame, '0') AS number,
-                               CASE WHEN strpos(f.stem, '.') > 0 THEN left(f.stem, -length(split_part(f.stem, '.', -1)) - 1)
-                                    ELSE f.stem END AS stem) fn
     CROSS JOIN LATERAL (SELECT
         COALESCE(NULLIF(btrim(regexp_replace(fn.stem, {_SQL_SAFE}, '_', 'g'), '._'), ''), left(i.sha256, 16))
         || CASE WHEN f.frame = '' THEN ''
                 WHEN f.frame ~ '^[0-9]+$' THEN '_f' || CASE WHEN length(fn.number) >= 4 THEN fn.number
                                                             ELSE lpad(fn.number, 4, '0') END
                 ELSE '_f' || regexp_replace(f.frame, {_SQL_SAFE}, '_', 'g') END
-        || '.' || CASE WHEN strpos(i.file, '.') > 0 THEN split_part(i.file, '.', -1) ELSE 'png' END AS name) n"""
+        || '.' || CASE WHEN strpos(i.file, '.') > 0 THEN split_part(i.file, '.', -1) ELSE 'png' END AS name
+      FROM (SELECT split_part(COALESCE(NULLIF(i.original_name, ''), i.sha256), '/', -1) AS original) o
+      CROSS JOIN LATERAL (SELECT split_part(o.original, '#frame=', 1) AS stem,
+                                 CASE WHEN strpos(o.original, '#frame=') > 0
+                                      THEN substr(o.original, strpos(o.original, '#frame=') + 7) ELSE '' END AS frame) f
+      CROSS JOIN LATERAL (SELECT ltrim(f.frame, '0') AS number,
+                                 CASE WHEN strpos(f.stem, '.') > 0 THEN left(f.stem, -length(split_part(f.stem, '.', -1)) - 1)
+                                      ELSE f.stem END AS stem) fn
+      OFFSET 0) n"""
 _SQL_IMAGE_PATH = (f"concat('images/', COALESCE(NULLIF(btrim(regexp_replace(s.accession, {_SQL_SAFE}, '_', 'g'), "
                    "'._'), ''), s.id::text), '/', CASE WHEN n.name = ANY(array_agg(n.name) OVER earlier) "
                    "THEN i.id || '_' || n.name ELSE n.name END)")
@@ -746,27 +769,28 @@ _SQL_COCO_IMAGE = _sql_object(
     ("view", _sql_text("i.view")), ("body_marker", _sql_text("i.body_marker")), ("frame", "i.frame_index"),
     ("pixel_spacing_mm", _SQL_SPACING))
 
-# One row for each image with area regions: its annotations, separated by _ITEM_MARK (COPY would quote a
-# record holding a newline); category ids from %s.
+# Each COCO annotation of image ``i`` as ``a.text`` (category ids from %s), ``a.region`` its id.
 _SQL_COCO_ANNOTATIONS = f"""CROSS JOIN LATERAL (
-    SELECT string_agg({_sql_object(
+    SELECT g.id AS region, concat({_sql_object(
         ("id", "g.id"), ("image_id", "g.image_id"),
         ("category_id", "array_position(%s::text[], COALESCE(NULLIF(g.label, ''), 'lesion'))"),
         ("segmentation", "CASE WHEN g.shape = 'polygon' THEN concat('[[', replace(replace(left(substr(gx.text, 12), -1), "
                          "'[', ''), ']', ''), ']]') ELSE concat(chr(1), g.shape, ':', gx.text, chr(1)) END"),
         ("bbox", "g.bbox::text"), ("area", _sql_float("g.area_px")), ("iscrowd", "0"),
-        ("attributes", "g.attributes::text"), ("lesion", _sql_text("g.lesion_key")), ("shape", _sql_text("g.shape")),
-        ("geometry", "gx.text"), ("source_id", _sql_export_id("g")), ("source", _sql_text("g.source")),
+        ("attributes", "g.attributes::text"), ("lesion", _sql_text("g.lesion_key")),
+        ("shape", _sql_word("g.shape")),
+        ("geometry", "gx.text"), ("source_id", _sql_export_id("g")),
+        ("source", _sql_word("g.source")),
         ("author", _sql_text("COALESCE(NULLIF(g.source_author, ''), (SELECT NULLIF(u.username, '') FROM auth_user u "
-                             "WHERE u.id = g.author_id), '')")))}, chr(4) ORDER BY g.id) AS text
+                             "WHERE u.id = g.author_id), '')")))}, ',') AS text
     FROM annotation_region g CROSS JOIN LATERAL (SELECT g.geometry::text AS text OFFSET 0) gx
     WHERE g.image_id = i.id AND NOT g.is_deleted AND g.shape IN ({_SQL_AREA}){{region_filter}}) a"""
 
 _SQL_JSONL_REGIONS = f"""COALESCE((
     SELECT string_agg({_sql_object(
-        ("id", _sql_export_id("g")), ("shape", _sql_text("g.shape")), (None, "left(substr(g.geometry::text, 2), -1)"),
+        ("id", _sql_export_id("g")), ("shape", _sql_word("g.shape")), (None, "left(substr(g.geometry::text, 2), -1)"),
         ("bbox", "g.bbox::text"), ("label", _sql_text("g.label")), ("lesion", _sql_text("g.lesion_key")),
-        ("attributes", "g.attributes::text"), ("source", _sql_text("g.source")))}, ',' ORDER BY g.id)
+        ("attributes", "g.attributes::text"), ("source", _sql_word("g.source")))}, ',' ORDER BY g.id)
     FROM annotation_region g WHERE g.image_id = i.id AND NOT g.is_deleted{{region_filter}}), '')"""
 
 _SQL_FINDING = _sql_object(
@@ -839,10 +863,11 @@ class _Sql:
         return f"CASE {' '.join(cases)} ELSE '{SPLIT_NAMES[len(split) - 1]}' END"
 
     def select(self, columns: str, *, joins: str = "", where: str = "", split: str | None = None,
-               params: tuple = (), ordered: bool = True) -> tuple[str, list]:
+               params: tuple = (), ordered: bool = True, then_by: str = "") -> tuple[str, list]:
         """SELECT ``columns`` over the exported images ``i`` of studies ``s`` (``sp.split``; the window
         ``earlier`` holds the study's images before this one), in export order: study, position, id.
-        ``joins`` and ``where`` extend FROM and WHERE; ``params`` go to ``columns`` and ``joins``; the
+        ``joins`` and ``where`` extend FROM and WHERE, ``then_by`` the ORDER BY; ``params`` go to ``columns``
+        and ``joins``; the
         status filter of regions ``g`` goes where they say ``{region_filter}``."""
         sql_params = []
         for _ in range((columns + joins).count("{region_filter}")):
@@ -857,7 +882,7 @@ class _Sql:
             all_params.append(split)
         window = (" WINDOW earlier AS (PARTITION BY s.id ORDER BY i.position, i.id ROWS BETWEEN UNBOUNDED "
                   "PRECEDING AND 1 PRECEDING)") if "OVER earlier" in columns else ""
-        order = " ORDER BY s.id, i.position, i.id" if ordered else ""
+        order = f" ORDER BY s.id, i.position, i.id{then_by}" if ordered else ""
         return (f"SELECT {columns} FROM annotation_study s CROSS JOIN LATERAL (SELECT {self.split()} AS split) sp "
                 f"JOIN annotation_image i ON i.study_id = s.id {joins} WHERE {where}{window}{order}", all_params)
 
@@ -920,14 +945,14 @@ def _outlines(block: bytes) -> bytes:
 
 def _copy_json_items(writer: _HashingWriter, sql: str, params: list,
                      on_block: Callable[[bytes], None] | None = None) -> None:
-    """Write COPY records as the items of a JSON list, laid out as the Python path does: each after a
-    newline, separated by commas (a record's text has no newline of its own: JSON escapes them)."""
+    """Write COPY records, each ending in a comma, as the items of a JSON list laid out as the Python
+    path does: each after a newline, separated by commas (the last one's comma dropped)."""
     pending = None
     for block in _copy_blocks(sql, params):
         if on_block:
             on_block(block)
         writer.write(b"\n" if pending is None else pending)
-        pending = _outlines(block).replace(b"\n", b",\n").replace(_ITEM_MARK, b",\n")
+        pending = _outlines(block)
     if pending:
         writer.write(pending[:-2])
 
@@ -989,9 +1014,10 @@ def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dat
         info = {"description": f"Sonoalign export of {dataset.name}", "version": "1",
                 "date_created": timezone.now().isoformat(), "split": split or "all"}
         writer.write('{"info":' + _dumps(info) + ',"licenses":[],"images":[')
-        _copy_json_items(writer, *sql.select(_SQL_COCO_IMAGE, joins=_SQL_IMAGE_NAME_JOINS, split=chosen), progress)
+        _copy_json_items(writer, *sql.select(f"concat({_SQL_COCO_IMAGE}, ',')", joins=_SQL_IMAGE_NAME_JOINS,
+                                             split=chosen), progress)
         writer.write('\n],"annotations":[')
-        _copy_json_items(writer, *sql.select("a.text", joins=_SQL_COCO_ANNOTATIONS, where=" AND a.text IS NOT NULL",
+        _copy_json_items(writer, *sql.select("a.text", joins=_SQL_COCO_ANNOTATIONS, then_by=", a.region",
                                              split=chosen, params=(categories,)))
         writer.write('\n],"categories":' + _dumps([{"id": number, "name": name, "supercategory": "lesion"}
                                                    for number, name in enumerate(categories, 1)]) + "}\n")
