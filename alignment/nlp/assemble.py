@@ -10,13 +10,14 @@ after the lesion sentence) or, when it describes something on its own, starts an
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from . import patterns as P
-from .context import Cue, Scope, build_scopes, flags
+from .context import FAMILY, HISTORICAL, HYPOTHETICAL, NEGATED, UNCERTAIN, Cue, Scope, build_scopes, context_bits
 from .lexicons import LEXICON_SYSTEMS, LexiconTables, ValueRef, term_code
 from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
 from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text
@@ -76,10 +77,24 @@ def _resolve(refs: tuple[ValueRef, ...], lexicon: str, hint: frozenset[str] | No
     lexicon, then udaf, birads-us, tirads."""
     if len(refs) == 1:
         return refs[0]
-    return min(
+    key = (id(refs), lexicon, hint)
+    hit = _RESOLVED.get(key)
+    if hit is not None and hit[0] is refs:
+        return hit[1]
+    ref = min(
         refs,
         key=lambda r: (hint is not None and r.attribute not in hint, r.lexicon != lexicon, _RANK[r.lexicon]),
     )
+    if len(_RESOLVED) > 4096:
+        _RESOLVED.clear()
+    # the tuple is kept with its choice, so its id cannot be reused while the entry lives
+    _RESOLVED[key] = (refs, ref)
+    return ref
+
+
+# (id of a phrase's value tuple, lexicon, field hint) -> (the tuple, chosen value): a pure function of
+# the lexicon tables, memoised because ``min`` with a key function costs more than all else per value
+_RESOLVED: dict[tuple[int, str, frozenset[str] | None], tuple[tuple[ValueRef, ...], ValueRef]] = {}
 
 
 def _nearest(items: list[_Item], anchor: int, skip: tuple[int, int] | None = None) -> _Item | None:
@@ -167,12 +182,20 @@ def _sentence_findings(
     start, end = sentence.start, sentence.end
     # site words that open a quadrant or organ phrase ("lower outer quadrant", "deep vein thrombosis");
     # a site closing an organ phrase still counts ("甲状腺峡部", "thyroid isthmus")
-    covering = [(i.start, i.end) for i in items if i.kind == "quadrant" or i.kind == ORGAN]
     by: dict[str, list[_Item]] = {}
     for it in items:
-        if it.kind == SITE and any(a == it.start and b > it.end for a, b in covering):
-            continue
-        by.setdefault(it.kind, []).append(it)
+        same = by.get(it.kind)
+        if same is None:
+            by[it.kind] = [it]
+        else:
+            same.append(it)
+    if SITE in by and (ORGAN in by or "quadrant" in by):
+        covering = [(i.start, i.end) for i in items if i.kind == "quadrant" or i.kind == ORGAN]
+        sites = [i for i in by[SITE] if not any(a == i.start and b > i.end for a, b in covering)]
+        if sites:
+            by[SITE] = sites
+        else:
+            del by[SITE]
     lats = by.get("laterality", [])
     organs = by.get(ORGAN, [])
     anchors = by.get(LESION, [])
@@ -180,7 +203,9 @@ def _sentence_findings(
         # calcifications next to another lesion word describe that lesion
         anchors = [a for a in anchors if a.value != "calcification"]
 
-    field = _FIELD_START.match(text, start, end)
+    # a field label ends with a colon: most sentences have none, and the label regex is long
+    has_colon = text.find(":", start, end) >= 0 or text.find("：", start, end) >= 0
+    field = _FIELD_START.match(text, start, end) if has_colon else None
     hint = FIELD_HINTS.get(" ".join(field.group(1).lower().split())) if field else None
     if not anchors and hint is None and ATTR in by:
         by[ATTR] = [i for i in by[ATTR] if i.value[0] not in _GENERIC]
@@ -238,7 +263,7 @@ def _sentence_findings(
         content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
         # a structured field line ("Location: right lobe, lower pole", "Size: 2.8 x 2.0 cm") describes the
         # open lesion even with only a side, site or size
-        located = field is not None or _LOCATION_FIELD.match(text, start, end) is not None
+        located = field is not None or (has_colon and _LOCATION_FIELD.match(text, start, end) is not None)
         if located and ctx.open is not None and any(k in by for k in ("laterality", SITE, "size")):
             content = True
         if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end() : end]):
@@ -328,14 +353,31 @@ def _choose_organ(by: dict[str, list[_Item]], a: int, b: int, anchor: int, lesio
         organs = _in(organs, a, b)
     if not organs:
         return "Lymph nodes" if lesion == "lymph_node" else None
-    lesions = [(i.start, i.end) for i in by.get(LESION, ())]
-    attrs = [(i.start, i.end) for i in by.get(ATTR, ())]
-
-    def overlaps(it: _Item, spans: list[tuple[int, int]]) -> bool:
-        return any(s < it.end and it.start < e for s, e in spans)
-
-    clean = [i for i in organs if not overlaps(i, lesions) and not overlaps(i, attrs)]
-    no_lesion = [i for i in organs if not overlaps(i, lesions)]
+    lesions = by.get(LESION, ())
+    attrs = by.get(ATTR, ())
+    clean: list[_Item] = []
+    no_lesion: list[_Item] = []
+    # lesion and attribute items are sorted by start and do not overlap each other within their kind
+    for i in organs:
+        s, e = i.start, i.end
+        hit = False
+        for x in lesions:
+            if x.start >= e:
+                break
+            if s < x.end:
+                hit = True
+                break
+        if hit:
+            continue
+        no_lesion.append(i)
+        for x in attrs:
+            if x.start >= e:
+                break
+            if s < x.end:
+                hit = True
+                break
+        if not hit:
+            clean.append(i)
     for pool in (clean, no_lesion):
         hit = _nearest(_in(pool, a, b), anchor) or _nearest(pool, anchor)
         if hit is not None:
@@ -439,23 +481,31 @@ def _finding_from(
         elif f.assessment.system == "ACR TI-RADS" and f.assessment.points is None:
             f.assessment.points = points[0].value
 
-    ctx_flags = flags(scopes, anchor)
-    if group:
-        # words naming one lesion ("低回声团:结节？") share its context: any of them in scope counts
-        each = [flags(scopes, g.start) for g in group]
-        f.negated = any(bool(x["negated"]) for x in each)
-        f.uncertain = any(bool(x["uncertain"]) for x in each)
-        if f.negated:
-            # an absent lesion has no size: a number nearby measures the organ ("10.8 cm, no hydronephrosis")
-            f.size_mm = None
-    f.historical = bool(ctx_flags["historical"])
-    f.hypothetical = bool(ctx_flags["hypothetical"])
-    f.experiencer = str(ctx_flags["experiencer"])
+    if scopes:
+        bits = context_bits(scopes, anchor)
+        if group:
+            # words naming one lesion ("低回声团:结节？") share its context: any of them in scope counts
+            each = 0
+            for g in group:
+                each |= context_bits(scopes, g.start)
+            f.negated = bool(each & NEGATED)
+            f.uncertain = bool(each & UNCERTAIN)
+            if f.negated:
+                # an absent lesion has no size: a number nearby measures the organ ("10.8 cm, no
+                # hydronephrosis")
+                f.size_mm = None
+        f.historical = bool(bits & HISTORICAL)
+        f.hypothetical = bool(bits & HYPOTHETICAL)
+        if bits & FAMILY:
+            f.experiencer = "family"
 
-    absence_spans = {
-        (c.block_start, c.block_end) for c in cues or () if c.category == "negated" and c.block_start >= 0
-    }
+    absence_spans = (
+        {(c.block_start, c.block_end) for c in cues if c.category == "negated" and c.block_start >= 0}
+        if cues
+        else ()
+    )
     seen: set[tuple[str, str]] = set()
+    attributes = f.attributes
     label_end = field_end if field_end is not None else a
     for it in _in(by.get(ATTR), max(a, label_end), b):
         phrase, refs = it.value
@@ -465,18 +515,18 @@ def _finding_from(
         if (ref.attribute, ref.value) in seen:
             continue
         seen.add((ref.attribute, ref.value))
-        af = flags(scopes, it.start)
-        if (it.start, it.end) in absence_spans:
+        ab = context_bits(scopes, it.start) if scopes else 0
+        if ab and absence_spans and (it.start, it.end) in absence_spans:
             # the value itself says "absent" ("no internal vascularity", "未见明显血流信号"): an outer
             # "without ... and" does not turn it into its opposite
-            af["negated"] = False
-        f.attributes.append(
+            ab &= ~NEGATED
+        attributes.append(
             Attribute(
                 ref.attribute,
                 ref.value,
                 ref.lexicon,
-                bool(af["negated"]),
-                bool(af["uncertain"]),
+                bool(ab & NEGATED),
+                bool(ab & UNCERTAIN),
                 it.start,
                 it.end,
                 text[it.start : it.end],
@@ -517,14 +567,16 @@ def _add_udaf_structure(f: Finding, tables: LexiconTables) -> None:
     if f.lesion in _UDAF_DIAGNOSES:
         extra.append(Attribute("diagnosis", f.lesion, "udaf", f.negated, f.uncertain, f.start, f.start, ""))
     if f.organ is not None:
-        extra.append(
-            Attribute("organ_level", term_code(f.organ), "udaf", f.negated, f.uncertain, f.start, f.start, "")
-        )
-        body = tables.organ_body_system.get(f.organ)
-        if body:
+        organ_code, body_code = _organ_codes(f.organ, tables.organ_body_system.get(f.organ))
+        extra.append(Attribute("organ_level", organ_code, "udaf", f.negated, f.uncertain, f.start, f.start, ""))
+        if body_code:
             extra.append(
-                Attribute(
-                    "body_system_level", term_code(body), "udaf", f.negated, f.uncertain, f.start, f.start, ""
-                )
+                Attribute("body_system_level", body_code, "udaf", f.negated, f.uncertain, f.start, f.start, "")
             )
     f.attributes[:0] = extra
+
+
+@lru_cache(maxsize=4096)
+def _organ_codes(organ: str, body: str | None) -> tuple[str, str | None]:
+    """Codes of an organ tag and its body-system tag (a pure function of the two strings)."""
+    return term_code(organ), (term_code(body) if body else None)

@@ -8,16 +8,18 @@ end a scope.  Everything is character offsets inside one sentence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import patterns as P
 
 CATEGORIES = ("negated", "uncertain", "historical", "hypothetical", "family")
 
 
-@dataclass(frozen=True, slots=True)
-class Cue:
-    """A trigger occurrence: category, direction, its span and the lexicon phrase it sits in (or -1)."""
+class Cue(NamedTuple):
+    """A trigger occurrence: category, direction, its span and the lexicon phrase it sits in (or -1).
+
+    A named tuple rather than a frozen dataclass: a report has dozens of them and a frozen dataclass
+    costs several ``object.__setattr__`` calls each to build."""
 
     category: str
     direction: str
@@ -27,13 +29,18 @@ class Cue:
     block_end: int = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
+class Scope(NamedTuple):
     """The characters ``[start, end)`` a trigger of ``category`` governs."""
 
     category: str
     start: int
     end: int
+
+
+# Bits of ``context_bits``.
+NEGATED, UNCERTAIN, HISTORICAL, HYPOTHETICAL, FAMILY = 1, 2, 4, 8, 16
+_BIT = {"negated": NEGATED, "uncertain": UNCERTAIN, "historical": HISTORICAL, "hypothetical": HYPOTHETICAL,
+        "family": FAMILY}
 
 
 def clause_breaks(text: str, start: int, end: int, lang: str, cues: list[Cue]) -> list[int]:
@@ -42,7 +49,9 @@ def clause_breaks(text: str, start: int, end: int, lang: str, cues: list[Cue]) -
     regex = P.CLAUSE_EN if lang == "en" else P.CLAUSE_ZH
     breaks = [start, end]
     breaks.extend(m.start() for m in regex.finditer(text, start, end))
-    breaks.extend(c.start for c in cues if c.category == "terminate")
+    for c in cues:
+        if c.category == "terminate":
+            breaks.append(c.start)
     breaks.sort()
     return breaks
 
@@ -57,19 +66,25 @@ def build_scopes(
     """
     if not cues:
         return []
-    breaks = clause_breaks(text, start, end, lang, cues)
     scopes: list[Scope] = []
+    breaks: list[int] | None = None
     for cue in cues:
-        if cue.category in ("pseudo", "terminate"):
+        if cue.category == "pseudo" or cue.category == "terminate":
             continue
         if cue.block_start >= 0:
             if target is None or not (cue.block_start < target[1] and target[0] < cue.block_end):
                 continue
-        if cue.direction in ("forward", "both"):
-            stop = next((b for b in breaks if b >= cue.end), end)
+        if breaks is None:
+            breaks = clause_breaks(text, start, end, lang, cues)
+        if cue.direction == "forward" or cue.direction == "both":
+            stop = end
+            for b in breaks:
+                if b >= cue.end:
+                    stop = b
+                    break
             # the scope includes the trigger itself: "no focal" + lesion "focal lesion" overlap
             scopes.append(Scope(cue.category, cue.start, stop))
-        if cue.direction in ("backward", "both"):
+        if cue.direction == "backward" or cue.direction == "both":
             begin = start
             for b in breaks:
                 if b <= cue.start:
@@ -80,10 +95,17 @@ def build_scopes(
     return scopes
 
 
+def context_bits(scopes: list[Scope], pos: int) -> int:
+    """The categories (``NEGATED`` | ``UNCERTAIN`` | ...) whose scopes hold the character ``pos``."""
+    bits = 0
+    for s in scopes:
+        if s.start <= pos < s.end:
+            bits |= _BIT[s.category]
+    return bits
+
+
 def covered(scopes: list[Scope], category: str, pos: int, end: int | None = None) -> bool:
     """Whether ``[pos, end)`` (or the character ``pos``) lies in a scope of ``category``."""
-    if end is None:
-        end = pos + 1
     # a target is governed when its first character is: scopes stop at clause breaks, so a target
     # that starts inside one belongs to that clause
     return any(s.category == category and s.start <= pos < s.end for s in scopes)
@@ -91,18 +113,11 @@ def covered(scopes: list[Scope], category: str, pos: int, end: int | None = None
 
 def flags(scopes: list[Scope], pos: int, end: int | None = None) -> dict[str, bool | str]:
     """The context record of a target at ``[pos, end)``."""
-    if not scopes:
-        return {
-            "negated": False,
-            "uncertain": False,
-            "historical": False,
-            "hypothetical": False,
-            "experiencer": "patient",
-        }
+    bits = context_bits(scopes, pos) if scopes else 0
     return {
-        "negated": covered(scopes, "negated", pos, end),
-        "uncertain": covered(scopes, "uncertain", pos, end),
-        "historical": covered(scopes, "historical", pos, end),
-        "hypothetical": covered(scopes, "hypothetical", pos, end),
-        "experiencer": "family" if covered(scopes, "family", pos, end) else "patient",
+        "negated": bool(bits & NEGATED),
+        "uncertain": bool(bits & UNCERTAIN),
+        "historical": bool(bits & HISTORICAL),
+        "hypothetical": bool(bits & HYPOTHETICAL),
+        "experiencer": "family" if bits & FAMILY else "patient",
     }

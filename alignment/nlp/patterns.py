@@ -250,10 +250,10 @@ class Scanner:
 
     Python's regex engine skips ahead quickly only for patterns that start with a literal or a character
     class; ours start with groups and alternations, so ``finditer`` tries the whole pattern at every
-    position.  ``first`` (literal prefixes or a character class) finds the candidate starts at C speed
-    and the pattern is tried only there.  As long as every match of ``pattern`` starts where ``first``
-    matches, the matches are exactly those of ``pattern.finditer`` (lookbehinds and ``\\b`` still see the
-    text before a candidate).
+    position.  ``first`` (one character, optionally followed by a lookahead, so that its own matches
+    never overlap a candidate) finds the candidate starts at C speed and the pattern is tried only
+    there.  As long as every match of ``pattern`` starts where ``first`` matches, the matches are exactly
+    those of ``pattern.finditer`` (lookbehinds and ``\\b`` still see the text before a candidate).
     """
 
     __slots__ = ("first", "pattern")
@@ -265,34 +265,39 @@ class Scanner:
     def finditer(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[re.Match[str]]:
         if endpos is None:
             endpos = len(text)
-        find = self.first.search
         match = self.pattern.match
-        while True:
-            c = find(text, pos, endpos)
-            if c is None:
-                return
+        for c in self.first.finditer(text, pos, endpos):
             i = c.start()
+            if i < pos:
+                continue  # inside the previous match
             m = match(text, i, endpos)
-            if m is None:
-                pos = i + 1
-            else:
+            if m is not None:
                 yield m
                 pos = m.end() if m.end() > i else i + 1
 
 
 # Candidate starts of each pattern (lower-cased text): every branch of the pattern begins with one of them.
 SIZE_SCAN = Scanner(SIZE, r"\d")
-DISTANCE_SCAN = Scanner(DISTANCE, r"[\df距]")
+DISTANCE_SCAN = Scanner(DISTANCE, r"[\df距](?:(?<=f)(?=t?n)|(?<!f))")
 CLOCK_SCAN = Scanner(CLOCK, r"\d")
 QUADRANT_SCAN = Scanner(
-    QUADRANT, r"upper|lower|uoq|uiq|loq|liq|retro|sub|peri|central|偏|外|内|上|下|乳晕|中央区"
+    QUADRANT,
+    r"u(?=pper|oq|iq)|l(?=ower|oq|iq)|r(?=etro)|s(?=ub)|p(?=eri)|c(?=entral)|偏|外|内|上|下|乳(?=晕)|中(?=央区)",
 )
-LATERALITY_SCAN = Scanner(LATERALITY, r"left|lt|right|rt|bilat|both|左|右|双|两侧")
-BIRADS_SCAN = Scanner(BIRADS, r"b[ir]|i-")
-TIRADS_SCAN = Scanner(TIRADS, r"acr|c-|t[ir]")
-POINTS_TOTAL_SCAN = Scanner(POINTS_TOTAL, r"to|po|ti|su|总")
+LATERALITY_SCAN = Scanner(LATERALITY, r"l(?=eft|t)|r(?=ight|t)|b(?=ilat|oth)|左|右|双|两(?=侧)")
+BIRADS_SCAN = Scanner(BIRADS, r"b(?=[ir])|i(?=-)")
+TIRADS_SCAN = Scanner(TIRADS, r"a(?=cr)|c(?=-)|t(?=[ir])")
+POINTS_TOTAL_SCAN = Scanner(POINTS_TOTAL, r"t(?=[oi])|p(?=o)|s(?=u)|总")
 SENTENCE_END_SCAN = Scanner(SENTENCE_END, r"[。！？；;!?\n.]")
 LIST_ITEM_SCAN = Scanner(LIST_ITEM, r"[\d(（]")
+# English headers start a word (section, organ and field names after ``(?<![\w-])``, capitals after
+# ``\b``); Chinese ones start with a section name's or an organ header's first character.
+HEADER_SCAN = Scanner(
+    HEADER,
+    r"(?i:(?<!\w)[a-z])|["
+    + "".join(sorted({k[0] for k in SECTIONS if not k.isascii()}))
+    + "甲左右双]",
+)
 
 ROMAN_VALUES = {
     "I": 1,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import threading
 from bisect import bisect_right
+from operator import itemgetter
 from typing import Any
 
 import spacy
+from spacy.attrs import IDX, LENGTH
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
@@ -98,17 +100,22 @@ _TR_GATE = re.compile(r"tr\s*-?\s*[1-5]")
 
 def _headers(text: str) -> list[re.Match[str]]:
     """``HEADER`` matches, found by looking back from each colon (few per report) instead of scanning
-    the whole text with a long alternation."""
+    the whole text with a long alternation.
+
+    Header names hold no colon, so a match tried anywhere after the previous colon ends at the next
+    one: the header of a colon is the first match after the previous colon (within 48 characters and
+    after the previous header), tried only where a header word can start.
+    """
     out: list[re.Match[str]] = []
     last_end = 0
+    prev_colon = -1
     for colon in _COLON.finditer(text):
         i = colon.start()
-        best = None
-        for m in P.HEADER.finditer(text, max(last_end, i - 48), min(len(text), i + 2)):
-            if m.end() == i + 1 and (best is None or m.start() < best.start()):
-                best = m
-        if best is not None:
-            out.append(best)
+        start = max(last_end, i - 48, prev_colon + 1)
+        prev_colon = i
+        m = next(P.HEADER_SCAN.finditer(text, start, min(len(text), i + 2)), None)
+        if m is not None and m.end() == i + 1:
+            out.append(m)
             last_end = i + 1
     return out
 
@@ -206,51 +213,75 @@ class PhraseComponent:
     def __call__(self, doc: Doc) -> Doc:
         assert self.matcher is not None and self.table is not None
         by_key = self.table.by_key
+        matches = self.matcher(doc)
+        if not matches:
+            doc.user_data["sono_phrases"] = []
+            return doc
+        # token (start char, length) once per doc: creating Token objects per match cost more
+        offsets = doc.to_array(_OFFSET_ATTRS).tolist()
+        text = doc_text(doc)
+        pole_chars = self.pole_chars
         layers: dict[str, list[tuple[int, int, int]]] = {}
-        for key, s, e in self.matcher(doc):
+        for key, s, e in matches:
             layer = by_key[key][0]
-            if layer == ATTR and s > 0 and doc[s].text == "极" and doc[s - 1].text in self.pole_chars:
-                continue
-            layers.setdefault(layer, []).append((s, e, key))
-        out: list[tuple[str, int, int, int]] = []
+            if layer == ATTR and s > 0:
+                first, before = offsets[s], offsets[s - 1]
+                if (
+                    first[1] == 1
+                    and text[first[0]] == "极"
+                    and text[before[0] : before[0] + before[1]] in pole_chars
+                ):
+                    continue
+            spans = layers.get(layer)
+            if spans is None:
+                layers[layer] = [(s, e, key)]
+            else:
+                spans.append((s, e, key))
+        out: list[tuple[str, int, int, int, int, int]] = []
         blocked: list[tuple[int, int]] = []
+        n = len(doc)
         for layer in (ATTR, ORGAN, LESION, SITE, CUE):
             spans = layers.get(layer)
             if not spans:
                 continue
-            spans.sort(key=lambda t: (t[0] - t[1], t[0]))
-            taken = bytearray(len(doc) + 1)
+            if len(spans) > 1:
+                spans.sort(key=_longest_first)
+            taken = bytearray(n + 1)
             for s, e, key in spans:
-                if any(taken[s:e]):
+                if taken.find(1, s, e) >= 0:
                     continue
                 block = None
                 if (layer == CUE or layer == SITE) and blocked:
-                    block = next(((bs, be) for bs, be in blocked if bs < e and s < be), None)
+                    for bs, be in blocked:
+                        if bs < e and s < be:
+                            block = (bs, be)
+                            break
                     if block is not None and layer == SITE:
                         continue
                 taken[s:e] = b"\x01" * (e - s)
                 if layer == ATTR:
                     blocked.append((s, e))
-                last = doc[e - 1]
+                last = offsets[e - 1]
                 if block is None:
-                    out.append((layer, key, doc[s].idx, last.idx + len(last), -1, -1))
+                    out.append((layer, key, offsets[s][0], last[0] + last[1], -1, -1))
                 else:
                     # a trigger inside a lexicon phrase: kept with the phrase's span, so that
                     # classify_context can still use it when that phrase is the target itself
-                    end_tok = doc[block[1] - 1]
+                    end_tok = offsets[block[1] - 1]
                     out.append(
-                        (
-                            layer,
-                            key,
-                            doc[s].idx,
-                            last.idx + len(last),
-                            doc[block[0]].idx,
-                            end_tok.idx + len(end_tok),
-                        )
+                        (layer, key, offsets[s][0], last[0] + last[1], offsets[block[0]][0], end_tok[0] + end_tok[1])
                     )
-        out.sort(key=lambda t: t[2])
+        out.sort(key=_third)
         doc.user_data["sono_phrases"] = out
         return doc
+
+
+_OFFSET_ATTRS = [IDX, LENGTH]
+_third = itemgetter(2)
+
+
+def _longest_first(t: tuple[int, int, int]) -> tuple[int, int]:
+    return (t[0] - t[1], t[0])
 
 
 def _mm(value: str, unit: str | None) -> float:
