@@ -276,20 +276,25 @@ class Scanner:
                 pos = m.end() if m.end() > i else i + 1
 
 
-# Candidate starts of each pattern (lower-cased text): every branch of the pattern begins with one of them.
-SIZE_SCAN = Scanner(SIZE, r"\d")
-DISTANCE_SCAN = Scanner(DISTANCE, r"[\df距](?:(?<=f)(?=t?n)|(?<!f))")
-CLOCK_SCAN = Scanner(CLOCK, r"\d")
+# Candidate starts of each pattern (lower-cased text): one character (so the engine can skip to it) and
+# a lookahead that every match of the pattern satisfies there, so that candidates are few.
+SIZE_SCAN = Scanner(SIZE, r"\d(?=\d*(?:\.\d+)?\s*(?:mm|cm|毫米|厘米|[x×X*✕]|by))")
+DISTANCE_SCAN = Scanner(
+    DISTANCE, r"[\df距](?:(?<=\d)(?=\d*(?:\.\d+)?\s*[cm]m)|(?<=f)(?=t?n)|(?<=距))"
+)
+CLOCK_SCAN = Scanner(CLOCK, r"\d(?=[\d:\s\-–t~o点～至到])")
 QUADRANT_SCAN = Scanner(
     QUADRANT,
     r"u(?=pper|oq|iq)|l(?=ower|oq|iq)|r(?=etro)|s(?=ub)|p(?=eri)|c(?=entral)|偏|外|内|上|下|乳(?=晕)|中(?=央区)",
 )
 LATERALITY_SCAN = Scanner(LATERALITY, r"l(?=eft|t)|r(?=ight|t)|b(?=ilat|oth)|左|右|双|两(?=侧)")
-BIRADS_SCAN = Scanner(BIRADS, r"b(?=[ir])|i(?=-)")
-TIRADS_SCAN = Scanner(TIRADS, r"a(?=cr)|c(?=-)|t(?=[ir])")
-POINTS_TOTAL_SCAN = Scanner(POINTS_TOTAL, r"t(?=[oi])|p(?=o)|s(?=u)|总")
-SENTENCE_END_SCAN = Scanner(SENTENCE_END, r"[。！？；;!?\n.]")
-LIST_ITEM_SCAN = Scanner(LIST_ITEM, r"[\d(（]")
+BIRADS_SCAN = Scanner(BIRADS, r"b(?=i-?\s?rads|r\s?[0-6])|i(?=-rads)")
+TIRADS_SCAN = Scanner(TIRADS, r"a(?=cr)|c(?=-)|t(?=i-?\s?rads|r\s*-?\s*[1-5])")
+POINTS_TOTAL_SCAN = Scanner(POINTS_TOTAL, r"t(?=otal|i-?rads)|p(?=oint)|s(?=um)|总")
+SENTENCE_END_SCAN = Scanner(
+    SENTENCE_END, r"[。！？；;!?\n.](?:(?<=\.)(?=\s|$|[\u4e00-\u9fff])|(?<!\.))"
+)
+LIST_ITEM_SCAN = Scanner(LIST_ITEM, r"[\d(（](?:(?<=\d)(?=\d?[、．.)）])|(?<=[(（])(?=\d))")
 # English headers start a word (section, organ and field names after ``(?<![\w-])``, capitals after
 # ``\b``); Chinese ones start with a section name's or an organ header's first character.
 HEADER_SCAN = Scanner(
