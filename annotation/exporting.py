@@ -769,7 +769,9 @@ _SQL_COCO_IMAGE = _sql_object(
     ("view", _sql_text("i.view")), ("body_marker", _sql_text("i.body_marker")), ("frame", "i.frame_index"),
     ("pixel_spacing_mm", _SQL_SPACING))
 
-# Each COCO annotation of image ``i`` as ``a.text`` (category ids from %s), ``a.region`` its id.
+# Each COCO annotation of image ``i`` as ``a.text`` (category ids from %s), ``a.region`` its id. OFFSET 0
+# keeps the regions a lookup for each image, already in export order: flattened into a join, the whole
+# output had to be sorted, on disk.
 _SQL_COCO_ANNOTATIONS = f"""CROSS JOIN LATERAL (
     SELECT g.id AS region, concat({_sql_object(
         ("id", "g.id"), ("image_id", "g.image_id"),
@@ -784,7 +786,7 @@ _SQL_COCO_ANNOTATIONS = f"""CROSS JOIN LATERAL (
         ("author", _sql_text("COALESCE(NULLIF(g.source_author, ''), (SELECT NULLIF(u.username, '') FROM auth_user u "
                              "WHERE u.id = g.author_id), '')")))}, ',') AS text
     FROM annotation_region g CROSS JOIN LATERAL (SELECT g.geometry::text AS text OFFSET 0) gx
-    WHERE g.image_id = i.id AND NOT g.is_deleted AND g.shape IN ({_SQL_AREA}){{region_filter}}) a"""
+    WHERE g.image_id = i.id AND NOT g.is_deleted AND g.shape IN ({_SQL_AREA}){{region_filter}} OFFSET 0) a"""
 
 _SQL_JSONL_REGIONS = f"""COALESCE((
     SELECT string_agg({_sql_object(
