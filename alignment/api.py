@@ -3,6 +3,7 @@ Permission comes from ``annotation.selectors`` (outsider → 404, a role that ma
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,6 +36,8 @@ class StudyAlignmentApi(APIView):
     Blind reading applies: an annotator sees links to the regions they may see only. ``?image=ID``
     keeps the links on one image."""
 
+    @extend_schema(parameters=[OpenApiParameter("image", int, description="only links on this image")],
+                   responses={200: dict})
     def get(self, request, study_id: int):
         study = annotation_selectors.study_get_for_user(user=request.user, study_id=study_id)
         image = _image_param(request, study)
@@ -71,6 +74,7 @@ class AlignmentManualApi(APIView):
         region = serializers.IntegerField()
         linked = serializers.BooleanField()
 
+    @extend_schema(request=Input, responses={201: AlignmentOutput})
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
@@ -94,9 +98,11 @@ class AlignmentDetailApi(APIView):
                                                 roles=REVIEW_ROLES)
         return alignment
 
+    @extend_schema(responses={200: AlignmentOutput})
     def get(self, request, alignment_id: int):
         return Response(AlignmentOutput(self._get(request, alignment_id)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, alignment_id: int):
         services.alignment_manual_clear(alignment=self._get(request, alignment_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -107,6 +113,7 @@ class RegionReportFindingsApi(APIView):
     attribute values (dataset lexicon only), the sentences and findings they come from, and the basis
     (``aligned`` links, or ``location``: the body marker and the region before any link exists)."""
 
+    @extend_schema(responses={200: dict})
     def get(self, request, region_id: int):
         region = annotation_selectors.region_get_for_user(user=request.user, region_id=region_id)
         return Response({"region": region.pk, **selectors.region_report_findings(user=request.user, region=region)})

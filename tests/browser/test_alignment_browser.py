@@ -71,6 +71,7 @@ def test_hover_a_sentence_lights_up_its_region_and_a_reviewer_unlinks_it(aligned
     # Selecting the region gives the reviewer link / unlink buttons on each sentence.
     page.click(f".region-item[data-region-id='{region.pk}']")
     page.wait_for_selector(".sentence.linked-selected .pair-button.unlink")
+    page.screenshot(path=str(screenshot_dir() / "annotate-alignment-review.png"))
     sentence_id = int(_nodule_sentence(page).get_attribute("data-sentence-id"))
     _nodule_sentence(page).locator(".pair-button.unlink").click()
     page.wait_for_selector(".sentence.has-finding .pair-button.auto")
