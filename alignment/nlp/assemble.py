@@ -18,7 +18,7 @@ from spacy.tokens import Doc
 
 from . import patterns as P
 from .context import FAMILY, HISTORICAL, HYPOTHETICAL, NEGATED, UNCERTAIN, Cue, Scope, build_scopes, context_bits
-from .lexicons import LEXICON_SYSTEMS, LexiconTables, ValueRef, term_code
+from .lexicons import LexiconTables, resolve_ref, term_code
 from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
 from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text
 from .vocabulary import FIELD_HINTS, NON_LESION_KINDS
@@ -55,7 +55,6 @@ _GENERIC = frozenset(
 _KEEP_GENERIC_IN_CONTEXT = frozenset({"solid", "cystic", "echogenic", "irregular", "smooth", "parallel"})
 # Findings a following description never belongs to ("乳腺增生。左乳低回声" describes a new lesion).
 _NO_MERGE = frozenset({"lymph_node", *NON_LESION_KINDS})
-_RANK = {name: i for i, name in enumerate(LEXICON_SYSTEMS)}
 _ECHO_ATTRS = frozenset({"echogenicity", "echo_pattern"})
 _UDAF_DIAGNOSES = frozenset({"nodule", "cyst", "mass", "fluid_collection"})
 
@@ -70,31 +69,6 @@ class _Item:
         self.end = end
         self.kind = kind
         self.value = value
-
-
-def _resolve(refs: tuple[ValueRef, ...], lexicon: str, hint: frozenset[str] | None) -> ValueRef:
-    """Pick the lexicon value a phrase stands for: a field label's attribute first, then the caller's
-    lexicon, then udaf, birads-us, tirads."""
-    if len(refs) == 1:
-        return refs[0]
-    key = (id(refs), lexicon, hint)
-    hit = _RESOLVED.get(key)
-    if hit is not None and hit[0] is refs:
-        return hit[1]
-    ref = min(
-        refs,
-        key=lambda r: (hint is not None and r.attribute not in hint, r.lexicon != lexicon, _RANK[r.lexicon]),
-    )
-    if len(_RESOLVED) > 4096:
-        _RESOLVED.clear()
-    # the tuple is kept with its choice, so its id cannot be reused while the entry lives
-    _RESOLVED[key] = (refs, ref)
-    return ref
-
-
-# (id of a phrase's value tuple, lexicon, field hint) -> (the tuple, chosen value): a pure function of
-# the lexicon tables, memoised because ``min`` with a key function costs more than all else per value
-_RESOLVED: dict[tuple[int, str, frozenset[str] | None], tuple[tuple[ValueRef, ...], ValueRef]] = {}
 
 
 def _nearest(items: list[_Item], anchor: int, skip: tuple[int, int] | None = None) -> _Item | None:
@@ -130,27 +104,46 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
     if not sents:
         return report
     n = len(sents)
-    per: list[list[_Item]] = [[] for _ in range(n)]
+    # items of each sentence by kind, in text order (each kind comes from one sorted source)
+    per: list[dict[str, list[_Item]]] = [{} for _ in range(n)]
     cues: list[list[Cue]] = [[] for _ in range(n)]
     by_key = nlp.get_pipe("sonoalign_phrases").table.by_key
     si = 0
-    for layer, key, s, e, bs, be in doc.user_data.get("sono_phrases", []):
-        while si + 1 < n and sents[si + 1][0] <= s:
+    next_start = sents[1][0] if n > 1 else 1 << 62
+    sent_end = sents[0][1]
+    for layer, key, s, e, bs, be in doc.user_data.get("sono_phrases", ()):
+        while s >= next_start:
             si += 1
-        if s >= sents[si][1]:
+            next_start = sents[si + 1][0] if si + 1 < n else 1 << 62
+            sent_end = sents[si][1]
+        if s >= sent_end:
             continue
         payload = by_key[key][1]
         if layer == CUE:
             cues[si].append(Cue(payload[0], payload[1], s, e, bs, be))
         else:
-            per[si].append(_Item(s, e, layer, payload))
+            by = per[si]
+            same = by.get(layer)
+            if same is None:
+                by[layer] = [_Item(s, e, layer, payload)]
+            else:
+                same.append(_Item(s, e, layer, payload))
     si = 0
-    for kind, s, e, value in doc.user_data.get("sono_regex", []):
-        while si + 1 < n and sents[si + 1][0] <= s:
+    next_start = sents[1][0] if n > 1 else 1 << 62
+    sent_end = sents[0][1]
+    for kind, s, e, value in doc.user_data.get("sono_regex", ()):
+        while s >= next_start:
             si += 1
-        if s >= sents[si][1]:
+            next_start = sents[si + 1][0] if si + 1 < n else 1 << 62
+            sent_end = sents[si][1]
+        if s >= sent_end:
             continue
-        per[si].append(_Item(s, e, kind, value))
+        by = per[si]
+        same = by.get(kind)
+        if same is None:
+            by[kind] = [_Item(s, e, kind, value)]
+        else:
+            same.append(_Item(s, e, kind, value))
 
     ctx = _Context()
     for index, (start, end, section, header) in enumerate(sents):
@@ -161,9 +154,9 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
             ctx.open = None
             ctx.header_laterality = ctx.header_organ = None
             ctx.header_site = []
-        items = per[index]
-        scopes = build_scopes(text, start, end, language, cues[index])
-        _sentence_findings(text, sentence, header, items, scopes, ctx, lexicon, tables, language, cues[index])
+        sentence_cues = cues[index]
+        scopes = build_scopes(text, start, end, language, sentence_cues) if sentence_cues else []
+        _sentence_findings(text, sentence, header, per[index], scopes, ctx, lexicon, tables, language, sentence_cues)
     return report
 
 
@@ -171,7 +164,7 @@ def _sentence_findings(
     text: str,
     sentence: Sentence,
     header: str | None,
-    items: list[_Item],
+    by: dict[str, list[_Item]],
     scopes: list[Scope],
     ctx: _Context,
     lexicon: str,
@@ -182,15 +175,8 @@ def _sentence_findings(
     start, end = sentence.start, sentence.end
     # site words that open a quadrant or organ phrase ("lower outer quadrant", "deep vein thrombosis");
     # a site closing an organ phrase still counts ("甲状腺峡部", "thyroid isthmus")
-    by: dict[str, list[_Item]] = {}
-    for it in items:
-        same = by.get(it.kind)
-        if same is None:
-            by[it.kind] = [it]
-        else:
-            same.append(it)
     if SITE in by and (ORGAN in by or "quadrant" in by):
-        covering = [(i.start, i.end) for i in items if i.kind == "quadrant" or i.kind == ORGAN]
+        covering = [(i.start, i.end) for i in (*by.get("quadrant", ()), *by.get(ORGAN, ()))]
         sites = [i for i in by[SITE] if not any(a == i.start and b > i.end for a, b in covering)]
         if sites:
             by[SITE] = sites
@@ -257,6 +243,7 @@ def _sentence_findings(
                 sentence_start=start,
                 field_end=field.end() if field else None,
                 cues=cues,
+                sentence_end=end,
             )
             new_findings.append(f)
     else:
@@ -286,6 +273,7 @@ def _sentence_findings(
             sentence_start=start,
             field_end=field.end() if field else None,
             cues=cues,
+            sentence_end=end,
         )
         if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end() : end]):
             f.attributes.append(
@@ -428,48 +416,65 @@ def _finding_from(
     sentence_start: int,
     field_end: int | None = None,
     cues: list[Cue] | None = None,
+    sentence_end: int = -1,
 ) -> Finding:
-    kinds = [g.value for g in group if g.value is not None]
-    lesion = next((k for k in kinds if k != "lesion"), kinds[0]) if kinds else None
+    lesion = None
+    for g in group:
+        if g.value is not None:
+            if lesion is None or lesion == "lesion":
+                lesion = g.value
+            if lesion != "lesion":
+                break
     anchor = group[0].start if group else a
+    # the items of this stretch: all of the sentence's when it is the whole sentence (the usual case)
+    if a == sentence_start and b == sentence_end:
+        seg = by
+    else:
+        seg = {}
+        for k, v in by.items():
+            inside = [i for i in v if a <= i.start < b]
+            if inside:
+                seg[k] = inside
 
     f = Finding(lesion=lesion, start=a, end=b)
-    seg_lats = _in(by.get("laterality"), a, b)
-    lat = _nearest(seg_lats, anchor)
-    if lat is None:
-        before = [i for i in by.get("laterality", ()) if i.start < a]
+    all_lats = by.get("laterality")
+    lat = _nearest(seg["laterality"], anchor) if "laterality" in seg else None
+    if lat is None and all_lats:
+        before = [i for i in all_lats if i.start < a]
         lat = before[-1] if before else None
-    if lat is None:
-        # "a cyst at 2 o'clock and a nodule at 10 o'clock in the right breast": one side named for all
-        values = {i.value for i in by.get("laterality", ())}
-        lat = by["laterality"][0] if len(values) == 1 else None
+        if lat is None:
+            # "a cyst at 2 o'clock and a nodule at 10 o'clock in the right breast": one side named for all
+            values = {i.value for i in all_lats}
+            lat = all_lats[0] if len(values) == 1 else None
     f.laterality = lat.value if lat is not None else ctx.header_laterality
 
     f.organ = _choose_organ(by, a, b, anchor, lesion)
     if f.organ is None:
         f.organ = ctx.header_organ
-    if f.organ is None and (
-        _in(by.get("clock"), a, b) or _in(by.get("distance"), a, b) or _in(by.get("quadrant"), a, b)
-    ):
+    clock = seg.get("clock")
+    quad = seg.get("quadrant")
+    dist = seg.get("distance")
+    if f.organ is None and (clock or dist or quad):
         # clock faces, nipple distances and quadrants only locate breast lesions
         f.organ = "Breast"
 
-    f.site = list(dict.fromkeys(i.value for i in _in(by.get(SITE), a, b))) or list(ctx.header_site)
-    clock = _in(by.get("clock"), a, b)
-    f.clock = clock[0].value if clock else None
-    quad = _in(by.get("quadrant"), a, b)
-    f.quadrant = quad[0].value if quad else None
-    dist = _in(by.get("distance"), a, b)
-    f.distance_from_nipple_cm = dist[0].value if dist else None
-    size = (
-        _nearest(_in(by.get("size"), a, b), anchor) if group else next(iter(_in(by.get("size"), a, b)), None)
-    )
-    if size is not None:
-        f.size_mm = list(size.value)
+    sites = seg.get(SITE)
+    f.site = list(dict.fromkeys([i.value for i in sites])) if sites else list(ctx.header_site)
+    if clock:
+        f.clock = clock[0].value
+    if quad:
+        f.quadrant = quad[0].value
+    if dist:
+        f.distance_from_nipple_cm = dist[0].value
+    sizes = seg.get("size")
+    if sizes:
+        size = _nearest(sizes, anchor) if group else sizes[0]
+        if size is not None:
+            f.size_mm = list(size.value)
 
-    birads = _in(by.get("birads"), a, b)
-    tirads = _in(by.get("tirads"), a, b)
-    points = _in(by.get("points"), a, b)
+    birads = seg.get("birads")
+    tirads = seg.get("tirads")
+    points = seg.get("points")
     if birads:
         f.assessment = Assessment("BI-RADS", birads[0].value)
     elif tirads:
@@ -507,11 +512,15 @@ def _finding_from(
     seen: set[tuple[str, str]] = set()
     attributes = f.attributes
     label_end = field_end if field_end is not None else a
-    for it in _in(by.get(ATTR), max(a, label_end), b):
-        phrase, refs = it.value
-        if phrase in _GENERIC and hint is None and not (group and phrase in _KEEP_GENERIC_IN_CONTEXT):
-            continue
-        ref = _resolve(refs, lexicon, hint)
+    attrs = seg.get(ATTR) if label_end <= a else _in(by.get(ATTR), label_end, b)
+    for it in attrs or ():
+        phrase, refs, chosen = it.value
+        if hint is None:
+            if phrase in _GENERIC and not (group and phrase in _KEEP_GENERIC_IN_CONTEXT):
+                continue
+            ref = chosen[lexicon]
+        else:
+            ref = resolve_ref(refs, lexicon, hint)
         if (ref.attribute, ref.value) in seen:
             continue
         seen.add((ref.attribute, ref.value))

@@ -59,6 +59,20 @@ class LexiconTables:
     versions: dict[str, str]
 
 
+_RANK = {name: i for i, name in enumerate(LEXICON_SYSTEMS)}
+
+
+def resolve_ref(refs: tuple[ValueRef, ...], lexicon: str, hint: frozenset[str] | None = None) -> ValueRef:
+    """Pick the lexicon value a phrase stands for: a field label's attribute (``hint``) first, then the
+    caller's lexicon, then udaf, birads-us, tirads."""
+    if len(refs) == 1:
+        return refs[0]
+    return min(
+        refs,
+        key=lambda r: (hint is not None and r.attribute not in hint, r.lexicon != lexicon, _RANK[r.lexicon]),
+    )
+
+
 def _norm(phrase: str, lang: str) -> str:
     phrase = " ".join(phrase.split())
     return phrase.lower() if lang == "en" else phrase

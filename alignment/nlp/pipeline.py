@@ -21,7 +21,7 @@ from spacy.tokens import Doc
 from spacy.util import compile_suffix_regex
 
 from . import patterns as P
-from .lexicons import LexiconTables, ValueRef, load_tables
+from .lexicons import LEXICON_SYSTEMS, LexiconTables, ValueRef, load_tables, resolve_ref
 from .vocabulary import CUES_EN, CUES_ZH, LESIONS, SECTIONS, SITES
 
 # Layers of the phrase matcher.  Overlaps are resolved within a layer (longest wins); across layers a
@@ -61,7 +61,9 @@ def _build(lang: str, tables: LexiconTables) -> Language:
     matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
     table = MatchTable()
     for i, (phrase, refs) in enumerate(tables.attributes[lang].items()):
-        table.add(nlp, matcher, f"A{i}", ATTR, (phrase, refs), [phrase])
+        # (phrase, values, the value chosen for each caller lexicon when no field label says otherwise)
+        chosen = {lex: resolve_ref(refs, lex) for lex in LEXICON_SYSTEMS}
+        table.add(nlp, matcher, f"A{i}", ATTR, (phrase, refs, chosen), [phrase])
     organ_phrases: dict[str, list[str]] = {}
     for phrase, organ in tables.organs[lang].items():
         organ_phrases.setdefault(organ, []).append(phrase)
