@@ -13,8 +13,8 @@ import json
 import logging
 import os
 from collections import defaultdict
-from functools import lru_cache
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
