@@ -552,7 +552,6 @@ def disagreement_resolve(*, disagreement, actor, action: str, side: str = "", va
     for image_id in images:
         image_adjudication_refresh(image_id=image_id, actor=actor)
     disagreement.refresh_from_db()
-    dashboard_cache_clear(dataset_id=disagreement.dataset_id)
     return decision
 
 
@@ -569,9 +568,10 @@ def _settle_others(*, disagreement, decision: AdjudicationDecision, effect: _Eff
     Disagreement = _disagreement_model()
     if not effect.members:
         return []
-    candidates = (Disagreement.objects.select_for_update().filter(status=Disagreement.Status.OPEN,
-                                                                   regions__in=effect.members)
-                  .exclude(pk=disagreement.pk).distinct())
+    ids = set(Disagreement.objects.filter(status=Disagreement.Status.OPEN, regions__in=effect.members)
+              .exclude(pk=disagreement.pk).values_list("id", flat=True))
+    # Locked by id: PostgreSQL refuses FOR UPDATE with the DISTINCT the join above would need.
+    candidates = Disagreement.objects.select_for_update().filter(pk__in=ids, status=Disagreement.Status.OPEN).order_by("id")
     settled = []
     now = timezone.now()
     for other in candidates:
@@ -668,9 +668,7 @@ def image_confirm(*, image: Image, actor, comment: str = "") -> str:
         raise ValidationError({"image": "Resolve this image's open disagreements first."})
     AdjudicationDecision.objects.create(dataset_id=image.study.dataset_id, image=image, actor=actor,
                                         action=Action.CONFIRM, comment=(comment or "").strip())
-    status = image_adjudication_refresh(image_id=image.pk, actor=actor)
-    dashboard_cache_clear(dataset_id=image.study.dataset_id)
-    return status
+    return image_adjudication_refresh(image_id=image.pk, actor=actor)
 
 
 # ---------------------------------------------------------------------------------------------- page data
@@ -717,50 +715,68 @@ def image_disagreements(*, image: Image) -> QuerySet:
 
 # ---------------------------------------------------------------------------------------------- metrics
 
-DASHBOARD_CACHE_SECONDS = 300
+# The image-status and submissions-per-day aggregates scan every image and reading of the dataset
+# (about a second at 364,000 images): they are cached, refreshed by the metrics task and recomputed by
+# the database only when the cache is empty. Disagreement counts are cheap (indexed) and always live.
+PROGRESS_CACHE_SECONDS = 15 * 60
+PROGRESS_DAYS = 90
 
 
-def _dashboard_key(dataset_id: int) -> str:
-    return f"sonoalign:dashboard:{dataset_id}"
+def _progress_key(dataset_id: int) -> str:
+    return f"sonoalign:dashboard:progress:{dataset_id}"
 
 
 def dashboard_cache_clear(*, dataset_id: int) -> None:
-    cache.delete(_dashboard_key(dataset_id))
+    cache.delete(_progress_key(dataset_id))
 
 
-def dataset_live_counts(*, dataset: Dataset) -> dict:
-    """What the database counts on every uncached view: images per status, open/closed disagreements
-    per kind, and progress per day (readings submitted, disagreements resolved) for the last 90 days."""
-    Disagreement = _disagreement_model()
+def dataset_progress_counts(*, dataset: Dataset) -> dict:
+    """Images per status and readings submitted per day (last 90 days), counted by the database."""
     images = {row["status"]: row["n"] for row in
               Image.objects.filter(study__dataset=dataset).order_by().values("status").annotate(n=Count("id"))}
+    since = timezone.now() - timedelta(days=PROGRESS_DAYS)
+    submitted = (Assignment.objects.filter(image__study__dataset=dataset, status=Assignment.Status.SUBMITTED,
+                                           submitted_at__gte=since)
+                 .annotate(day=TruncDate("submitted_at")).order_by("day").values("day").annotate(n=Count("id"))
+                 .values_list("day", "n"))
+    return {"images": {status: images.get(status, 0) for status in Image.Status.values},
+            "image_total": sum(images.values()), "submitted": [(str(d), n) for d, n in submitted],
+            "as_of": timezone.now().isoformat()}
+
+
+def dataset_progress_refresh(*, dataset: Dataset) -> dict:
+    progress = dataset_progress_counts(dataset=dataset)
+    cache.set(_progress_key(dataset.pk), progress, PROGRESS_CACHE_SECONDS)
+    return progress
+
+
+def dataset_review_counts(*, dataset: Dataset) -> dict:
+    """Disagreements per kind and status, and closed per day: served by the disagreement indexes."""
+    Disagreement = _disagreement_model()
     kinds: dict[str, dict[str, int]] = {kind: {"open": 0, "resolved": 0, "dismissed": 0} for kind in Disagreement.Kind.values}
     for row in Disagreement.objects.filter(dataset=dataset).order_by().values("kind", "status").annotate(n=Count("id")):
         kinds[row["kind"]][row["status"]] = row["n"]
-    since = timezone.now() - timedelta(days=90)
-    submitted = list(Assignment.objects.filter(image__study__dataset=dataset, status=Assignment.Status.SUBMITTED,
-                                               submitted_at__gte=since)
-                     .annotate(day=TruncDate("submitted_at")).order_by("day").values("day").annotate(n=Count("id"))
-                     .values_list("day", "n"))
-    resolved = list(Disagreement.objects.filter(dataset=dataset, resolved_at__gte=since)
-                    .annotate(day=TruncDate("resolved_at")).order_by("day").values("day").annotate(n=Count("id"))
-                    .values_list("day", "n"))
-    return {
-        "images": {status: images.get(status, 0) for status in Image.Status.values},
-        "image_total": sum(images.values()),
-        "disagreements": kinds,
-        "progress": {"submitted": [(str(d), n) for d, n in submitted], "resolved": [(str(d), n) for d, n in resolved]},
-    }
+    since = timezone.now() - timedelta(days=PROGRESS_DAYS)
+    resolved = (Disagreement.objects.filter(dataset=dataset, resolved_at__gte=since)
+                .annotate(day=TruncDate("resolved_at")).order_by("day").values("day").annotate(n=Count("id"))
+                .values_list("day", "n"))
+    return {"disagreements": kinds, "resolved": [(str(d), n) for d, n in resolved]}
+
+
+def dataset_live_counts(*, dataset: Dataset, use_cache: bool = True) -> dict:
+    progress = cache.get(_progress_key(dataset.pk)) if use_cache else None
+    if progress is None:
+        progress = dataset_progress_refresh(dataset=dataset)
+    review = dataset_review_counts(dataset=dataset)
+    return {"images": progress["images"], "image_total": progress["image_total"], "as_of": progress["as_of"],
+            "disagreements": review["disagreements"],
+            "progress": {"submitted": progress["submitted"], "resolved": review["resolved"]}}
 
 
 def dashboard_data(*, dataset: Dataset, use_cache: bool = True) -> dict:
-    """Everything the dashboard shows: the live counts (cached for a few minutes, cleared by every
-    decision) and the latest agreement snapshot (refreshed by the ``dataset_metrics_refresh`` task)."""
-    key = _dashboard_key(dataset.pk)
-    live = cache.get(key) if use_cache else None
-    if live is None:
-        live = dataset_live_counts(dataset=dataset)
-        cache.set(key, live, DASHBOARD_CACHE_SECONDS)
+    """Everything the dashboard shows: the counts (see ``dataset_live_counts``) and the latest
+    agreement snapshot (refreshed by the ``dataset_metrics_refresh`` task)."""
+    live = dataset_live_counts(dataset=dataset, use_cache=use_cache)
     snapshot = DatasetMetrics.objects.filter(dataset=dataset).order_by("-computed_at").first()
     return {"live": live, "snapshot": snapshot, "metrics": snapshot.data if snapshot else None}
 
@@ -772,9 +788,11 @@ def dataset_metrics_compute(*, dataset: Dataset, batch: int = 5000) -> dict:
     readings: list[metrics.LesionReading] = []
     ious: list[float] = []
     consensus_rows: list[tuple] = []
-    submitted = Assignment.objects.filter(image__study__dataset=dataset, status=Assignment.Status.SUBMITTED)
+    # A join on the reading's status, not ``assignment__in=<subquery>``: PostgreSQL runs that IN as a
+    # scan of the whole subquery per region (hours at a million regions).
     regions = (Region.objects.filter(image__study__dataset=dataset, is_deleted=False, shape__in=AREA_SHAPES)
-               .filter(Q(source=Region.Source.CONSENSUS) | Q(source=Region.Source.READER, assignment__in=submitted))
+               .filter(Q(source=Region.Source.CONSENSUS)
+                       | Q(source=Region.Source.READER, assignment__status=Assignment.Status.SUBMITTED))
                .order_by("image_id", "id")
                .values_list("id", "image_id", "author__username", "source", "shape", "geometry", "attributes"))
     images_compared = 0
@@ -857,7 +875,11 @@ def dataset_metrics_refresh(*, dataset_id: int) -> DatasetMetrics | None:
     if dataset is None:
         return None
     started = time.perf_counter()
-    data = dataset_metrics_compute(dataset=dataset)
+    dataset_progress_refresh(dataset=dataset)
+    # In a transaction the region cursor streams (outside one, Django declares it WITH HOLD and
+    # PostgreSQL materialises all million rows before the first comes back).
+    with transaction.atomic():
+        data = dataset_metrics_compute(dataset=dataset)
     snapshot = DatasetMetrics.objects.create(dataset=dataset, data=data, duration_s=time.perf_counter() - started)
     keep = DatasetMetrics.objects.filter(dataset=dataset).order_by("-computed_at").values_list("id", flat=True)[:10]
     DatasetMetrics.objects.filter(dataset=dataset).exclude(pk__in=list(keep)).delete()

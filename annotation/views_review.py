@@ -256,7 +256,10 @@ def _dashboard_context(request, dataset_id: int, *, use_cache: bool = True) -> d
     total = live["image_total"] or 1
     statuses = [{"status": s, "n": n, "share": round(100 * n / total, 1)} for s, n in live["images"].items()]
     kinds = [{"kind": k, "label": KIND_LABELS[k], **v} for k, v in live["disagreements"].items()]
-    return {"dataset": dataset, "data": data, "snapshot": data["snapshot"], "metrics": snapshot,
+    from django.utils.dateparse import parse_datetime
+
+    return {"dataset": dataset, "data": data, "as_of": parse_datetime(live["as_of"]),
+            "refresh_minutes": adjudication.PROGRESS_CACHE_SECONDS // 60, "snapshot": data["snapshot"], "metrics": snapshot,
             "agreement": agreement, "report_rows": report, "iou": iou, "dice": snapshot.get("dice") or {},
             "iou_chart": iou_chart, "progress": progress, "statuses": statuses, "kinds": kinds,
             "consensus_rows": sorted((snapshot.get("consensus_agreement") or {}).items()),

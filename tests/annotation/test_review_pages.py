@@ -20,6 +20,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def case(django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
+    cache.clear()  # database ids repeat between tests; cached dashboard counts must not
     return _make_case(django_capture_on_commit_callbacks)
 
 
