@@ -962,14 +962,17 @@ def _copy_json_items(writer: _HashingWriter, sql: str, params: list,
 def _export_sql(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
                 report: Callable[[ExportProgress], None]) -> None:
     """COCO or JSONL, records built by PostgreSQL (see _Coco and _Jsonl for what they hold)."""
+    settings = {"jit": "off",  # compiling these queries costs seconds and gains nothing: their time is text
+                "extra_float_digits": "1"}  # floats as their shortest exact text, as Python's repr
     with connection.cursor() as cursor:
-        # JIT compiling these queries costs seconds and gains nothing: their time goes into making text.
-        cursor.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
-        (jit, _), = cursor.fetchall()
+        cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in settings))
+        previous = dict(zip(settings, cursor.fetchone(), strict=True))
+        for name, value in settings.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
     _export_sql_records(output=output, options=options, dataset=dataset, state=state, report=report)
-    # (After a failure the rollback restores it.)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('jit', %s, true)", [jit])
+    with connection.cursor() as cursor:  # (after a failure, the rollback restores them)
+        for name, value in previous.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
 def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
