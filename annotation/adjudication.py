@@ -300,6 +300,12 @@ def _lesion_members(image: Image, region_ids: Iterable[int]) -> list[Region]:
 
 
 def _consensus_of(members: Iterable[Region]) -> Region | None:
+    members = list(members)
+    # A disagreement the alignment job raised about the consensus region itself (it counts as
+    # annotation once it exists) is answered on that region, not on a copy of it.
+    own = next((m for m in members if m.source == Region.Source.CONSENSUS and not m.is_deleted), None)
+    if own is not None:
+        return own
     link = (LesionConsensus.objects.filter(region__in=list(members), consensus__isnull=False, consensus__is_deleted=False)
             .select_related("consensus").order_by("consensus_id").first())
     return link.consensus if link else None
@@ -369,8 +375,9 @@ def _consensus_write(*, image: Image, members: list[Region], actor, template: Re
             consensus = services.region_update(region=consensus, actor=actor, expected_version=consensus.version,
                                                changes=changes)
     for member in members:
-        LesionConsensus.objects.update_or_create(region=member, defaults={
-            "image": image, "consensus": consensus, "not_a_lesion": False})
+        if member.source != Region.Source.CONSENSUS:
+            LesionConsensus.objects.update_or_create(region=member, defaults={
+                "image": image, "consensus": consensus, "not_a_lesion": False})
     return consensus
 
 
@@ -391,8 +398,9 @@ def _not_a_lesion(*, image: Image, members: list[Region], actor) -> None:
     if consensus is not None:
         services.region_delete(region=consensus, actor=actor, expected_version=consensus.version)
     for member in members:
-        LesionConsensus.objects.update_or_create(region=member, defaults={
-            "image": image, "consensus": None, "not_a_lesion": True})
+        if member.source != Region.Source.CONSENSUS:
+            LesionConsensus.objects.update_or_create(region=member, defaults={
+                "image": image, "consensus": None, "not_a_lesion": True})
 
 
 # ---------------------------------------------------------------------------------------------- the one service

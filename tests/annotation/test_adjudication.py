@@ -228,3 +228,20 @@ def test_queue_orders_by_impact_filters_and_counts(case):
 
 
 
+
+
+def test_a_disagreement_about_the_consensus_itself_updates_that_region(case):
+    """Once it exists the consensus counts as annotation, so a later alignment may question it; the
+    answer goes to that region, never to a copy of it."""
+    adjudication.disagreement_resolve(disagreement=_rvr(case), actor=case["reviewer"], action="accept_annotation",
+                                      side="reader-b")
+    [consensus] = _consensus(case)
+    raised = Disagreement.objects.create(
+        dataset=case["dataset"], study=case["study"], image=case["image"], kind="report_vs_annotation",
+        attribute="echogenicity", values={"report": ["hypoechoic"], "annotation": ["isoechoic"]},
+        fingerprint="about-consensus", input_hash="x")
+    raised.regions.set([consensus])
+    adjudication.disagreement_resolve(disagreement=raised, actor=case["reviewer"], action="accept_report")
+    [again] = _consensus(case)
+    assert again.pk == consensus.pk and again.attributes["echogenicity"] == "hypoechoic"
+    assert not LesionConsensus.objects.filter(region=consensus).exists()
