@@ -315,3 +315,15 @@ def test_postgresql_builds_the_same_bytes_as_the_python_writers(imported, tmp_pa
     assert outputs[True][1]["images"] and ("ellipse" in text if status != "submitted" else "polygon" in text)
     if fmt == "jsonl" and status == "all":
         assert '"negated":true' in text and '"regions":["src-1"]' in text and "images/ACC_.._odd_name/" in text
+
+
+def test_rectangle_outlines_are_the_geometry_modules_outlines():
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        points = [[float(v) if rng.random() < 0.5 else round(float(v), int(rng.integers(0, 5))) for v in pair]
+                  for pair in rng.uniform(0, 2000, size=(2, 2))]
+        points[0][0] = int(points[0][0]) if rng.random() < 0.3 else points[0][0]
+        outline = exporting.geometry_polygon_points("rectangle", {"points": points})
+        text = exporting._segmentation_text({"shape": "rectangle", "geometry_text": json.dumps({"points": points})})
+        assert json.loads(text) == [[v for point in outline for v in point]]
+        assert text == exporting._dumps([[v for point in outline for v in point]])
