@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 
 from . import patterns as P
@@ -53,13 +54,22 @@ def parse_reports(
     langs = [detect_language(t) if language == "auto" else language for t in items]
     tables = load_tables(lexicon_dir)
     out: list[ParsedReport | None] = [None] * len(items)
-    for lang in ("en", "zh"):
-        idx = [i for i, lg in enumerate(langs) if lg == lang]
-        if not idx:
-            continue
-        nlp = get_pipeline(lang, lexicon_dir)
-        for i, doc in zip(idx, nlp.pipe((items[i] for i in idx), batch_size=batch_size), strict=True):
-            out[i] = assemble(doc, nlp, lang, lexicon, tables)
+    # The parse allocates many small objects that all stay alive (the results) and forms no reference
+    # cycles, so the cyclic collector only rescans them over and over (5-10% of a batch's time).
+    paused = gc.isenabled() and len(items) > 1
+    if paused:
+        gc.disable()
+    try:
+        for lang in ("en", "zh"):
+            idx = [i for i, lg in enumerate(langs) if lg == lang]
+            if not idx:
+                continue
+            nlp = get_pipeline(lang, lexicon_dir)
+            for i, doc in zip(idx, nlp.pipe((items[i] for i in idx), batch_size=batch_size), strict=True):
+                out[i] = assemble(doc, nlp, lang, lexicon, tables)
+    finally:
+        if paused:
+            gc.enable()
     return [r for r in out if r is not None]
 
 
