@@ -873,15 +873,15 @@ class _Sql:
                params: tuple = (), ordered: bool = True, then_by: str = "") -> tuple[str, list]:
         """SELECT ``columns`` over the exported images ``i`` of studies ``s`` (``sp.split``; the window
         ``earlier`` holds the study's images before this one), in export order: study, position, id.
-        ``joins`` and ``where`` extend FROM and WHERE, ``then_by`` the ORDER BY; ``params`` go to ``columns``
-        and ``joins``; the
-        status filter of regions ``g`` goes where they say ``{region_filter}``."""
+        ``joins`` and ``where`` extend FROM and WHERE, ``then_by`` the ORDER BY. The status filter of
+        regions ``g`` goes where ``columns`` or ``joins`` say ``{region_filter}``; ``params`` are their
+        own placeholders, which come before any region filter in the text."""
         sql_params = []
         for _ in range((columns + joins).count("{region_filter}")):
             sql_params += self.region_params
         columns = columns.replace("{region_filter}", self.region_filter)
         joins = joins.replace("{region_filter}", self.region_filter)
-        # Placeholders in text order: the columns' and joins' (with their region filters), the image filter's.
+        # Placeholders in text order: the columns' and joins' own, their region filters', the image filter's.
         all_params = [*params, *sql_params, *self.image_params]
         where = f"s.dataset_id = {int(self.dataset.pk)}{self.image_filter}{where}"
         if split is not None:
