@@ -229,7 +229,7 @@ def image_confirm(request, image_id: int):
 def _bars(points: list, *, width: int = 560, height: int = 140) -> dict:
     """A server-rendered bar chart: bar rectangles in SVG units for ``[(label, value), ...]``."""
     top = max((v for _, v in points), default=0) or 1
-    slot = width / max(1, len(points))
+    slot = min(width / max(1, len(points)), 28.0)  # a few days stay bars, not blocks
     bars = [{"label": label, "value": value, "x": round(i * slot + slot * 0.12, 2), "w": round(slot * 0.76, 2),
              "h": round(value / top * (height - 18), 2), "y": round(height - value / top * (height - 18), 2)}
             for i, (label, value) in enumerate(points)]
