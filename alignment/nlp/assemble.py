@@ -310,7 +310,9 @@ def _sentence_findings(
         if lexicon == "udaf":
             _add_udaf_structure(f, tables)
     sentence.findings.extend(new_findings)
-    if organs:
+    # An organ named only to deny something there ("No suspicious cervical lymph nodes.") is not the
+    # organ that later sentences without one of their own are about.
+    if organs and not (new_findings and all(f.negated for f in new_findings)):
         ctx.last_organ = organs[-1].value
     if new_findings:
         ctx.open = new_findings[-1]

@@ -312,3 +312,13 @@ def test_tirads_levels_cover_every_point_total() -> None:
     cats = [c for c in _lexicon("tirads")["assessment"]["categories"] if "min_points" in c]
     covered = sorted(p for c in cats for p in range(c["min_points"], c["max_points"] + 1))
     assert covered == list(range(0, 18))
+
+
+def test_an_organ_named_only_in_a_denial_does_not_carry_to_the_impression():
+    from alignment.nlp import parse_report
+
+    text = ("FINDINGS:\nIn the lower pole of the right lobe there is a solid nodule measuring 20 x 12 mm. "
+            "No suspicious cervical lymph nodes are seen.\n\nIMPRESSION:\n"
+            "1. Nodule in the lower pole of the right lobe, ACR TI-RADS TR4.")
+    findings = [f for s in parse_report(text).sentences for f in s.findings if not f.negated]
+    assert [f.organ for f in findings] == ["Thyroid gland", "Thyroid gland"]
