@@ -22,13 +22,14 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotation.lexicons import lexicon_load, lexicon_systems, tirads_level, tirads_points
-from annotation.models import Assignment, Dataset, Region, Report, Study
+from annotation.models import Assignment, Dataset, Image, Region, Report, Study
 
 from . import matching
 from .models import Alignment, AlignmentRun, Disagreement, Finding, Sentence, StudyAlignmentState
 from .nlp import PIPELINE_VERSION, parse_report
 
 log = logging.getLogger(__name__)
+CONSENSUS = "consensus"
 
 
 @lru_cache(maxsize=1)
@@ -291,36 +292,39 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
 
     conflicts: list[matching.Conflict] = []
     single_valued = {a["code"] for a in lexicon.content["attributes"] if a["cardinality"] == "one"}
-    matched_findings = {m.finding for m in matches}
     matched_lesions = {m.lesion for m in matches}
     for match in matches:
         finding, lesion = finding_by_key[match.finding], lesion_by_key[match.lesion]
-        if match.repeat:
-            continue  # a restatement is compared through the mention it repeats
+        if match.repeat or lesion.source == CONSENSUS:
+            continue  # a restatement is compared through the mention it repeats; the consensus is the answer
         conflicts.extend(matching.attribute_conflicts(finding, lesion, single_valued))
         size = matching.size_conflict(finding, lesion)
         if size:
             conflicts.append(size)
     seen_assessment = set()
     for finding in findings:
-        lesion = next((lesion_by_key[m.lesion] for m in matches if m.finding == finding.key), None)
+        lesion = next((lesion_by_key[m.lesion] for m in matches
+                       if m.finding == finding.key and lesion_by_key[m.lesion].source != CONSENSUS), None)
         conflict = matching.assessment_conflict(
             finding, lesion, tirads_level_of=lambda p: tirads_level(lexicon_tirads(), p),
             tirads_points_of=(lambda a: tirads_points(lexicon, a)) if lexicon.system == "tirads" else None)
         if conflict and conflict.identity not in seen_assessment:
             seen_assessment.add(conflict.identity)
             conflicts.append(conflict)
-    if lesions and _study_fully_read(study):
-        sources = sorted(by_source)
+    # The consensus is what reviewers decided; it is aligned (for exports) but never argued with.
+    argued = [lesion for lesion in lesions if lesion.source != CONSENSUS]
+    argued_matched = {m.finding for m in matches if lesion_by_key[m.lesion].source != CONSENSUS}
+    if argued and _study_fully_read(study):
+        sources = sorted({lesion.source for lesion in argued})
         for finding in findings:
             if (finding.is_lesion and finding.is_located and not finding.uncertain
-                    and finding.key not in matched_findings):
+                    and finding.key not in argued_matched):
                 conflicts.append(matching.Conflict(
                     "reported_not_annotated", ("unmatched-finding", finding.key), "",
                     {"report": {"lesion": finding.lesion, "size_mm": list(finding.size_mm),
                                 "laterality": finding.laterality, "clock": finding.clock},
                      "annotation": None, "sources": sources}, finding.key))
-        for lesion in lesions:
+        for lesion in argued:
             if lesion.key not in matched_lesions:
                 conflicts.append(matching.Conflict(
                     "annotated_not_reported", ("unmatched-lesion", lesion.key), "",
@@ -342,6 +346,12 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
         if len(readers) > 1:
             conflicts.extend(matching.reader_conflicts(image_id, reader_regions.get(image_id, []), readers))
     _record_disagreements(study, conflicts, finding_rows, lesion_by_key)
+    # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be).
+    from annotation.adjudication import image_adjudication_refresh
+
+    for image_id in Image.objects.filter(study=study, status__in=[Image.Status.ANNOTATED, Image.Status.ADJUDICATED]) \
+            .values_list("id", flat=True):
+        image_adjudication_refresh(image_id=image_id)
 
 
 def lexicon_tirads():
