@@ -342,10 +342,15 @@ def findings_merge_continuations(findings: Sequence[FindingInput]) -> list[Findi
 
 
 def _consistent(evidence: Mapping[str, Mapping]) -> bool:
-    """A repeat mention restates its lesion: nothing in it may speak against the lesion, and a clock
-    position, when both sides have one, must agree within half an hour (a different clock is usually a
-    different lesion, not a restatement)."""
+    """A repeat mention restates its lesion: nothing in it may speak against the lesion (no contrary
+    feature, no attribute described otherwise, a size within tolerance), and a clock position, when
+    both sides have one, must agree within half an hour (a different clock is usually a different
+    lesion, not a restatement)."""
     if any(item["score"] < 0 for item in evidence.values()):
+        return False
+    if evidence.get("attributes", {}).get("annotation"):
+        return False  # it describes the lesion differently: more likely another lesion
+    if "size" in evidence and evidence["size"]["score"] <= 0:
         return False
     clock = evidence.get("clock")
     return clock is None or clock["score"] >= 2.5

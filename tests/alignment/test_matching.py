@@ -202,3 +202,13 @@ def test_thyroid_site_from_the_body_marker_decides_between_two_nodules():
     described = finding("s1f0", laterality="right", site=("lower",), organ="Thyroid gland", size_mm=(12.0,))
     assert [(m.finding, m.lesion) for m in match_source([described], [upper, lower])] == [("s1f0", "r:L2")]
     assert body_marker_parse("RT THY TRV LOW")["site"] == "lower"
+
+
+def test_a_second_nodule_at_the_same_site_is_not_taken_for_a_restatement():
+    drawn = lesion("r:L1", laterality="left", site=("mid",), organ="Thyroid gland", long_axis_mm=16.0,
+                   attributes={"echogenicity": f(["hypoechoic"])})
+    first = finding("s1f0", laterality="left", site=("mid",), organ="Thyroid gland", size_mm=(16.0,),
+                    attributes={"echogenicity": f(["hypoechoic"])})
+    second = finding("s2f0", laterality="left", site=("mid",), organ="Thyroid gland", size_mm=(10.0, 7.0),
+                     attributes={"echogenicity": f(["isoechoic"])})
+    assert [(m.finding, m.repeat) for m in match_source([first, second], [drawn])] == [("s1f0", False)]
