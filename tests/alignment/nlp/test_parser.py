@@ -317,7 +317,8 @@ def test_tirads_levels_cover_every_point_total() -> None:
 def test_an_organ_named_only_in_a_denial_does_not_carry_to_the_impression():
     from alignment.nlp import parse_report
 
-    text = ("FINDINGS:\nThe thyroid gland is normal in size. In the lower pole of the right lobe there is a solid nodule measuring 20 x 12 mm. "
+    text = ("FINDINGS:\nThe thyroid gland is normal in size. "
+            "In the lower pole of the right lobe there is a solid nodule measuring 20 x 12 mm. "
             "No suspicious cervical lymph nodes are seen.\n\nIMPRESSION:\n"
             "1. Nodule in the lower pole of the right lobe, ACR TI-RADS TR4.")
     findings = [f for s in parse_report(text).sentences for f in s.findings if not f.negated]
