@@ -77,3 +77,33 @@ def alignment_decide(request, image_id: int):
     except ValidationError as error:
         return HttpResponseBadRequest("; ".join(error.messages))
     return _report_panel(request, image, region.pk)
+
+
+# ---------------------------------------------------------------------------------------------- dataset runs
+
+
+@login_required
+@require_POST
+def alignment_run_start(request, dataset_id: int):
+    """An admin starts a dataset-wide alignment; the page then polls its progress row."""
+    from django.db import transaction
+    from django.shortcuts import redirect
+
+    from . import tasks
+
+    dataset = annotation_selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=["admin"])
+    run = services.dataset_align_start(dataset=dataset, created_by=request.user)
+    transaction.on_commit(lambda: tasks.dataset_align.delay(dataset.pk, run.pk))
+    return redirect("annotation:dataset", dataset_id=dataset.pk)
+
+
+@login_required
+@require_GET
+def alignment_run_progress(request, dataset_id: int, run_id: int):
+    """The progress partial, polled every second by htmx until the run ends."""
+    dataset = annotation_selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
+    run = services.alignment_run_refresh(run_id=run_id)
+    if run is None or run.dataset_id != dataset.pk:
+        return HttpResponseBadRequest("No such run.")
+    return render(request, "annotation/_alignment_run.html", {
+        "dataset": dataset, "run": run, "counts": services.disagreement_counts(dataset=dataset)})

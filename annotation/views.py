@@ -41,9 +41,15 @@ def dataset_detail(request, dataset_id: int):
         row["status"]: row["n"]
         for row in Image.objects.filter(study__dataset=dataset).values("status").annotate(n=Count("id"))
     }
+    from alignment.models import AlignmentRun
+    from alignment.services import alignment_run_refresh, disagreement_counts
+
+    latest = AlignmentRun.objects.filter(dataset=dataset).order_by("-id").first()
+    run = alignment_run_refresh(run_id=latest.pk) if latest else None
     return render(request, "annotation/dataset.html", {
         "dataset": dataset, "roles": sorted(roles), "status_counts": status_counts,
-        "image_total": sum(status_counts.values()),
+        "image_total": sum(status_counts.values()), "run": run,
+        "counts": disagreement_counts(dataset=dataset) if run else None,
     })
 
 
