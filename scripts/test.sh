@@ -9,6 +9,12 @@ bash scripts/setup.sh requirements-dev.txt
 bash scripts/services.sh
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/sonoalign}"
+# The checks below connect to the database itself (pytest makes its own test_ database).
+case "$DATABASE_URL" in
+  postgres://postgres@127.0.0.1:5432/sonoalign)
+    psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='sonoalign'" | grep -q 1 \
+      || createdb -h 127.0.0.1 -U postgres sonoalign ;;
+esac
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/1}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/2}"
 export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/artifacts}"
