@@ -11,6 +11,7 @@ demo:
 	.venv/bin/python manage.py migrate --noinput
 	.venv/bin/python manage.py seed_demo --studies $(STUDIES) --seed $(SEED) --if-empty
 	.venv/bin/python manage.py align --dataset "Demo: breast and thyroid" --wait
+	.venv/bin/python manage.py metrics_refresh --dataset "Demo: breast and thyroid"
 	@echo ""
 	@echo "  Sonoalign demo: http://$(HOST):$(PORT)/"
 	@echo "  Logins (password 'sonoalign'): admin, reviewer, annotator1, annotator2"

@@ -51,3 +51,12 @@ def test_command_is_idempotent_with_if_empty(capsys):
     call_command("seed_demo", "--studies", "3", "--seed", "5", "--dataset", "cmd", "--if-empty", verbosity=0)
     assert Study.objects.filter(dataset__name="cmd").count() == 3
     assert "already has 3 studies" in capsys.readouterr().out
+
+
+def test_metrics_refresh_command_computes_a_snapshot(capsys):
+    from annotation.models import DatasetMetrics
+
+    result = seed_demo(studies=3, seed=2, dataset_name="metrics", readings=1.0)
+    call_command("metrics_refresh", "--dataset", "metrics")
+    assert DatasetMetrics.objects.filter(dataset=result.dataset).count() == 1
+    assert "computed in" in capsys.readouterr().out
