@@ -150,6 +150,22 @@ class RegionDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class RegionRestoreApi(APIView):
+    """``POST`` brings back a region its author deleted (undo), with its id and history intact."""
+
+    def post(self, request, region_id: int):
+        region = Region.objects.select_related("image", "assignment").filter(pk=region_id, is_deleted=True).first()
+        if region is None:
+            raise exceptions.NotFound("No deleted region with that id.")
+        selectors.image_get_for_user(user=request.user, image_id=region.image_id)
+        roles = selectors.dataset_roles(user=request.user, dataset_id=region.image.study.dataset_id)
+        if region.author_id != request.user.pk and "admin" not in roles:
+            raise exceptions.PermissionDenied("Only the region's author can restore it.")
+        if region.assignment and region.assignment.status == region.assignment.Status.SUBMITTED and "admin" not in roles:
+            raise exceptions.PermissionDenied("This reading was submitted; its regions are closed.")
+        return Response(RegionOutput(services.region_restore(region=region, actor=request.user)).data)
+
+
 class RegionHistoryApi(APIView):
     """Who changed what when; reviewers and admins only."""
 

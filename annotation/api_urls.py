@@ -6,6 +6,7 @@ urlpatterns = [
     path("me/", api.MeApi.as_view(), name="api-me"),
     path("regions/", api.RegionListCreateApi.as_view(), name="api-regions"),
     path("regions/<int:region_id>/", api.RegionDetailApi.as_view(), name="api-region"),
+    path("regions/<int:region_id>/restore/", api.RegionRestoreApi.as_view(), name="api-region-restore"),
     path("regions/<int:region_id>/history/", api.RegionHistoryApi.as_view(), name="api-region-history"),
     path("queue/", api.QueueApi.as_view(), name="api-queue"),
     path("queue/next/", api.QueueNextApi.as_view(), name="api-queue-next"),

@@ -775,12 +775,22 @@
         if (saved) anno.updateAnnotation(toAnnotation(step.id, saved));
       });
     } else if (step.kind === "delete") {
-      // The deleted row keeps its history; undo makes a new region with the same content.
-      const { shape, geometry, label, lesion_key, attributes } = step.region;
+      // Restore the same row: its id, links and history stay with it.
       const id = `undo-${step.region.id}-${Date.now()}`;
-      if (shape === "point") pointMarkers.add(id);
-      anno.addAnnotation(toAnnotation(id, step.region));
-      await enqueue(id, () => createRegion(id, { shape, geometry, label, lesion_key, attributes }, { recordUndo: false }));
+      await enqueue(id, async () => {
+        saveStarted();
+        const { status, data } = await api("POST", `${config.regionsUrl}${step.region.id}/restore/`, {});
+        saveFinished(status === 200);
+        if (status !== 200) {
+          setStatus("error", "Not restored");
+          showBanner("error", `<strong>The region could not be restored.</strong> ${escapeHtml(errorText(data))}`);
+          return;
+        }
+        if (data.shape === "point") pointMarkers.add(id);
+        remember(id, data);
+        anno.addAnnotation(toAnnotation(id, data));
+        regionsChanged();
+      });
     }
   }
   $("#undo").addEventListener("click", undo);

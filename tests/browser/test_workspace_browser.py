@@ -179,6 +179,8 @@ def test_caliper_length_and_undo(reading_setup, login, live_server):
     page.wait_for_selector(".region-item[data-region-id] .swatch.shape-ellipse")
     _saved(page)
     assert Region.objects.filter(image=image, is_deleted=False, shape="ellipse").count() == 1
+    # The same region came back (same id, history intact), not a copy.
+    assert Region.objects.get(image=image, is_deleted=False).pk == ellipse.pk
 
 
 def test_blind_reading_and_other_datasets_stay_hidden(reading_setup, login, live_server):
