@@ -107,7 +107,8 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
     # items of each sentence by kind, in text order (each kind comes from one sorted source)
     per: list[dict[str, list[_Item]]] = [{} for _ in range(n)]
     cues: list[list[Cue]] = [[] for _ in range(n)]
-    by_key = nlp.get_pipe("sonoalign_phrases").table.by_key
+    phrases: Any = nlp.get_pipe("sonoalign_phrases")
+    by_key: dict[int, tuple[str, Any]] = phrases.table.by_key
     si = 0
     next_start = sents[1][0] if n > 1 else 1 << 62
     sent_end = sents[0][1]
@@ -369,13 +370,13 @@ def _choose_organ(by: dict[str, list[_Item]], a: int, b: int, anchor: int, lesio
         if not hit:
             clean.append(i)
     for pool in (clean, no_lesion):
-        hit = _nearest(_in(pool, a, b), anchor) or _nearest(pool, anchor)
-        if hit is not None:
-            return hit.value
+        best = _nearest(_in(pool, a, b), anchor) or _nearest(pool, anchor)
+        if best is not None:
+            return best.value
     if lesion == "lymph_node":
         return "Lymph nodes"
-    hit = _nearest(organs, anchor)
-    return hit.value if hit is not None else None
+    best = _nearest(organs, anchor)
+    return best.value if best is not None else None
 
 
 def _group_anchors(text: str, anchors: list[_Item]) -> list[list[_Item]]:
