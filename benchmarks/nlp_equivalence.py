@@ -30,7 +30,9 @@ def _jsonl_texts(path: Path) -> list[str]:
     return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def input_sets() -> dict[str, tuple[str, list[str]]]:
+def input_sets(generated: bool = True) -> dict[str, tuple[str, list[str]]]:
+    """The inputs by name, as ``(language argument, texts)``; ``generated=False`` leaves out the generated
+    reports (the quick subset the test suite checks)."""
     import importlib.util
 
     # benchmarks/ is no package and holds an alignment.py of its own: load nlp.py by path
@@ -44,21 +46,23 @@ def input_sets() -> dict[str, tuple[str, list[str]]]:
     sets: dict[str, tuple[str, list[str]]] = {
         "gold_en": ("auto", _jsonl_texts(gold / "gold_en.jsonl")),
         "gold_zh": ("auto", _jsonl_texts(gold / "gold_zh.jsonl")),
-        "generated_en": ("en", generate(15000, "en", seed=11)),
-        "generated_zh": ("zh", generate(15000, "zh", seed=12)),
     }
-    en, zh = generate(500, "en", seed=13), generate(500, "zh", seed=14)
-    sets["generated_mixed_auto"] = ("auto", [t for pair in zip(en, zh, strict=True) for t in pair])
+    if generated:
+        sets["generated_en"] = ("en", generate(15000, "en", seed=11))
+        sets["generated_zh"] = ("zh", generate(15000, "zh", seed=12))
+        en, zh = generate(500, "en", seed=13), generate(500, "zh", seed=14)
+        sets["generated_mixed_auto"] = ("auto", [t for pair in zip(en, zh, strict=True) for t in pair])
     if SHARED.exists():
         sets["shared_zh_conclusions"] = ("auto", _jsonl_texts(SHARED))
     return sets
 
 
-def digests(dump: Path | None = None) -> dict[str, str]:
+def digests(dump: Path | None = None, generated: bool = True) -> dict[str, str]:
+    """``{"<input set>/<lexicon>": "<number of texts>:<sha256 of the to_dict() JSON Lines>"}``."""
     from alignment.nlp import parse_reports
 
     out: dict[str, str] = {}
-    for name, (language, texts) in input_sets().items():
+    for name, (language, texts) in input_sets(generated).items():
         for lexicon in LEXICONS:
             reports = parse_reports(texts, language=language, lexicon=lexicon)
             lines = [json.dumps(r.to_dict(), ensure_ascii=False, sort_keys=True) for r in reports]
@@ -75,14 +79,19 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help="record the current output as the reference")
     ap.add_argument("--dump", type=Path, help="also write every output to this folder")
     args = ap.parse_args()
+    from alignment.nlp import PIPELINE_VERSION
+
     current = digests(args.dump)
     if args.write:
-        REFERENCE.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        record = {"pipeline_version": PIPELINE_VERSION, "digests": current}
+        REFERENCE.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         print(f"wrote {len(current)} digests to {REFERENCE.relative_to(ROOT)}")
         return 0
-    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    record = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    if record["pipeline_version"] != PIPELINE_VERSION:
+        print(f"reference recorded for PIPELINE_VERSION {record['pipeline_version']}, now {PIPELINE_VERSION}")
     bad = 0
-    for key, want in sorted(reference.items()):
+    for key, want in sorted(record["digests"].items()):
         got = current.get(key)
         if got is None:
             print(f"skipped  {key} (input not available here)")
