@@ -162,6 +162,11 @@ def list_item_starts(text: str) -> list[int]:
             # "2. Left breast" after a sentence end, not "BI-RADS 2." or "points: 4."
             before = text[:i].rstrip(" \t")
             ok = not before or before[-1] in _DOT_ITEM_BEFORE
+        elif m.group(0)[0] in "(（":
+            # "(2) Left breast" after a sentence end or a colon, not the points of a field
+            # ("Composition: solid (2).") or any other number in brackets inside a sentence
+            before = text[:i].rstrip(" \t")
+            ok = not before or before[-1] in _DOT_ITEM_BEFORE or before[-1] in ":："
         else:
             ok = not prev or prev in _ITEM_BEFORE
         if ok:

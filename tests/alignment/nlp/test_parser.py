@@ -323,3 +323,13 @@ def test_an_organ_named_only_in_a_denial_does_not_carry_to_the_impression():
             "1. Nodule in the lower pole of the right lobe, ACR TI-RADS TR4.")
     findings = [f for s in parse_report(text).sentences for f in s.findings if not f.negated]
     assert [f.organ for f in findings] == ["Thyroid gland", "Thyroid gland"]
+
+
+def test_field_points_in_brackets_stay_in_their_sentence_but_bracketed_list_items_split():
+    from alignment.nlp import parse_report
+
+    fields = parse_report("Composition: solid or almost completely solid (2). Echogenicity: hypoechoic (2).")
+    assert [s.text for s in fields.sentences] == ["Composition: solid or almost completely solid (2).",
+                                                  "Echogenicity: hypoechoic (2)."]
+    items = parse_report("IMPRESSION: (1) Right breast cyst. (2) Left breast nodule at 3:00, BI-RADS 3.")
+    assert [s.text for s in items.sentences][1:] == ["(1) Right breast cyst.", "(2) Left breast nodule at 3:00, BI-RADS 3."]
