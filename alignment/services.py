@@ -145,10 +145,11 @@ def _source_name(region: Region) -> str:
 
 def _study_regions(study: Study) -> list[Region]:
     """Regions that count as annotation: submitted readings, imports and the consensus."""
-    submitted = Assignment.objects.filter(image__study=study, status=Assignment.Status.SUBMITTED)
+    # A join, not ``assignment__in=<subquery>``: PostgreSQL plans the latter as a scan per row.
     return list(
         Region.objects.filter(image__study=study, is_deleted=False)
-        .filter(Q(source__in=[Region.Source.IMPORT, Region.Source.CONSENSUS]) | Q(assignment__in=submitted))
+        .filter(Q(source__in=[Region.Source.IMPORT, Region.Source.CONSENSUS])
+                | Q(assignment__status=Assignment.Status.SUBMITTED))
         .select_related("author", "image").order_by("id")
     )
 

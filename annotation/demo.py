@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import services
@@ -100,6 +100,12 @@ def seed_demo(
             progress(len(plans))
     result.files = len(files)
     result.assignments = services.assign_work(dataset=dataset, annotators=readers)
+    if connection.vendor == "postgresql":
+        # Bulk loads leave the planner's statistics stale until autovacuum comes by; stale estimates
+        # turn the alignment and queue queries into scans.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE annotation_study, annotation_report, annotation_image, annotation_assignment, "
+                           "annotation_region")
     return result
 
 
