@@ -36,7 +36,7 @@ from django.core.management import call_command  # noqa: E402
 from alignment import matching, services  # noqa: E402
 from alignment import nlp as nlp_package  # noqa: E402
 from alignment.models import Alignment, Disagreement, StudyAlignmentState  # noqa: E402
-from annotation.demo import seed_demo  # noqa: E402
+from annotation.demo import SeedResult, seed_demo  # noqa: E402
 from annotation.models import Study  # noqa: E402
 
 
@@ -111,17 +111,23 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--workers", type=int, default=0, help="also time dataset_align on N worker processes")
+    parser.add_argument("--reuse", action="store_true", help="reuse the seeded dataset of an earlier run")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     name = f"bench-align-{args.seed}-{args.studies}"
     from annotation.models import Dataset
 
-    Dataset.objects.filter(name=name).delete()
-    started = time.perf_counter()
-    result = seed_demo(studies=args.studies, seed=args.seed, dataset_name=name, readings=1.0,
-                       image_pool=2000 if args.studies > 1000 else None)
-    print(f"seeded {result.studies} studies, {result.images} images, {result.regions} regions "
-          f"in {time.perf_counter() - started:.1f} s")
+    existing = Dataset.objects.filter(name=name).first()
+    if args.reuse and existing is not None:
+        result = SeedResult(dataset=existing)
+        print(f"reusing {existing.studies.count()} seeded studies of '{name}'")
+    else:
+        Dataset.objects.filter(name=name).delete()
+        started = time.perf_counter()
+        result = seed_demo(studies=args.studies, seed=args.seed, dataset_name=name, readings=1.0,
+                           image_pool=200 if args.studies > 1000 else None)
+        print(f"seeded {result.studies} studies, {result.images} images, {result.regions} regions "
+              f"in {time.perf_counter() - started:.1f} s")
 
     timer = Timer()
     timer.wrap(services, "parse_report", "parse")
@@ -155,6 +161,7 @@ def main() -> None:
         return
 
     StudyAlignmentState.objects.filter(study__dataset=result.dataset).delete()
+    Disagreement.objects.filter(dataset=result.dataset).delete()
     env = {**os.environ, "CELERY_QUEUE": "bench-align"}
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "sonoalign", "worker", "-Q", "bench-align",
                                "-c", str(args.workers), "-l", "WARNING", "--without-gossip", "--without-mingle"],
