@@ -113,7 +113,8 @@ BIRADS = re.compile(
 TIRADS = re.compile(
     r"(?:(?:acr\s*)?(?:c-)?ti-?\s?rads)\s*(?:level|category|classification|分级|分类|类别)?\s*[:：]?\s*"
     r"(?:为|是)?\s*(?:tr\s*-?\s*)?([1-5])(?!\d|\.\d)\s*([abc](?![a-z]))?"
-    r"|tr\s*-?\s*([1-5])\b"
+    # a bare level ends at anything but a letter or digit: "TR4", "TR2类" (CJK counts as a word character)
+    r"|tr\s*-?\s*([1-5])(?![0-9a-z])"
 )
 POINTS_AFTER = re.compile(r"\s*[,(（:：-]?\s*(?:total\s*(?:of\s*)?)?(\d{1,2})\s*(?:points?|pts?\b|分)")
 POINTS_TOTAL = re.compile(

@@ -333,3 +333,10 @@ def test_field_points_in_brackets_stay_in_their_sentence_but_bracketed_list_item
                                                   "Echogenicity: hypoechoic (2)."]
     items = parse_report("IMPRESSION: (1) Right breast cyst. (2) Left breast nodule at 3:00, BI-RADS 3.")
     assert [s.text for s in items.sentences][1:] == ["(1) Right breast cyst.", "(2) Left breast nodule at 3:00, BI-RADS 3."]
+
+
+def test_a_bare_tr_level_followed_by_chinese_is_read():
+    from alignment.nlp import parse_report
+
+    findings = [f for s in parse_report("1、甲状腺左叶中部实性结节，TR2类。").sentences for f in s.findings]
+    assert findings[0].assessment.category == "TR2"
