@@ -40,7 +40,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 import uuid
 import zipfile
 from collections import Counter, defaultdict
@@ -58,6 +57,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from . import services
 from .geometry import geometry_polygon_points
 from .lexicons import lexicon_load
 from .models import Assignment, Dataset, ExportJob, Image, Region, Study
@@ -1161,13 +1161,10 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
     if not claimed:
         return None
     job = ExportJob.objects.select_related("dataset__lexicon").get(pk=job_id)
-    last = [0.0]
+    record = services.job_progress_recorder(model=ExportJob, job_id=job_id)
 
     def progress(state: ExportProgress) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0:
-            last[0] = now
-            ExportJob.objects.filter(pk=job_id).update(total=state.total, done=state.done, counts=dict(state.counts))
+        record(state.total, state.done, state.counts)
 
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", job.dataset.name).strip("-")[:60] or "dataset"
     name = f"exports/{job.pk}/{slug}-{job.params.get('format')}-{timezone.now():%Y%m%d-%H%M%S}.zip"

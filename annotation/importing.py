@@ -30,7 +30,6 @@ import posixpath
 import re
 import shutil
 import tempfile
-import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -885,13 +884,10 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     options = ImportOptions(format=params.get("format", "manifest"), author=params.get("author") or "import",
                             as_reader=reader, frame_step=int(params.get("frame_step") or 1),
                             banner=tuple(params["banner"]) if params.get("banner") else None)
-    last = [0.0]
+    record = services.job_progress_recorder(model=ImportJob, job_id=job_id)
 
     def progress(report: ImportReport) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0:
-            last[0] = now
-            ImportJob.objects.filter(pk=job_id).update(total=report.total, done=report.done, counts=dict(report.counts))
+        record(report.total, report.done, report.counts)
 
     try:
         if params.get("as_reader") and reader is None:

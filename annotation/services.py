@@ -394,3 +394,23 @@ def assignment_submit_imported(*, assignment: Assignment) -> Assignment:
         status=Assignment.Status.SUBMITTED, submitted_at=timezone.now()
     )
     return _assignment_submitted(assignment)
+
+
+# ---------------------------------------------------------------------------------------------- job progress
+
+
+def job_progress_recorder(*, model, job_id: int, interval_s: float = 1.0):
+    """A callback ``(total, done, counts)`` that writes a job's progress row at most once every
+    ``interval_s`` seconds: the page polls that row, and writing it on every item would cost more than
+    the work itself."""
+    import time
+
+    last = [0.0]
+
+    def record(total: int, done: int, counts: Mapping[str, Any]) -> None:
+        now = time.monotonic()
+        if now - last[0] >= interval_s:
+            last[0] = now
+            model.objects.filter(pk=job_id).update(total=total, done=done, counts=dict(counts))
+
+    return record

@@ -65,3 +65,17 @@ def assignment_make(image: Image, annotator) -> Assignment:
 
 
 SQUARE = {"points": [[10, 10], [110, 10], [110, 60], [10, 60]]}
+
+
+def wait_until(predicate, *, timeout: float = 90.0, interval: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes (None): how
+    tests wait for a real worker process."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None

@@ -1,7 +1,6 @@
 """Alignment jobs on a real Celery worker (Redis) against PostgreSQL: triggers, crash recovery,
 idempotency."""
 
-import time
 
 import pytest
 from django.db import transaction
@@ -12,19 +11,11 @@ from alignment.models import AlignmentRun, Disagreement, Sentence, StudyAlignmen
 from annotation import services as annotation_services
 from annotation.demo import seed_demo
 from annotation.models import Study
-from tests.factories import dataset_make, study_make
+from tests.factories import dataset_make, study_make, wait_until
 
 pytestmark = [pytest.mark.integration]
 
 
-def _wait(predicate, timeout=90.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 def test_a_new_report_is_parsed_and_aligned_by_the_worker(celery_worker_process):
@@ -33,7 +24,7 @@ def test_a_new_report_is_parsed_and_aligned_by_the_worker(celery_worker_process)
         study = study_make(dataset)
         annotation_services.report_set(
             study=study, text="Right breast: 1.2 x 0.8 cm hypoechoic nodule at 10 o'clock. No internal vascularity.")
-    state = _wait(lambda: StudyAlignmentState.objects.filter(study=study, status="done").first())
+    state = wait_until(lambda: StudyAlignmentState.objects.filter(study=study, status="done").first())
     assert state is not None, "the worker never aligned the study"
     assert Sentence.objects.filter(report__study=study).count() >= 1
     assert state.runs == 1
@@ -44,7 +35,7 @@ def test_killing_the_worker_mid_run_still_aligns_every_study_exactly_once(celery
     dataset = result.dataset
     run = services.dataset_align_start(dataset=dataset)
     tasks.dataset_align.delay(dataset.pk, run.pk, 6)
-    started = _wait(lambda: StudyAlignmentState.objects.filter(
+    started = wait_until(lambda: StudyAlignmentState.objects.filter(
         study__dataset=dataset, status="done").count() >= 6, timeout=120, interval=0.05)
     assert started, "alignment never started"
     celery_worker_process.kill()
@@ -56,7 +47,7 @@ def test_killing_the_worker_mid_run_still_aligns_every_study_exactly_once(celery
         current = services.alignment_run_refresh(run_id=run.pk)
         return current if current.status != AlignmentRun.Status.RUNNING else None
 
-    run = _wait(finished, timeout=240, interval=1.0)
+    run = wait_until(finished, timeout=240, interval=1.0)
     assert run is not None and run.status == "done", "the run did not finish after the restart"
     states = StudyAlignmentState.objects.filter(study__dataset=dataset)
     assert states.count() == Study.objects.filter(dataset=dataset).count() == 120
@@ -69,6 +60,6 @@ def test_killing_the_worker_mid_run_still_aligns_every_study_exactly_once(celery
     # Running the dataset again changes nothing.
     again = services.dataset_align_start(dataset=dataset)
     tasks.dataset_align.delay(dataset.pk, again.pk, 20)
-    assert _wait(lambda: services.alignment_run_refresh(run_id=again.pk).status == "done", timeout=120)
+    assert wait_until(lambda: services.alignment_run_refresh(run_id=again.pk).status == "done", timeout=120)
     assert set(states.values_list("runs", flat=True)) == {1}
     assert sorted(Disagreement.objects.filter(dataset=dataset).values_list("fingerprint", "input_hash")) == before

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,18 +10,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from annotation.importing import import_job_create
 from annotation.models import Image, ImportJob, Region
 from tests.annotation.test_import_support import batch_files, dicom_files, manifest_rows, zip_write
-from tests.factories import dataset_make, user_make
+from tests.factories import dataset_make, user_make, wait_until
 
 pytestmark = [pytest.mark.integration]
 
 
-def _wait(predicate, timeout=90.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
 
 
 def test_import_job_runs_on_the_worker_with_progress_row_report_and_thumbnails(celery_worker_process, tmp_path):
@@ -32,7 +24,7 @@ def test_import_job_runs_on_the_worker_with_progress_row_report_and_thumbnails(c
                         | batch_files() | dicom_files())
     upload = SimpleUploadedFile("batch.zip", archive.read_bytes(), content_type="application/zip")
     job = import_job_create(dataset=dataset, user=user_make(staff=True), upload=upload)
-    assert _wait(lambda: ImportJob.objects.get(pk=job.pk).status in ("done", "failed")), "the job never finished"
+    assert wait_until(lambda: ImportJob.objects.get(pk=job.pk).status in ("done", "failed")), "the job never finished"
     job.refresh_from_db()
     assert job.status == "done", job.errors
     assert job.done == job.total == 5  # four manifest lines and one DICOM study
@@ -40,4 +32,4 @@ def test_import_job_runs_on_the_worker_with_progress_row_report_and_thumbnails(c
     assert [p["line"] for p in job.errors if p["level"] == "error"] == [4]
     assert Region.objects.filter(image__study__dataset=dataset).count() == 5
     images = Image.objects.filter(study__dataset=dataset)
-    assert _wait(lambda: not images.filter(thumbnail="").exists()), "thumbnails were not made"
+    assert wait_until(lambda: not images.filter(thumbnail="").exists()), "thumbnails were not made"
