@@ -20,7 +20,7 @@ from . import patterns as P
 from .context import FAMILY, HISTORICAL, HYPOTHETICAL, NEGATED, UNCERTAIN, Cue, Scope, build_scopes, context_bits
 from .lexicons import LexiconTables, resolve_ref, term_code
 from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
-from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text
+from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text, remember
 from .vocabulary import FIELD_HINTS, NON_LESION_KINDS
 
 _FIELD_START = re.compile(
@@ -97,83 +97,114 @@ class _Context:
 
 
 def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: LexiconTables) -> ParsedReport:
-    """Build the ``ParsedReport`` of a doc that went through ``get_pipeline(language)``."""
+    """Build the ``ParsedReport`` of a doc that went through ``get_pipeline(language)``.
+
+    Each sentence's findings are first read from the sentence alone (a draft, remembered per distinct
+    sentence like its matches), then placed in the report: organ, side and site from the headers and
+    sentences before, a sentence without a lesion word folded into the open finding.
+    """
     text = doc_text(doc)
     sents = doc.user_data.get("sono_sents", [])
     report = ParsedReport(language=language)
     if not sents:
         return report
-    n = len(sents)
-    # items of each sentence by kind, in text order (each kind comes from one sorted source)
-    per: list[dict[str, list[_Item]]] = [{} for _ in range(n)]
-    cues: list[list[Cue]] = [[] for _ in range(n)]
-    phrases: Any = nlp.get_pipe("sonoalign_phrases")
-    by_key: dict[int, tuple[str, Any]] = phrases.table.by_key
-    si = 0
-    next_start = sents[1][0] if n > 1 else 1 << 62
-    sent_end = sents[0][1]
-    for layer, key, s, e, bs, be in doc.user_data.get("sono_phrases", ()):
-        while s >= next_start:
-            si += 1
-            next_start = sents[si + 1][0] if si + 1 < n else 1 << 62
-            sent_end = sents[si][1]
-        if s >= sent_end:
-            continue
-        payload = by_key[key][1]
-        if layer == CUE:
-            cues[si].append(Cue(payload[0], payload[1], s, e, bs, be))
-        else:
-            by = per[si]
-            same = by.get(layer)
-            if same is None:
-                by[layer] = [_Item(s, e, layer, payload)]
-            else:
-                same.append(_Item(s, e, layer, payload))
-    si = 0
-    next_start = sents[1][0] if n > 1 else 1 << 62
-    sent_end = sents[0][1]
-    for kind, s, e, value in doc.user_data.get("sono_regex", ()):
-        while s >= next_start:
-            si += 1
-            next_start = sents[si + 1][0] if si + 1 < n else 1 << 62
-            sent_end = sents[si][1]
-        if s >= sent_end:
-            continue
-        by = per[si]
-        same = by.get(kind)
-        if same is None:
-            by[kind] = [_Item(s, e, kind, value)]
-        else:
-            same.append(_Item(s, e, kind, value))
-
+    component: Any = nlp.get_pipe("sonoalign_matches")
+    drafts: dict[tuple[str, str | None, str], _Draft] = component.drafts
+    max_entries: int = component.max_entries
+    by_key: dict[int, tuple[str, Any]] = component.table.by_key
+    udaf = lexicon == "udaf"
     ctx = _Context()
-    for index, (start, end, section, header) in enumerate(sents):
-        sentence = Sentence(index=index, start=start, end=end, text=text[start:end], section=section)
-        report.sentences.append(sentence)
+    sentences = report.sentences
+    for index, ((start, end, section, header), analysis) in enumerate(
+        zip(sents, doc.user_data["sono_matches"], strict=True)
+    ):
+        sentence_text = text[start:end]
+        sentence = Sentence(index, start, end, sentence_text, section)
+        sentences.append(sentence)
         if section != ctx.section:
             ctx.section = section
             ctx.open = None
             ctx.header_laterality = ctx.header_organ = None
             ctx.header_site = []
-        sentence_cues = cues[index]
-        scopes = build_scopes(text, start, end, language, sentence_cues) if sentence_cues else []
-        _sentence_findings(text, sentence, header, per[index], scopes, ctx, lexicon, tables, language, sentence_cues)
+        key = (sentence_text, header, lexicon)
+        draft = drafts.get(key)
+        if draft is None:
+            draft = _sentence_draft(sentence_text, header, analysis, by_key, lexicon, tables, language)
+            if max_entries > 0:
+                remember(drafts, key, draft, max_entries)
+        if draft.kind != _NOTHING:
+            _place(draft, sentence, ctx, udaf, tables)
     return report
 
 
-def _sentence_findings(
+# What a sentence is, read on its own.
+_NOTHING, _ORGAN_HEADER, _FINDINGS, _DESCRIPTION = 0, 1, 2, 3
+
+
+class _Draft:
+    """The findings a sentence states by itself, offsets relative to its start.
+
+    ``findings`` are templates: a field the sentence leaves open (``laterality``/``organ`` ``None``,
+    ``site`` empty) is filled from the report's context when the draft is placed.  ``_DESCRIPTION`` is a
+    sentence without a lesion word: its one finding adds to the open finding or stands alone, and counts
+    at all only when ``content`` (or ``content_if_open`` and a finding is open).  ``_ORGAN_HEADER``
+    carries ``header`` = (laterality, organ, sites) for the sentences under it.
+    """
+
+    __slots__ = ("kind", "findings", "content", "content_if_open", "last_organ", "has_organs", "has_lats", "header")
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+        self.findings: list[Finding] = []
+        self.content = False
+        self.content_if_open = False
+        self.last_organ: str | None = None
+        self.has_organs = False
+        self.has_lats = False
+        self.header: tuple[str | None, str | None, list[str]] | None = None
+
+
+def _items(
+    analysis: tuple[tuple[Any, ...], tuple[Any, ...]], by_key: dict[int, tuple[str, Any]]
+) -> tuple[dict[str, list[_Item]], list[Cue]]:
+    """A sentence's matches as items by kind (each list in text order) and its context triggers."""
+    by: dict[str, list[_Item]] = {}
+    cues: list[Cue] = []
+    phrases, regex = analysis
+    for layer, key, s, e, bs, be in phrases:
+        payload = by_key[key][1]
+        if layer == CUE:
+            cues.append(Cue(payload[0], payload[1], s, e, bs, be))
+        else:
+            same = by.get(layer)
+            if same is None:
+                by[layer] = [_Item(s, e, layer, payload)]
+            else:
+                same.append(_Item(s, e, layer, payload))
+    for kind, s, e, value in regex:
+        same = by.get(kind)
+        if same is None:
+            by[kind] = [_Item(s, e, kind, value)]
+        else:
+            same.append(_Item(s, e, kind, value))
+    return by, cues
+
+
+def _sentence_draft(
     text: str,
-    sentence: Sentence,
     header: str | None,
-    by: dict[str, list[_Item]],
-    scopes: list[Scope],
-    ctx: _Context,
+    analysis: tuple[tuple[Any, ...], tuple[Any, ...]],
+    by_key: dict[int, tuple[str, Any]],
     lexicon: str,
     tables: LexiconTables,
-    language: str = "en",
-    cues: list[Cue] | None = None,
-) -> None:
-    start, end = sentence.start, sentence.end
+    language: str,
+) -> _Draft:
+    """Read the findings of the sentence ``text`` (a whole sentence: offsets start at 0) on its own."""
+    if header == "section":
+        return _Draft(_NOTHING)
+    by, cues = _items(analysis, by_key)
+    start, end = 0, len(text)
+    scopes = build_scopes(text, start, end, language, cues) if cues else []
     # site words that open a quadrant or organ phrase ("lower outer quadrant", "deep vein thrombosis");
     # a site closing an organ phrase still counts ("甲状腺峡部", "thyroid isthmus")
     if SITE in by and (ORGAN in by or "quadrant" in by):
@@ -191,22 +222,22 @@ def _sentence_findings(
         anchors = [a for a in anchors if a.value != "calcification"]
 
     # a field label ends with a colon: most sentences have none, and the label regex is long
-    has_colon = text.find(":", start, end) >= 0 or text.find("：", start, end) >= 0
-    field = _FIELD_START.match(text, start, end) if has_colon else None
+    has_colon = text.find(":") >= 0 or text.find("：") >= 0
+    field = _FIELD_START.match(text) if has_colon else None
     hint = FIELD_HINTS.get(" ".join(field.group(1).lower().split())) if field else None
     if not anchors and hint is None and ATTR in by:
         by[ATTR] = [i for i in by[ATTR] if i.value[0] not in _GENERIC]
         if not by[ATTR]:
             del by[ATTR]
 
-    if header == "section":
-        return
     if header == "organ" and not anchors:
-        ctx.header_laterality = lats[0].value if lats else None
-        if organs:
-            ctx.header_organ = ctx.last_organ = organs[-1].value
-        ctx.header_site = [i.value for i in by.get(SITE, ())]
-        return
+        draft = _Draft(_ORGAN_HEADER)
+        draft.header = (
+            lats[0].value if lats else None,
+            organs[-1].value if organs else None,
+            [i.value for i in by.get(SITE, ())],
+        )
+        return draft
     if len(anchors) > 1:
         anchors = _drop_interpretations(text, anchors)
     if not anchors and language == "zh" and header is None:
@@ -218,105 +249,136 @@ def _sentence_findings(
             if any(r.attribute in _ECHO_ATTRS for r in i.value[1])
         ]
 
+    field_end = field.end() if field else None
     groups = _group_anchors(text, anchors)
-    segments: list[tuple[int, int, list[_Item]]] = []
     if groups:
+        draft = _Draft(_FINDINGS)
         bounds = [start]
         for prev, nxt in zip(groups, groups[1:], strict=False):
             bounds.append(_last_separator(text, prev[-1].end, nxt[0].start))
         bounds.append(end)
-        segments = [(bounds[i], bounds[i + 1], groups[i]) for i in range(len(groups))]
-
-    new_findings: list[Finding] = []
-    if segments:
-        for seg_start, seg_end, group in segments:
-            f = _finding_from(
-                text,
-                seg_start,
-                seg_end,
-                group,
-                by,
-                scopes,
-                ctx,
-                lexicon,
-                tables,
-                hint,
-                sentence_start=start,
-                field_end=field.end() if field else None,
-                cues=cues,
-                sentence_end=end,
-            )
-            new_findings.append(f)
-    else:
-        content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
-        # a structured field line ("Location: right lobe, lower pole", "Size: 2.8 x 2.0 cm") describes the
-        # open lesion even with only a side, site or size
-        located = field is not None or (has_colon and _LOCATION_FIELD.match(text, start, end) is not None)
-        if located and ctx.open is not None and any(k in by for k in ("laterality", SITE, "size")):
-            content = True
-        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end() : end]):
-            content = True
-        if not content:
-            if organs:
-                ctx.last_organ = organs[-1].value
-            return
-        f = _finding_from(
-            text,
-            start,
-            end,
-            [],
-            by,
-            scopes,
-            ctx,
-            lexicon,
-            tables,
-            hint,
-            sentence_start=start,
-            field_end=field.end() if field else None,
-            cues=cues,
-            sentence_end=end,
-        )
-        if field and hint and "echogenic_foci" in hint and _NONE_VALUE.match(text[field.end() : end]):
-            f.attributes.append(
-                Attribute(
-                    "echogenic_foci",
-                    "none_or_large_comet_tail_artifacts",
-                    "tirads",
-                    False,
-                    False,
-                    field.end(),
-                    end,
-                    text[field.end() : end],
+        for i, group in enumerate(groups):
+            draft.findings.append(
+                _finding_from(
+                    text, bounds[i], bounds[i + 1], group, by, scopes, lexicon, tables, hint, field_end, cues
                 )
             )
+    else:
+        draft = _Draft(_DESCRIPTION)
+        draft.content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
+        # a structured field line ("Location: right lobe, lower pole", "Size: 2.8 x 2.0 cm") describes the
+        # open lesion even with only a side, site or size
+        located = field is not None or (has_colon and _LOCATION_FIELD.match(text) is not None)
+        draft.content_if_open = located and any(k in by for k in ("laterality", SITE, "size"))
+        no_foci = field is not None and hint is not None and "echogenic_foci" in hint
+        if no_foci and _NONE_VALUE.match(text[field_end:]):
+            draft.content = True
+        else:
+            no_foci = False
+        if draft.content or draft.content_if_open:
+            f = _finding_from(text, start, end, [], by, scopes, lexicon, tables, hint, field_end, cues)
+            if no_foci:
+                f.attributes.append(
+                    Attribute(
+                        "echogenic_foci",
+                        "none_or_large_comet_tail_artifacts",
+                        "tirads",
+                        False,
+                        False,
+                        field_end,
+                        end,
+                        text[field_end:end],
+                    )
+                )
+            draft.findings.append(f)
+    draft.last_organ = organs[-1].value if organs else None
+    draft.has_organs = bool(organs)
+    draft.has_lats = bool(lats)
+    return draft
+
+
+def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables: LexiconTables) -> None:
+    """Put a sentence's draft into the report: fill what it leaves open from ``ctx`` and update ``ctx``."""
+    if draft.kind == _ORGAN_HEADER:
+        assert draft.header is not None
+        ctx.header_laterality, organ, sites = draft.header
+        if organ is not None:
+            ctx.header_organ = ctx.last_organ = organ
+        ctx.header_site = list(sites)
+        return
+    off = sentence.start
+    if draft.kind == _FINDINGS:
+        new_findings = [_copy(t, off, ctx) for t in draft.findings]
+    else:
         op = ctx.open
+        if not (draft.content or (draft.content_if_open and op is not None)):
+            if draft.last_organ is not None:
+                ctx.last_organ = draft.last_organ
+            return
+        f = _copy(draft.findings[0], off, ctx)
         if (
             op is not None
             and not op.negated
             and op.lesion not in _NO_MERGE
-            and (f.organ is None or op.organ is None or f.organ == op.organ or not organs)
-            and (f.laterality is None or op.laterality is None or f.laterality == op.laterality or not lats)
+            and (f.organ is None or op.organ is None or f.organ == op.organ or not draft.has_organs)
+            and (f.laterality is None or op.laterality is None or f.laterality == op.laterality or not draft.has_lats)
         ):
             _merge(op, f)
-            if organs:
-                ctx.last_organ = organs[-1].value
+            if draft.last_organ is not None:
+                ctx.last_organ = draft.last_organ
             return
         if f.laterality is None and op is not None and (f.organ is None or f.organ == op.organ):
             # "双侧乳腺组织增生。BI-RADS2类。": the category is about the breasts just named
             f.laterality = op.laterality
-        new_findings.append(f)
+        new_findings = [f]
     for f in new_findings:
         if f.organ is None:
             f.organ = ctx.header_organ or ctx.last_organ
-        if lexicon == "udaf":
+        if udaf:
             _add_udaf_structure(f, tables)
     sentence.findings.extend(new_findings)
     # An organ named only to deny something there ("No suspicious cervical lymph nodes.") is not the
     # organ that later sentences without one of their own are about.
-    if organs and not (new_findings and all(f.negated for f in new_findings)):
-        ctx.last_organ = organs[-1].value
+    if draft.last_organ is not None and not (new_findings and all(f.negated for f in new_findings)):
+        ctx.last_organ = draft.last_organ
     if new_findings:
         ctx.open = new_findings[-1]
+
+
+def _copy(t: Finding, off: int, ctx: _Context) -> Finding:
+    """A new finding from the template ``t`` of a draft, moved by ``off`` characters, with what the
+    sentence left open taken from the report's context."""
+    a = t.assessment
+    f = Finding(
+        t.organ,
+        t.laterality,
+        list(t.site),
+        t.clock,
+        t.quadrant,
+        t.distance_from_nipple_cm,
+        None if t.size_mm is None else list(t.size_mm),
+        t.lesion,
+        t.negated,
+        t.uncertain,
+        t.historical,
+        t.hypothetical,
+        t.experiencer,
+        [Attribute(x.name, x.value, x.lexicon, x.negated, x.uncertain, x.start + off, x.end + off, x.text)
+         for x in t.attributes],
+        None if a is None else Assessment(a.system, a.category, a.points),
+        t.start + off,
+        t.end + off,
+    )
+    if f.laterality is None:
+        f.laterality = ctx.header_laterality
+    if f.organ is None:
+        f.organ = ctx.header_organ
+        if f.organ is None and (f.clock is not None or f.quadrant is not None or f.distance_from_nipple_cm is not None):
+            # clock faces, nipple distances and quadrants only locate breast lesions
+            f.organ = "Breast"
+    if not f.site:
+        f.site = list(ctx.header_site)
+    return f
 
 
 def _drop_interpretations(text: str, anchors: list[_Item]) -> list[_Item]:
@@ -412,15 +474,15 @@ def _finding_from(
     group: list[_Item],
     by: dict[str, list[_Item]],
     scopes: list[Scope],
-    ctx: _Context,
     lexicon: str,
     tables: LexiconTables,
     hint: frozenset[str] | None,
-    sentence_start: int,
     field_end: int | None = None,
     cues: list[Cue] | None = None,
-    sentence_end: int = -1,
 ) -> Finding:
+    """The finding of ``text[a:b]`` (a stretch of the sentence ``text``) anchored on ``group`` (lesion
+    words naming one lesion; empty for a sentence without one).  Side, organ and site stay unset
+    (``None``/empty) when the sentence does not state them: the report's context fills them in."""
     lesion = None
     for g in group:
         if g.value is not None:
@@ -430,7 +492,7 @@ def _finding_from(
                 break
     anchor = group[0].start if group else a
     # the items of this stretch: all of the sentence's when it is the whole sentence (the usual case)
-    if a == sentence_start and b == sentence_end:
+    if a == 0 and b == len(text):
         seg = by
     else:
         seg = {}
@@ -449,20 +511,15 @@ def _finding_from(
             # "a cyst at 2 o'clock and a nodule at 10 o'clock in the right breast": one side named for all
             values = {i.value for i in all_lats}
             lat = all_lats[0] if len(values) == 1 else None
-    f.laterality = lat.value if lat is not None else ctx.header_laterality
+    f.laterality = lat.value if lat is not None else None
 
     f.organ = _choose_organ(by, a, b, anchor, lesion)
-    if f.organ is None:
-        f.organ = ctx.header_organ
     clock = seg.get("clock")
     quad = seg.get("quadrant")
     dist = seg.get("distance")
-    if f.organ is None and (clock or dist or quad):
-        # clock faces, nipple distances and quadrants only locate breast lesions
-        f.organ = "Breast"
 
     sites = seg.get(SITE)
-    f.site = list(dict.fromkeys([i.value for i in sites])) if sites else list(ctx.header_site)
+    f.site = list(dict.fromkeys([i.value for i in sites])) if sites else []
     if clock:
         f.clock = clock[0].value
     if quad:

@@ -96,15 +96,17 @@ def classify_context(
     nlp = get_pipeline(lang, lexicon_dir)
     doc = nlp(sentence)
     span = (pos, pos + len(target))
-    sents = doc.user_data["sono_sents"]
-    start, end = 0, len(sentence)
-    for s, e, _, _ in sents:
+    start, end, phrases = 0, len(sentence), ()
+    for (s, e, _, _), (sentence_phrases, _) in zip(doc.user_data["sono_sents"], doc.user_data["sono_matches"]):
         if s <= pos < e:
-            start, end = s, e
+            start, end, phrases = s, e, sentence_phrases
             break
     cues = []
-    for layer, key, s, e, bs, be in doc.user_data["sono_phrases"]:
-        if layer != CUE or s < start or e > end:
+    for layer, key, s, e, bs, be in phrases:
+        s, e = s + start, e + start
+        if bs >= 0:
+            bs, be = bs + start, be + start
+        if layer != CUE:
             continue
         if s < span[1] and span[0] < e:
             continue  # the target itself is not its own trigger

@@ -124,10 +124,10 @@ POINTS_TOTAL = re.compile(
 )
 FIELD_POINTS = re.compile(r"(?i)\((\d)\s*(?:points?|pts?)\)|（(\d)\s*分）|\((\d)\s*分\)")
 
-# Numbered list items: "1、", "2.", "3)", "(4)", "（5）".  The pattern starts with a digit or bracket so
-# the regex engine can skip ahead; where it may start (after punctuation or a space) is checked in
-# ``list_item_starts``.
-_LIST_ITEM = r"\d{1,2}[、．](?!\d)|[(（]\d{1,2}[)）]|\d{1,2}[.)）](?!\d)"
+# Numbered list items: "1、", "2.", "3)", "(4)", "（5）".  The pattern starts with one character class so
+# the regex engine skips ahead to candidates by itself (an alternation of groups is tried at every
+# position); where an item may start (after punctuation or a space) is checked in ``list_item_starts``.
+_LIST_ITEM = r"[\d(（](?:(?<=[(（])\d{1,2}[)）]|(?<=\d)\d?[、．.)）](?!\d))"
 _SECTION_EN = "|".join(sorted((re.escape(k) for k in SECTIONS if k.isascii()), key=len, reverse=True))
 _SECTION_ZH = "|".join(sorted((re.escape(k) for k in SECTIONS if not k.isascii()), key=len, reverse=True))
 _FIELDS = "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in FIELD_LABELS)
@@ -145,30 +145,138 @@ HEADER = re.compile(
     rf"|(?P<zorgan>(?:甲状腺)?[左右双]侧?(?:乳腺?|乳房|叶|腋窝|腋下|肾|卵巢|附件区?|颈部|甲状腺|睾丸|叶甲状腺)[：:])"
     rf"|(?P<field>(?<![\w-])(?:{_FIELDS}))\s*[:：]"
 )
+# The last word before a colon that can end a header: looking for a header (a long alternation, tried at
+# each word start of the window before the colon) is skipped for every other colon ("10:30", "x:").
+_HEADER_LAST_WORDS = frozenset(
+    [k.split()[-1] for k in (*SECTIONS, *FIELD_LABELS) if k.isascii()] + re.findall(r"[a-z]+", _ORGAN_HEAD)
+)
+_NUMBERED_HEADS = frozenset({"nodule", "lesion", "mass", "cyst"})
+_ORGAN_HEAD_WORDS = frozenset(re.findall(r"[a-z]+", _ORGAN_HEAD))
+_ASCII_WORD = re.compile(r"[A-Za-z]+")
+_CAPS_HEAD = r"(?P<caps>(?-i:\b[A-Z]{3,}(?:\s+[A-Z]{2,}){0,3}))\s*:(?!\d)"
+
+
+def _first_word(label: str) -> str:
+    return _ASCII_WORD.match(label).group(0) if label[:1].isascii() and label[:1].isalpha() else ""  # type: ignore[union-attr]
+
+
+def _header_for(word: str) -> re.Pattern[str] | None:
+    """``HEADER`` reduced to the alternatives that can match where the letters-only word ``word``
+    (lower case) starts, in the same order: it finds the same match there, trying far fewer."""
+    sections = [k for k in sorted((k for k in SECTIONS if k.isascii()), key=len, reverse=True) if _first_word(k) == word]
+    fields = [k for k in FIELD_LABELS if _first_word(k) == word]
+    parts = []
+    heads = []
+    if sections:
+        heads.append("(?P<section>" + "|".join(re.escape(k) for k in sections) + ")")
+    if word in _ORGAN_HEAD_WORDS:
+        heads.append(f"(?P<organ>{_ORGAN_HEAD})")
+    if heads:
+        parts.append(r"(?<![\w-])(?:" + "|".join(heads) + r")\s*[:：]")
+    parts.append(_CAPS_HEAD)
+    if fields:
+        parts.append(
+            r"(?P<field>(?<![\w-])(?:" + "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in fields) + r"))\s*[:：]"
+        )
+    return re.compile("(?i)" + "|".join(parts))
+
+
+_HEADER_BY_WORD: dict[str, re.Pattern[str]] = {
+    w: p
+    for w in {_first_word(k) for k in (*SECTIONS, *FIELD_LABELS)} | _ORGAN_HEAD_WORDS
+    if w and (p := _header_for(w)) is not None
+}
+_CAPS_ONLY = re.compile("(?i)" + _CAPS_HEAD)
+
+
+def header_match(text: str, start: int, end: int) -> re.Match[str] | None:
+    """The first ``HEADER`` match in ``text[start:end]`` (as ``HEADER_SCAN.finditer`` would find it first).
+
+    In ASCII text a header starts at a word from a short list or at a run of capitals; there only the
+    alternatives of ``HEADER`` that can start with that word are tried (``HEADER`` itself is a long
+    case-insensitive alternation)."""
+    if not text[start:end].isascii():
+        return next(HEADER_SCAN.finditer(text, start, end), None)
+    for w in _ASCII_WORD.finditer(text, start, end):
+        word = w.group(0)
+        pattern = _HEADER_BY_WORD.get(word.lower())
+        if pattern is None:
+            if len(word) < 3 or not word.isupper():
+                continue
+            pattern = _CAPS_ONLY
+        i = w.start()
+        if i and (text[i - 1].isalnum() or text[i - 1] == "_"):
+            continue  # not a word start ("2points")
+        m = pattern.match(text, i, end)
+        if m is not None:
+            return m
+    return None
+
+
+_NOT_WORD = re.compile(r"[^A-Za-z-]")
+
+
+def may_end_header(text: str, colon: int) -> bool:
+    """Whether the text before the colon at ``colon`` can be the end of a ``HEADER`` match."""
+    while colon > 0 and text[colon - 1].isspace():
+        colon -= 1
+    # no header word is longer than 24 characters: a longer run ending here is no header word either
+    before = text[max(0, colon - 24) : colon]
+    if not before:
+        return False
+    c = before[-1]
+    if not c.isascii():
+        return True  # a Chinese section name or organ header
+    if c.isdigit():
+        # "Nodule 2:", "nodule #3:"
+        return _NOT_WORD.split(before.rstrip("0123456789# \t"))[-1].lower() in _NUMBERED_HEADS
+    word = _NOT_WORD.split(before)[-1]
+    return word.lower() in _HEADER_LAST_WORDS or (len(word) >= 2 and word.isupper())
+
+
 LIST_ITEM = re.compile(_LIST_ITEM)
+# Where a list item's number ends: its terminator after a digit (found at C speed: decimals and
+# sentence-final periods fail inside the engine).  ``list_item_starts`` walks back to the item's start,
+# finding exactly the matches of ``LIST_ITEM``.
+_LIST_ITEM_END = re.compile(r"[、．.)）](?<=\d[、．.)）])")
 _ITEM_BEFORE = frozenset(" \t\n\r。；;.,，:：!?！？")
 _DOT_ITEM_BEFORE = frozenset("。；;.!?！？\n")
 
 
+def _char_before(text: str, i: int) -> str:
+    """The character before ``i`` after skipping spaces and tabs back from it ("" at the start)."""
+    while i > 0 and (text[i - 1] == " " or text[i - 1] == "\t"):
+        i -= 1
+    return text[i - 1] if i else ""
+
+
 def list_item_starts(text: str) -> list[int]:
-    """Start offsets of numbered list items in ``text``."""
+    """Start offsets of numbered list items in ``text``: "1、", "2.", "3)", "(4)", "（5）"."""
     out = []
-    for m in LIST_ITEM_SCAN.finditer(text):
-        i = m.start()
-        prev = text[i - 1] if i else ""
-        last = m.group(0)[-1]
-        if last in "、．":
-            ok = not prev or not (prev.isdigit() or prev == ".")
-        elif last == "." and m.group(0)[0] != "(":
-            # "2. Left breast" after a sentence end, not "BI-RADS 2." or "points: 4."
-            before = text[:i].rstrip(" \t")
-            ok = not before or before[-1] in _DOT_ITEM_BEFORE
-        elif m.group(0)[0] in "(（":
+    n = len(text)
+    for m in _LIST_ITEM_END.finditer(text):
+        t = m.start()
+        last = text[t]
+        i = t - 1  # the item's last digit; LIST_ITEM takes at most two
+        if i > 0 and text[i - 1].isdecimal():
+            i -= 1
+        if last in ")）" and i > 0 and text[i - 1] in "(（":
             # "(2) Left breast" after a sentence end or a colon, not the points of a field
             # ("Composition: solid (2).") or any other number in brackets inside a sentence
-            before = text[:i].rstrip(" \t")
-            ok = not before or before[-1] in _DOT_ITEM_BEFORE or before[-1] in ":："
+            i -= 1
+            before = _char_before(text, i)
+            ok = not before or before in _DOT_ITEM_BEFORE or before in ":："
+        elif t + 1 < n and text[t + 1].isdecimal():
+            continue  # "1.2", "3、4"
+        elif last in "、．":
+            prev = text[i - 1] if i else ""
+            ok = not prev or not (prev.isdigit() or prev == ".")
+        elif last == ".":
+            # "2. Left breast" after a sentence end, not "BI-RADS 2." or "points: 4."
+            before = _char_before(text, i)
+            ok = not before or before in _DOT_ITEM_BEFORE
         else:
+            prev = text[i - 1] if i else ""
             ok = not prev or prev in _ITEM_BEFORE
         if ok:
             out.append(i)
@@ -183,8 +291,11 @@ def lowered(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
+# Sentence ends: runs of 。！？；;!?, line breaks, and a period before a capital, digit or CJK character or
+# at the end.  One leading character class, so the engine skips ahead to candidates by itself.
 SENTENCE_END = re.compile(
-    r"[。！？；;!?]+|\n+|\.(?=\s*$)|\.(?=\s+[\"'(\[]?[A-Z0-9\u4e00-\u9fff])|\.(?=[\u4e00-\u9fff])"
+    r"[。！？；;!?\n.](?:(?<=[。！？；;!?])[。！？；;!?]*|(?<=\n)\n*"
+    r"|(?<=\.)(?=\s*$|\s+[\"'(\[]?[A-Z0-9\u4e00-\u9fff]|[\u4e00-\u9fff]))"
 )
 ABBREVIATIONS = frozenset(
     {
@@ -226,6 +337,23 @@ ABBREVIATIONS = frozenset(
         "vol",
     }
 )
+ABBREVIATION_MAX = max(len(a) for a in ABBREVIATIONS) + 1
+_ABBREVIATION_TAILS = frozenset(a[-2:] for a in ABBREVIATIONS)
+# An abbreviation right before a period: the whole run of letters and periods there is one ("approx.",
+# not "hypoechoic." or "x.e.g.").
+ABBREVIATION_END = re.compile(
+    r"(?i)(?<![^\W\d_])(?<!\.)(?:"
+    + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
+    + r")\Z"
+)
+
+
+def abbreviation_before(text: str, i: int) -> bool:
+    """Whether the period at ``i`` ends an abbreviation ("approx.", "e.g.")."""
+    # the last two characters first: most periods end a word no abbreviation ends like
+    if i < 2 or text[i - 2 : i].lower() not in _ABBREVIATION_TAILS:
+        return False
+    return ABBREVIATION_END.search(text, max(0, i - ABBREVIATION_MAX), i) is not None
 
 # Separators between two lesions in one sentence ("a cyst at 2 o'clock and a nodule at 10 o'clock").
 LESION_SEPARATOR = re.compile(
@@ -297,10 +425,6 @@ LATERALITY_SCAN = Scanner(LATERALITY, r"l(?=eft|t)|r(?=ight|t)|b(?=ilat|oth)|左
 BIRADS_SCAN = Scanner(BIRADS, r"b(?=i-?\s?rads|r\s?[0-6])|i(?=-rads)")
 TIRADS_SCAN = Scanner(TIRADS, r"a(?=cr)|c(?=-)|t(?=i-?\s?rads|r\s*-?\s*[1-5])")
 POINTS_TOTAL_SCAN = Scanner(POINTS_TOTAL, r"t(?=otal|i-?rads)|p(?=oint)|s(?=um)|总")
-SENTENCE_END_SCAN = Scanner(
-    SENTENCE_END, r"[。！？；;!?\n.](?:(?<=\.)(?=\s|$|[\u4e00-\u9fff])|(?<!\.))"
-)
-LIST_ITEM_SCAN = Scanner(LIST_ITEM, r"[\d(（](?:(?<=\d)(?=\d?[、．.)）])|(?<=[(（])(?=\d))")
 # English headers start a word (section, organ and field names after ``(?<![\w-])``, capitals after
 # ``\b``); Chinese ones start with a section name's or an organ header's first character.
 HEADER_SCAN = Scanner(

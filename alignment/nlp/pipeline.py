@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from bisect import bisect_right
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -89,13 +90,13 @@ def _build(lang: str, tables: LexiconTables) -> Language:
         table.add(nlp, matcher, f"C:{category}:{direction}", CUE, (category, direction), words)
     nlp.tokenizer = TextKeepingTokenizer(nlp.tokenizer)
     nlp.add_pipe("sonoalign_sentences")
-    nlp.add_pipe("sonoalign_phrases", config={})
-    nlp.get_pipe("sonoalign_phrases").setup(matcher, table)
-    nlp.add_pipe("sonoalign_regex")
+    nlp.add_pipe("sonoalign_matches")
+    nlp.get_pipe("sonoalign_matches").setup(matcher, table, nlp.tokenizer.inner)
     return nlp
 
 
 _COLON = re.compile(r"[:：]")
+_ALNUM = re.compile(r"[^\W_]")  # what str.isalnum() accepts
 _BR_GATE = re.compile(r"br\s?[0-6]")
 _TR_GATE = re.compile(r"tr\s*-?\s*[1-5]")
 
@@ -113,9 +114,12 @@ def _headers(text: str) -> list[re.Match[str]]:
     prev_colon = -1
     for colon in _COLON.finditer(text):
         i = colon.start()
+        if not P.may_end_header(text, i):
+            prev_colon = i
+            continue
         start = max(last_end, i - 48, prev_colon + 1)
         prev_colon = i
-        m = next(P.HEADER_SCAN.finditer(text, start, min(len(text), i + 2)), None)
+        m = P.header_match(text, start, min(len(text), i + 2))
         if m is not None and m.end() == i + 1:
             out.append(m)
             last_end = i + 1
@@ -133,13 +137,10 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
     """
     cuts: dict[int, str | None] = {}
     kinds: dict[int, tuple[str, str | None]] = {}
-    for m in P.SENTENCE_END_SCAN.finditer(text):
-        if m.group(0) == ".":
-            word_start = m.start()
-            while word_start > 0 and (text[word_start - 1].isalpha() or text[word_start - 1] == "."):
-                word_start -= 1
-            if text[word_start : m.start()].lower() in P.ABBREVIATIONS:
-                continue
+    for m in P.SENTENCE_END.finditer(text):
+        i = m.start()
+        if text[i] == "." and P.abbreviation_before(text, i):
+            continue
         cuts.setdefault(m.end(), None)
     for i in P.list_item_starts(text):
         cuts.setdefault(i, None)
@@ -148,7 +149,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
         if group in ("organ", "caps", "zorgan"):
             # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
             # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ...")
-            before = text[: m.start()].rstrip()
+            before = text[max(0, m.start() - 16) : m.start()].rstrip()
             if before and before[-1] not in ".;:。；：!?！？)）、\n":
                 continue
         cuts.setdefault(m.start(), None)
@@ -182,7 +183,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
             header = kind[0]
             if kind[0] == "section" and kind[1] is not None:
                 section = kind[1]
-        if not any(ch.isalnum() for ch in text[a:b]):
+        if _ALNUM.search(text, a, b) is None:
             # a stray bullet or punctuation run: fold it into nothing rather than emit an empty sentence
             continue
         out.append((a, b, section, header))
@@ -196,37 +197,97 @@ def sentences_component(doc: Doc) -> Doc:
     return doc
 
 
-@Language.factory("sonoalign_phrases")
-class PhraseComponent:
-    """One PhraseMatcher pass; stores ``(layer, key, start_char, end_char, block_start, block_end)`` after
-    resolving overlaps (longest first within a layer).  A context trigger inside a lexicon phrase carries
-    that phrase's span as its block (else -1, -1); site words inside lexicon phrases are dropped."""
+# A sentence's analysis: its phrase matches ``(layer, key, start, end, block_start, block_end)`` and its
+# regex items ``(kind, start, end, value)``, character offsets relative to the sentence start.
+Analysis = tuple[tuple[tuple[str, int, int, int, int, int], ...], tuple[tuple[str, int, int, Any], ...]]
 
-    def __init__(self, nlp: Language, name: str) -> None:
+
+@Language.factory("sonoalign_matches", default_config={"max_entries": 50_000})
+class SentenceMatches:
+    """Per sentence: one PhraseMatcher pass and one regex pass, memoised by the sentence's text.
+
+    Stores ``doc.user_data["sono_matches"]``, one ``Analysis`` per sentence of ``sono_sents`` (plain
+    tuples, so ``n_process > 1`` works).  A sentence is analysed on its own (its matches never depend on
+    the text around it), so reports that repeat a sentence -- and reports are written from templates:
+    "No suspicious axillary lymph nodes.", "双侧腋下未见明显肿大淋巴结。" -- analyse it once per process.
+    At most ``max_entries`` sentences are remembered (the older half is dropped when full; 0 turns the
+    memo off).  ``drafts`` is the same kind of memo for ``alignment.nlp.assemble``, which reads a
+    sentence's findings from its analysis alone and applies the report's context afterwards.
+    """
+
+    def __init__(self, nlp: Language, name: str, max_entries: int) -> None:
+        self.max_entries = max_entries
         self.matcher: PhraseMatcher | None = None
         self.table: MatchTable | None = None
-
-    def setup(self, matcher: PhraseMatcher, table: MatchTable) -> None:
-        self.matcher = matcher
-        self.table = table
+        self.make_doc: Any = None
+        self.memo: dict[str, Analysis] = {}
+        self.drafts: dict[Any, Any] = {}
+        # the blank Chinese tokenizer segments by character: a sentence's tokens never depend on its
+        # neighbours, while an English sentence glued to the previous one ("FINDINGS:Left") is
+        # tokenized on its own
+        self.context_free_tokens = nlp.lang == "zh"
         # "上极低回声" is 上极 + 低回声, not 上 + 极低回声 (very hypoechoic): Chinese has no spaces to tell
         self.pole_chars = frozenset("上下中两")
 
+    def setup(self, matcher: PhraseMatcher, table: MatchTable, make_doc: Any) -> None:
+        self.matcher = matcher
+        self.table = table
+        self.make_doc = make_doc
+
+    def clear(self) -> None:
+        """Forget every remembered sentence (the lexicon tables are unchanged)."""
+        self.memo.clear()
+        self.drafts.clear()
+
     def __call__(self, doc: Doc) -> Doc:
-        assert self.matcher is not None and self.table is not None
-        by_key = self.table.by_key
-        matches = self.matcher(doc)
-        if not matches:
-            doc.user_data["sono_phrases"] = []
-            return doc
-        # token (start char, length) once per doc: creating Token objects per match cost more
-        offsets = doc.to_array(_OFFSET_ATTRS).tolist()
         text = doc_text(doc)
+        memo = self.memo
+        out: list[Analysis] = []
+        offsets: list[list[int]] | None = None
+        for start, end, _, _ in doc.user_data["sono_sents"]:
+            sentence = text[start:end]
+            analysis = memo.get(sentence)
+            if analysis is None:
+                if offsets is None:
+                    offsets = doc.to_array(_OFFSET_ATTRS).tolist()
+                analysis = (self._phrases(doc, text, offsets, start, end), regex_items(sentence))
+                if self.max_entries > 0:
+                    remember(memo, sentence, analysis, self.max_entries)
+            out.append(analysis)
+        doc.user_data["sono_matches"] = out
+        return doc
+
+    def _phrases(
+        self, doc: Doc, text: str, offsets: list[list[int]], start: int, end: int
+    ) -> tuple[tuple[str, int, int, int, int, int], ...]:
+        """Phrase matches of ``text[start:end]`` with overlaps resolved (longest first within a layer).
+
+        A context trigger inside a lexicon phrase carries that phrase's span as its block (else -1, -1);
+        site words inside lexicon phrases are dropped."""
+        assert self.matcher is not None and self.table is not None
+        span = None
+        if self.context_free_tokens or (
+            (start == 0 or text[start - 1].isspace()) and (end == len(text) or text[end].isspace())
+        ):
+            # the sentence is whole whitespace-separated chunks: its tokens are those it has alone
+            span = doc.char_span(start, end)
+        if span is not None:
+            matches = self.matcher(span)
+            base = start
+        else:
+            sdoc = self.make_doc(text[start:end])
+            matches = self.matcher(sdoc)
+            offsets = sdoc.to_array(_OFFSET_ATTRS).tolist()
+            text = text[start:end]
+            base = 0
+        if not matches:
+            return ()
+        by_key = self.table.by_key
         pole_chars = self.pole_chars
         layers: dict[str, list[tuple[int, int, int]]] = {}
         for key, s, e in matches:
             layer = by_key[key][0]
-            if layer == ATTR and s > 0:
+            if layer == ATTR and s > 0 and offsets[s][0] > base:
                 first, before = offsets[s], offsets[s - 1]
                 if (
                     first[1] == 1
@@ -241,7 +302,7 @@ class PhraseComponent:
                 spans.append((s, e, key))
         out: list[tuple[str, int, int, int, int, int]] = []
         blocked: list[tuple[int, int]] = []
-        n = len(doc)
+        n = len(offsets)
         for layer in (ATTR, ORGAN, LESION, SITE, CUE):
             spans = layers.get(layer)
             if not spans:
@@ -265,20 +326,35 @@ class PhraseComponent:
                     blocked.append((s, e))
                 last = offsets[e - 1]
                 if block is None:
-                    out.append((layer, key, offsets[s][0], last[0] + last[1], -1, -1))
+                    out.append((layer, key, offsets[s][0] - base, last[0] + last[1] - base, -1, -1))
                 else:
                     # a trigger inside a lexicon phrase: kept with the phrase's span, so that
                     # classify_context can still use it when that phrase is the target itself
                     end_tok = offsets[block[1] - 1]
                     out.append(
-                        (layer, key, offsets[s][0], last[0] + last[1], offsets[block[0]][0], end_tok[0] + end_tok[1])
+                        (
+                            layer,
+                            key,
+                            offsets[s][0] - base,
+                            last[0] + last[1] - base,
+                            offsets[block[0]][0] - base,
+                            end_tok[0] + end_tok[1] - base,
+                        )
                     )
         out.sort(key=_third)
-        doc.user_data["sono_phrases"] = out
-        return doc
+        return tuple(out)
+
+
+def remember(memo: dict[Any, Any], key: Any, value: Any, max_entries: int) -> None:
+    """Store ``value`` under ``key``, first dropping the older half of ``memo`` when it is full."""
+    if len(memo) >= max_entries:
+        for old in list(islice(memo, max(1, len(memo) // 2))):
+            del memo[old]
+    memo[key] = value
 
 
 _OFFSET_ATTRS = [IDX, LENGTH]
+_second = itemgetter(1)
 _third = itemgetter(2)
 
 
@@ -331,16 +407,14 @@ _QUADRANT_GATE = (
 )
 
 
-@Language.component("sonoalign_regex")
-def regex_component(doc: Doc) -> Doc:
-    """Numbers, positions and categories by regex over the whole (lower-cased) text.
+def regex_items(text: str) -> tuple[tuple[str, int, int, Any], ...]:
+    """Numbers, positions and categories of a sentence by regex over its lower-cased text.
 
-    Stores ``doc.user_data["sono_regex"]`` as a list of ``(kind, start, end, value)``: ``size`` (list of mm),
-    ``distance`` (cm), ``clock`` ("H:MM"), ``quadrant``, ``laterality``, ``birads`` (category),
-    ``tirads`` ([system, category, points]), ``points`` (total).  Each regex runs only when a cheap
-    substring test says it can match.
+    Returns ``(kind, start, end, value)`` sorted by start: ``size`` (list of mm), ``distance`` (cm),
+    ``clock`` ("H:MM"), ``quadrant``, ``laterality``, ``birads`` (category), ``tirads`` ([system,
+    category, points]), ``points`` (total).  Each regex runs only when a cheap substring test says it
+    can match.
     """
-    text = doc_text(doc)
     low = P.lowered(text)
     items: list[tuple[str, int, int, Any]] = []
     dist_spans: list[tuple[int, int]] = []
@@ -425,9 +499,8 @@ def regex_component(doc: Doc) -> Doc:
     if "total" in low or "score" in low or "sum" in low or "rads" in low or "总" in low:  # noqa: PLR1714
         for m in P.POINTS_TOTAL_SCAN.finditer(low):
             items.append(("points", m.start(), m.end(), int(m.group(1) or m.group(2))))
-    items.sort(key=lambda t: t[1])
-    doc.user_data["sono_regex"] = items
-    return doc
+    items.sort(key=_second)
+    return tuple(items)
 
 
 class TextKeepingTokenizer:
@@ -472,7 +545,7 @@ def get_pipeline(lang: str, lexicon_dir: str | None = None) -> Language:
 
 def match_payload(nlp: Language, key: int) -> tuple[str, Any]:
     """The (layer, payload) stored for a PhraseMatcher key of ``nlp``."""
-    return nlp.get_pipe("sonoalign_phrases").table.by_key[key]  # type: ignore[union-attr]
+    return nlp.get_pipe("sonoalign_matches").table.by_key[key]  # type: ignore[union-attr]
 
 
 def bucket(items: list[Any], starts: list[int], pos: int) -> int:
