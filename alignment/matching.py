@@ -23,6 +23,8 @@ from scipy.optimize import linear_sum_assignment
 from annotation.geometry import geometry_iou
 from annotation.lexicons import term_code
 
+from .nlp.vocabulary import NON_LESION_KINDS
+
 MATCH_THRESHOLD = 1.5  # the score a pair needs to beat "no match"
 REPEAT_THRESHOLD = 3.0  # a second mention of an already matched lesion needs firmer evidence
 SIZE_TOLERANCE = 0.30  # relative difference of the long axis still counted as the same size
@@ -39,8 +41,10 @@ _SUSPICIOUS = {
 _DESCRIPTORS = {"shape", "margins", "margin", "echogenicity", "echo_pattern", "posterior_acoustics",
                 "posterior_features", "orientation", "internal_characteristics", "vascularity", "calcifications"}
 _BIRADS_ORDER = ["0", "1", "2", "3", "4", "4a", "4b", "4c", "5", "6"]
-# Diffuse changes a report names without drawing anything (a region is not expected for them).
-NON_FOCAL_KINDS = frozenset({"hyperplasia", "duct_ectasia", "hydronephrosis"})
+# Diffuse changes and tissue a report names without drawing anything (a region is not expected for them):
+# the parser's tissue kinds (hyperplasia, duct ectasia, composition, background enhancement) and
+# hydronephrosis.
+NON_FOCAL_KINDS = NON_LESION_KINDS | {"hydronephrosis"}
 _QUADRANTS = {"upper_outer", "upper_inner", "lower_outer", "lower_inner"}
 
 

@@ -9,6 +9,7 @@ after the lesion sentence) or, when it describes something on its own, starts an
 
 from __future__ import annotations
 
+import copy
 import re
 from functools import lru_cache
 from typing import Any
@@ -21,7 +22,7 @@ from .context import FAMILY, HISTORICAL, HYPOTHETICAL, NEGATED, UNCERTAIN, Cue, 
 from .lexicons import LexiconTables, resolve_ref, term_code
 from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
 from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text, remember
-from .vocabulary import FIELD_HINTS, NON_LESION_KINDS
+from .vocabulary import FIELD_HINTS, LAYER_ORGANS, NON_LESION_KINDS, NORMAL_TISSUE_INTERPRETATIONS
 
 _FIELD_START = re.compile(
     r"(?i)\s*(?:\d{1,2}[.、)]\s*)?("
@@ -144,24 +145,42 @@ _NOTHING, _ORGAN_HEADER, _FINDINGS, _DESCRIPTION = 0, 1, 2, 3
 class _Draft:
     """The findings a sentence states by itself, offsets relative to its start.
 
-    ``findings`` are templates: a field the sentence leaves open (``laterality``/``organ`` ``None``,
-    ``site`` empty) is filled from the report's context when the draft is placed.  ``_DESCRIPTION`` is a
-    sentence without a lesion word: its one finding adds to the open finding or stands alone, and counts
-    at all only when ``content`` (or ``content_if_open`` and a finding is open).  ``_ORGAN_HEADER``
+    ``findings`` are templates with their roles: a field the sentence leaves open (``laterality``/``organ``
+    ``None``, ``site`` empty) is filled from the report's context when the draft is placed.
+    ``_DESCRIPTION`` is a sentence without a lesion word: its finding (``probe``) adds to the open finding
+    or stands alone (with ``findings``, when it names coordinated locations), and counts at all only when
+    ``content`` (or ``content_if_open`` and a finding is open).  ``_ORGAN_HEADER``
     carries ``header`` = (laterality, organ, sites) for the sentences under it.
     """
 
-    __slots__ = ("kind", "findings", "content", "content_if_open", "last_organ", "has_organs", "has_lats", "header")
+    __slots__ = (
+        "kind",
+        "findings",
+        "probe",
+        "content",
+        "content_if_open",
+        "last_organ",
+        "has_organs",
+        "has_lats",
+        "header",
+        "zh",
+    )
 
     def __init__(self, kind: int) -> None:
         self.kind = kind
-        self.findings: list[Finding] = []
+        self.findings: list[tuple[Finding, int]] = []
+        self.probe: Finding | None = None
         self.content = False
         self.content_if_open = False
         self.last_organ: str | None = None
         self.has_organs = False
         self.has_lats = False
         self.header: tuple[str | None, str | None, list[str]] | None = None
+        self.zh = False
+
+
+# Roles of a draft's finding templates (see ``_copies``).
+_LEAD, _COPY, _FIXED = 0, 1, 2
 
 
 def _items(
@@ -240,7 +259,15 @@ def _sentence_draft(
         return draft
     if len(anchors) > 1:
         anchors = _drop_interpretations(text, anchors)
-    if not anchors and language == "zh" and header is None:
+    zh = language == "zh"
+    interpreted = 0  # context of the lesion words that interpret echo-named lesions ("考虑囊肿")
+    if anchors and zh and header is None and ATTR in by:
+        named = _echo_named(text, anchors, by[ATTR])
+        if named is not anchors:
+            for a in anchors:
+                interpreted |= context_bits(scopes, a.start) if scopes else 0
+            anchors = named
+    if not anchors and zh and header is None:
         # Chinese conclusions name a lesion by its echo alone ("右乳10点低回声,左乳2点无回声"): each echo
         # term then stands for one lesion
         anchors = [
@@ -250,19 +277,29 @@ def _sentence_draft(
         ]
 
     field_end = field.end() if field else None
+    locations = zh and ("laterality" in by or "clock" in by or "quadrant" in by)
     groups = _group_anchors(text, anchors)
     if groups:
         draft = _Draft(_FINDINGS)
+        tails = _side_categories(text, groups, lats, by.get("birads")) if zh else []
         bounds = [start]
         for prev, nxt in zip(groups, groups[1:], strict=False):
             bounds.append(_last_separator(text, prev[-1].end, nxt[0].start))
-        bounds.append(end)
+        bounds.append(tails[0][0].start if tails else end)
         for i, group in enumerate(groups):
-            draft.findings.append(
-                _finding_from(
-                    text, bounds[i], bounds[i + 1], group, by, scopes, lexicon, tables, hint, field_end, cues
-                )
-            )
+            f = _finding_from(text, bounds[i], bounds[i + 1], group, by, scopes, lexicon, tables, hint, field_end, cues)
+            if interpreted & UNCERTAIN:
+                f.uncertain = True
+            if zh:
+                _breast_layer(f, organs)
+            draft.findings.append((_template(f), _LEAD))
+            if locations:
+                draft.findings.extend((g, _COPY) for g in _coordinated_locations(text, bounds[i], group[0].start, f, by))
+        for i, (side, category) in enumerate(tails):
+            g = Finding(lesion=None, start=side.start, end=tails[i + 1][0].start if i + 1 < len(tails) else end)
+            g.laterality, g.organ = side.value, "Breast"
+            g.assessment = Assessment("BI-RADS", category.value)
+            draft.findings.append((_template(g), _FIXED))
     else:
         draft = _Draft(_DESCRIPTION)
         draft.content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
@@ -290,10 +327,19 @@ def _sentence_draft(
                         text[field_end:end],
                     )
                 )
-            draft.findings.append(f)
+            if zh:
+                _breast_layer(f, organs)
+            draft.probe = _template(f)
+            if locations:
+                # the locations go to the copies only if the finding stands alone (is not merged)
+                lead = _template(_copy(f, 0, None))
+                copies = _coordinated_locations(text, start, end, lead, by)
+                if copies:
+                    draft.findings = [(lead, _LEAD), *((g, _COPY) for g in copies)]
     draft.last_organ = organs[-1].value if organs else None
     draft.has_organs = bool(organs)
     draft.has_lats = bool(lats)
+    draft.zh = zh
     return draft
 
 
@@ -308,20 +354,24 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
         return
     off = sentence.start
     if draft.kind == _FINDINGS:
-        new_findings = [_copy(t, off, ctx) for t in draft.findings]
+        new_findings = _copies(draft.findings, off, ctx, None)
     else:
         op = ctx.open
         if not (draft.content or (draft.content_if_open and op is not None)):
             if draft.last_organ is not None:
                 ctx.last_organ = draft.last_organ
             return
-        f = _copy(draft.findings[0], off, ctx)
+        assert draft.probe is not None
+        f = _copy(draft.probe, off, ctx)
         if (
             op is not None
             and not op.negated
             and op.lesion not in _NO_MERGE
             and (f.organ is None or op.organ is None or f.organ == op.organ or not draft.has_organs)
             and (f.laterality is None or op.laterality is None or f.laterality == op.laterality or not draft.has_lats)
+            # a place of its own that differs from the open finding's is another lesion
+            and not (f.quadrant and op.quadrant and f.quadrant != op.quadrant)
+            and not (f.clock and op.clock and f.clock != op.clock)
         ):
             _merge(op, f)
             if draft.last_organ is not None:
@@ -330,10 +380,14 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
         if f.laterality is None and op is not None and (f.organ is None or f.organ == op.organ):
             # "双侧乳腺组织增生。BI-RADS2类。": the category is about the breasts just named
             f.laterality = op.laterality
-        new_findings = [f]
+        new_findings = _copies(draft.findings, off, ctx, f) if draft.findings else [f]
+    if draft.zh:
+        new_findings = _split_breast_assessments(new_findings)
     for f in new_findings:
         if f.organ is None:
-            f.organ = ctx.header_organ or ctx.last_organ
+            # a BI-RADS category assesses a breast, whatever organ the report named before
+            birads = draft.zh and f.assessment is not None and f.assessment.system == "BI-RADS"
+            f.organ = "Breast" if birads else ctx.header_organ or ctx.last_organ
         if udaf:
             _add_udaf_structure(f, tables)
     sentence.findings.extend(new_findings)
@@ -345,10 +399,40 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
         ctx.open = new_findings[-1]
 
 
-def _copy(t: Finding, off: int, ctx: _Context) -> Finding:
-    """A new finding from the template ``t`` of a draft, moved by ``off`` characters, with what the
-    sentence left open taken from the report's context."""
-    a = t.assessment
+def _copies(templates: list[tuple[Finding, int]], off: int, ctx: _Context, placed: Finding | None) -> list[Finding]:
+    """New findings from a draft's templates.  A lead (``_LEAD``) takes what its sentence leaves open from
+    the report's context; a coordinated location's copy (``_COPY``) takes it from its lead; a side's own
+    category (``_FIXED``) takes nothing.  ``placed`` is a description's finding already placed: its
+    templates all copy it (the first with the first location's side, clock and quadrant)."""
+    out = []
+    lead = placed
+    for t, role in templates:
+        if role == _LEAD and placed is None:
+            f = lead = _copy(t, off, ctx)
+        else:
+            f = _copy(t, off, None)
+            if role != _FIXED:
+                assert lead is not None
+                if f.laterality is None:
+                    f.laterality = lead.laterality
+                if f.organ is None:
+                    f.organ = lead.organ
+                if not f.site:
+                    f.site = list(lead.site)
+        out.append(f)
+    return out
+
+
+def _template(f: Finding) -> Finding:
+    """Turn ``f`` into a draft's template: its attributes become plain tuples, cheap to copy from."""
+    f.attributes = [(a.name, a.value, a.lexicon, a.negated, a.uncertain, a.start, a.end, a.text) for a in f.attributes]  # type: ignore[misc]
+    return f
+
+
+def _copy(t: Finding, off: int, ctx: _Context | None) -> Finding:
+    """A new finding from the template ``t`` of a draft (see ``_template``), moved by ``off`` characters,
+    with what the sentence left open taken from the report's context (when ``ctx`` is given)."""
+    asm = t.assessment
     f = Finding(
         t.organ,
         t.laterality,
@@ -363,12 +447,13 @@ def _copy(t: Finding, off: int, ctx: _Context) -> Finding:
         t.historical,
         t.hypothetical,
         t.experiencer,
-        [Attribute(x.name, x.value, x.lexicon, x.negated, x.uncertain, x.start + off, x.end + off, x.text)
-         for x in t.attributes],
-        None if a is None else Assessment(a.system, a.category, a.points),
+        [Attribute(n, v, lx, ng, u, a + off, b + off, tx) for n, v, lx, ng, u, a, b, tx in t.attributes],
+        None if asm is None else Assessment(asm.system, asm.category, asm.points),
         t.start + off,
         t.end + off,
     )
+    if ctx is None:
+        return f
     if f.laterality is None:
         f.laterality = ctx.header_laterality
     if f.organ is None:
@@ -381,6 +466,118 @@ def _copy(t: Finding, off: int, ctx: _Context) -> Finding:
     return f
 
 
+def _echo_named(text: str, anchors: list[_Item], attrs: list[_Item]) -> list[_Item]:
+    """Chinese conclusions name a lesion by its echo and then interpret it ("右乳6点低回声,考虑瘤样增生？",
+    "右乳极低回声、左侧乳腺内无回声,考虑囊肿"): when every lesion word stands after an echo term and an
+    interpretation cue (考虑, 可能, 符合, 待排 ...), the echo terms are the lesions, one each.  The
+    interpretation gives their kind unless it is tissue (增生 interprets a focal finding, it does not
+    remove it) or several kinds are offered."""
+    last = anchors[-1].start
+    echoes = [i for i in attrs if i.start < last and any(r.attribute in _ECHO_ATTRS for r in i.value[1])]
+    if not echoes:
+        return anchors
+    for a in anchors:
+        before = [e for e in echoes if e.end <= a.start]
+        if not before or P.INTERPRETATION.search(text, before[-1].end, a.start) is None:
+            return anchors
+    kinds = {a.value for a in anchors}
+    kind = next(iter(kinds)) if len(kinds) == 1 and not kinds & NON_LESION_KINDS else None
+    return [_Item(e.start, e.end, LESION, kind) for e in echoes]
+
+
+def _coordinated_locations(text: str, a: int, b: int, f: Finding, by: dict[str, list[_Item]]) -> list[Finding]:
+    """Chinese names one lesion phrase for several coordinated locations ("左乳11点、右乳10点低回声",
+    "右乳外下及左乳内上见局灶性不对称", "左侧乳腺5-7点及5点占位"): ``f`` takes the first location and a copy
+    of it is returned for each further one.
+
+    Locations are side, clock and quadrant items in ``a``..``b`` (the text before the lesion word); two are
+    coordinated when only side/organ filler ("乳", "侧乳腺", "方向", "处") stands between the first and a
+    coordinator (及、和与) and the second starts right after it.  A location without a side of its own
+    keeps the side before it ("右乳外象限及内上象限结节"); a clock or quadrant is not carried over.
+    """
+    locs = sorted(
+        (i for k in ("laterality", "clock", "quadrant") for i in by.get(k, ()) if a <= i.start < b),
+        key=lambda i: i.start,
+    )
+    if len(locs) < 2:
+        return []
+    units: list[list[_Item]] = [[locs[0]]]
+    for prev, nxt in zip(locs, locs[1:], strict=False):
+        m = P.LOCATION_COORDINATOR.search(text, prev.end, nxt.start)
+        if (
+            m is not None
+            and m.end() == nxt.start
+            and P.LOCATION_FILLER.fullmatch(text, prev.end, m.start()) is not None
+        ):
+            units.append([nxt])
+        else:
+            units[-1].append(nxt)
+    if len(units) < 2:
+        return []
+    own_clock = any(i.kind == "clock" for i in locs)
+    own_quad = any(i.kind == "quadrant" for i in locs)
+    out: list[Finding] = []
+    lat = f.laterality
+    for n, unit in enumerate(units):
+        g = f if n == 0 else copy.copy(f)
+        if n:
+            g.site, g.attributes = list(f.site), list(f.attributes)
+            g.assessment = copy.copy(f.assessment)
+            g.start = unit[0].start
+            out.append(g)
+        lat = next((i.value for i in unit if i.kind == "laterality"), lat)
+        g.laterality = lat
+        if own_clock:
+            g.clock = next((i.value for i in unit if i.kind == "clock"), None)
+        if own_quad:
+            g.quadrant = next((i.value for i in unit if i.kind == "quadrant"), None)
+    return out
+
+
+def _side_categories(
+    text: str, groups: list[list[_Item]], lats: list[_Item], birads: list[_Item] | None
+) -> list[tuple[_Item, _Item]]:
+    """(side, category) pairs after the last lesion of a Chinese sentence where a side is named right before
+    the category ("双乳良性钙化，右乳BI-RADS2类"): each assesses that breast, not the lesion before."""
+    if not birads or not lats:
+        return []
+    last = groups[-1][-1].end
+    out = []
+    for b in birads:
+        if b.start <= last:
+            continue
+        m = P.SIDE_BEFORE_CATEGORY.search(text, max(last, b.start - 8), b.start)
+        side = next((i for i in lats if m is not None and i.start == m.start()), None)
+        if side is not None:
+            out.append((side, b))
+    return out
+
+
+def _breast_layer(f: Finding, organs: list[_Item]) -> None:
+    """"左乳内下象限皮下类圆形异常信号": a tissue layer (皮下) right after a breast is that breast's layer."""
+    if f.organ in LAYER_ORGANS and organs:
+        layer = next((i for i in organs if i.value == f.organ and f.start <= i.start < f.end), None)
+        before = [i for i in organs if layer is not None and i.end <= layer.start]
+        if before and before[-1].value == "Breast" and before[-1].start >= f.start:
+            f.organ = "Breast"
+
+
+def _split_breast_assessments(findings: list[Finding]) -> list[Finding]:
+    """A BI-RADS category given with tissue ("双侧乳腺组织囊性增生,BI-RADS2类", "左乳不均匀致密腺体型，
+    BI-RADS1类") or with an absent lesion ("左乳未见明显肿块，BI-RADS1类") assesses the breast on that side:
+    it becomes an organ-level finding of its own, as when it stands in a sentence of its own."""
+    out: list[Finding] = []
+    for f in findings:
+        out.append(f)
+        a = f.assessment
+        if a is not None and a.system == "BI-RADS" and (f.negated or f.lesion in NON_LESION_KINDS):
+            g = Finding(lesion=None, start=f.start, end=f.end)
+            g.organ, g.laterality, g.assessment = f.organ, f.laterality, a
+            f.assessment = None
+            out.append(g)
+    return out
+
+
 def _drop_interpretations(text: str, anchors: list[_Item]) -> list[_Item]:
     """Drop lesion words that interpret the lesion before them ("mass ..., likely fibroadenoma",
     "nodule, possibly a colloid cyst", "结节，考虑纤维腺瘤")."""
@@ -388,6 +585,9 @@ def _drop_interpretations(text: str, anchors: list[_Item]) -> list[_Item]:
     for prev, a in zip(anchors, anchors[1:], strict=False):
         between = text[prev.end : a.start]
         if P.INTERPRETATION.search(between) and not P.NEW_LESION.search(between):
+            if a.value in NORMAL_TISSUE_INTERPRETATIONS:
+                # "强化小结节影，考虑背景强化": the lesion word turns out to be normal tissue
+                kept[-1] = _Item(kept[-1].start, kept[-1].end, LESION, a.value)
             continue
         kept.append(a)
     return kept
@@ -632,17 +832,26 @@ def _merge(target: Finding, extra: Finding) -> None:
 
 def _add_udaf_structure(f: Finding, tables: LexiconTables) -> None:
     """With the udaf lexicon, also report the structural dimensions a region is tagged with."""
-    extra: list[Attribute] = []
-    if f.lesion in _UDAF_DIAGNOSES:
-        extra.append(Attribute("diagnosis", f.lesion, "udaf", f.negated, f.uncertain, f.start, f.start, ""))
-    if f.organ is not None:
-        organ_code, body_code = _organ_codes(f.organ, tables.organ_body_system.get(f.organ))
-        extra.append(Attribute("organ_level", organ_code, "udaf", f.negated, f.uncertain, f.start, f.start, ""))
+    body = tables.organ_body_system.get(f.organ) if f.organ is not None else None
+    pairs = _udaf_pairs(f.lesion, f.organ, body)
+    if pairs:
+        start, negated, uncertain = f.start, f.negated, f.uncertain
+        f.attributes[:0] = [Attribute(n, v, "udaf", negated, uncertain, start, start, "") for n, v in pairs]
+
+
+@lru_cache(maxsize=4096)
+def _udaf_pairs(lesion: str | None, organ: str | None, body: str | None) -> tuple[tuple[str, str], ...]:
+    """(attribute, code) of the structural udaf tags of a finding: diagnosis, organ and body system."""
+    out = []
+    if lesion in _UDAF_DIAGNOSES:
+        assert lesion is not None
+        out.append(("diagnosis", lesion))
+    if organ is not None:
+        organ_code, body_code = _organ_codes(organ, body)
+        out.append(("organ_level", organ_code))
         if body_code:
-            extra.append(
-                Attribute("body_system_level", body_code, "udaf", f.negated, f.uncertain, f.start, f.start, "")
-            )
-    f.attributes[:0] = extra
+            out.append(("body_system_level", body_code))
+    return tuple(out)
 
 
 @lru_cache(maxsize=4096)

@@ -33,7 +33,8 @@ _H = r"(1[0-2]|0?[1-9])"
 CLOCK = re.compile(
     rf"{_H}(?::([0-5]\d))?(?:\s*(?:-|–|to|~)\s*{_H}(?::([0-5]\d))?)?\s*(?:o['’`]?\s?clock|oclock)"
     rf"|{_H}:([0-5]\d)(?![\d:])(?!\s*(?:am|pm|a\.m|p\.m|h\b|hrs|hours))"
-    rf"|{_H}(?:\s*[-~～至到]\s*{_H})?\s*点(?!状|片|线)(?:钟)?"
+    # "3点" but not "点状/点片状" (punctate); after a range ("12-1点片状低回声区") 点 is always the clock
+    rf"|{_H}(?:\s*[-~～至到]\s*{_H}\s*点|\s*点(?!状|片|线))(?:钟)?"
 )
 
 QUADRANT = re.compile(
@@ -359,6 +360,14 @@ def abbreviation_before(text: str, i: int) -> bool:
 LESION_SEPARATOR = re.compile(
     r"(?i)[,;，；、]|\s(?:and|or|without|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另|或"
 )
+# A side named right before a BI-RADS category, after the lesion of a Chinese sentence ("双乳良性钙化，右乳
+# BI-RADS2类", "...结节，BI-RADS2类：右乳，BI-RADS1类"): the category assesses that breast.  Searched with
+# ``endpos`` at the category.
+SIDE_BEFORE_CATEGORY = re.compile(r"[左右双]侧?(?:乳腺|乳房|乳)?\s*[，,：:]?\s*$")
+# Chinese coordinated locations of one lesion phrase ("左乳11点、右乳10点低回声", "右乳外象限及内上象限结节",
+# "左侧乳腺5-7点及5点占位"): the coordinator, and what may stand between a location and the coordinator.
+LOCATION_COORDINATOR = re.compile(r"以及|及|和|与|、")
+LOCATION_FILLER = re.compile(r"(?:乳腺|乳房|乳|侧|方向|处|区|部|[内外上下]侧|[内外上下]方)*")
 # A new lesion is being introduced ("... and a 1.0 cm hemangioma"), not an interpretation.
 NEW_LESION = re.compile(r"(?i)\band\s+(?:a|an|another|\d)\b|;\s*(?:a|an)\b|另|及|和")
 # Words that introduce an interpretation of the lesion just described ("mass ..., likely fibroadenoma"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from operator import itemgetter
 from typing import Any
@@ -19,11 +20,11 @@ from spacy.attrs import IDX, LENGTH
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
-from spacy.util import compile_suffix_regex
+from spacy.util import compile_suffix_regex, minibatch
 
 from . import patterns as P
 from .lexicons import LEXICON_SYSTEMS, LexiconTables, ValueRef, load_tables, resolve_ref
-from .vocabulary import CUES_EN, CUES_ZH, LESIONS, SECTIONS, SITES
+from .vocabulary import CUES_EN, CUES_ZH, EXTRA_ORGANS, LESIONS, SECTIONS, SITES
 
 # Layers of the phrase matcher.  Overlaps are resolved within a layer (longest wins); across layers a
 # context trigger inside a lexicon phrase ("no internal vascularity", "无回声", "not parallel") is not a
@@ -66,7 +67,7 @@ def _build(lang: str, tables: LexiconTables) -> Language:
         chosen = {lex: resolve_ref(refs, lex) for lex in LEXICON_SYSTEMS}
         table.add(nlp, matcher, f"A{i}", ATTR, (phrase, refs, chosen), [phrase])
     organ_phrases: dict[str, list[str]] = {}
-    for phrase, organ in tables.organs[lang].items():
+    for phrase, organ in {**tables.organs[lang], **EXTRA_ORGANS[lang]}.items():
         organ_phrases.setdefault(organ, []).append(phrase)
     for organ, phrases in organ_phrases.items():
         table.add(nlp, matcher, f"O:{organ}", ORGAN, organ, phrases)
@@ -190,11 +191,31 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
     return out
 
 
-@Language.component("sonoalign_sentences")
-def sentences_component(doc: Doc) -> Doc:
-    """Store sentence spans and sections in ``doc.user_data["sono_sents"]``."""
-    doc.user_data["sono_sents"] = split_sentences(doc_text(doc))
-    return doc
+class _BatchComponent:
+    """A component that ``nlp.pipe`` runs over a batch of docs at a time: each stage's code and data stay
+    in the CPU caches for the whole batch, instead of every doc passing through every stage in turn
+    (measured: the per-doc interleaving made the same work about twice as slow)."""
+
+    def __call__(self, doc: Doc) -> Doc:
+        raise NotImplementedError
+
+    def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
+        for batch in minibatch(docs, size=batch_size):
+            for doc in batch:
+                self(doc)
+            yield from batch
+
+
+@Language.factory("sonoalign_sentences")
+class SentenceSplitter(_BatchComponent):
+    """Store sentence spans and sections in ``doc.user_data["sono_sents"]`` (see ``split_sentences``)."""
+
+    def __init__(self, nlp: Language, name: str) -> None:
+        pass
+
+    def __call__(self, doc: Doc) -> Doc:
+        doc.user_data["sono_sents"] = split_sentences(doc_text(doc))
+        return doc
 
 
 # A sentence's analysis: its phrase matches ``(layer, key, start, end, block_start, block_end)`` and its
@@ -203,7 +224,7 @@ Analysis = tuple[tuple[tuple[str, int, int, int, int, int], ...], tuple[tuple[st
 
 
 @Language.factory("sonoalign_matches", default_config={"max_entries": 50_000})
-class SentenceMatches:
+class SentenceMatches(_BatchComponent):
     """Per sentence: one PhraseMatcher pass and one regex pass, memoised by the sentence's text.
 
     Stores ``doc.user_data["sono_matches"]``, one ``Analysis`` per sentence of ``sono_sents`` (plain

@@ -121,11 +121,32 @@ LESIONS: dict[str, tuple[list[str], list[str]]] = {
         ["hydronephrosis", "pelviectasis", "pelvicaliectasis"],
         ["肾积水", "积水", "输尿管扩张"],
     ),
+    # Breast composition of a mammography/MRI conclusion ("双乳呈不均匀致密腺体型，外上象限偏致密"): it
+    # describes the whole gland, so a side or quadrant in that sentence is no lesion's.
+    "composition": ([], ["腺体型", "致密型", "脂肪型", "多量腺体型", "少量腺体型"]),
+    # Background parenchymal enhancement (MRI) is normal tissue by definition, also when it interprets
+    # something ("双乳多发持续强化小结节影，考虑背景强化").
+    "background_enhancement": ([], ["背景强化", "背景实质强化", "背景实质增强"]),
 }
 
 # Kinds that describe the tissue rather than a lesion the annotator would outline; the Chinese breast
 # data labels them apart from lesions (增生, 导管).
-NON_LESION_KINDS = frozenset({"hyperplasia", "duct_ectasia"})
+NON_LESION_KINDS = frozenset({"hyperplasia", "duct_ectasia", "composition", "background_enhancement"})
+# Tissue kinds that, named as the interpretation of a lesion word ("结节，考虑背景强化"), say the lesion
+# word was normal tissue after all; other interpretations ("结节，考虑纤维腺瘤", "低回声，考虑增生结节")
+# leave a lesion a lesion.
+NORMAL_TISSUE_INTERPRETATIONS = frozenset({"background_enhancement"})
+
+# Organs that name a tissue layer: in Chinese "右乳皮下高回声" is in the right breast's subcutaneous layer, so
+# a breast named before the layer word is the finding's organ.
+LAYER_ORGANS = frozenset({"Soft tissues"})
+
+# Organ phrases the lexicons lack or map too coarsely: (English, Chinese) phrase -> udaf organ tag.  The
+# axillary tail is part of the breast, not the axilla ("右乳腋尾区结节"), and wins over "腋" by length.
+EXTRA_ORGANS: dict[str, dict[str, str]] = {
+    "en": {},
+    "zh": {"腋尾区": "Breast", "腋尾部": "Breast", "腋尾处": "Breast", "腋尾": "Breast"},
+}
 
 # Site words -> normalised site code.
 SITES: dict[str, tuple[list[str], list[str]]] = {
@@ -457,6 +478,11 @@ CUES_ZH: dict[tuple[str, str], list[str]] = {
         "原因",
         "未见明显增大",
         "考虑为主",
+        # "无定形钙化" (amorphous calcifications) and "无-极低回声" (anechoic to very hypoechoic) deny nothing
+        "无定形",
+        "无-",
+        "无~",
+        "无～",
     ],
     ("terminate", "none"): ["但", "但是", "然而", "除外", "其余", "其他", "其它"],
 }
