@@ -300,6 +300,11 @@ def _sentence_draft(
             g.laterality, g.organ = side.value, "Breast"
             g.assessment = Assessment("BI-RADS", category.value)
             draft.findings.append((_template(g), _FIXED))
+        if lexicon == "udaf":
+            # a finding whose sentence names its organ keeps it: its structural tags are known now
+            for t, _ in draft.findings:
+                if t.organ is not None:
+                    t.attributes[:0] = _structure(t, tables)
     else:
         draft = _Draft(_DESCRIPTION)
         draft.content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
@@ -354,7 +359,11 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
         return
     off = sentence.start
     if draft.kind == _FINDINGS:
-        new_findings = _copies(draft.findings, off, ctx, None)
+        templates = draft.findings
+        if len(templates) == 1:  # one lesion: the usual sentence
+            new_findings = [_copy(templates[0][0], off, ctx)]
+        else:
+            new_findings = _copies(templates, off, ctx, None)
     else:
         op = ctx.open
         if not (draft.content or (draft.content_if_open and op is not None)):
@@ -389,7 +398,9 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
             birads = draft.zh and f.assessment is not None and f.assessment.system == "BI-RADS"
             f.organ = "Breast" if birads else ctx.header_organ or ctx.last_organ
         if udaf:
-            _add_udaf_structure(f, tables)
+            attrs = f.attributes
+            if not (attrs and attrs[0].lexicon == "udaf" and not attrs[0].text):  # added by the draft
+                _add_udaf_structure(f, tables)
     sentence.findings.extend(new_findings)
     # An organ named only to deny something there ("No suspicious cervical lymph nodes.") is not the
     # organ that later sentences without one of their own are about.
@@ -837,6 +848,12 @@ def _add_udaf_structure(f: Finding, tables: LexiconTables) -> None:
     if pairs:
         start, negated, uncertain = f.start, f.negated, f.uncertain
         f.attributes[:0] = [Attribute(n, v, "udaf", negated, uncertain, start, start, "") for n, v in pairs]
+
+
+def _structure(t: Finding, tables: LexiconTables) -> list[tuple[str, str, str, bool, bool, int, int, str]]:
+    """The structural udaf tags of a draft's template, as its attribute tuples (see ``_template``)."""
+    body = tables.organ_body_system.get(t.organ) if t.organ is not None else None
+    return [(n, v, "udaf", t.negated, t.uncertain, t.start, t.start, "") for n, v in _udaf_pairs(t.lesion, t.organ, body)]
 
 
 @lru_cache(maxsize=4096)

@@ -146,12 +146,6 @@ HEADER = re.compile(
     rf"|(?P<zorgan>(?:甲状腺)?[左右双]侧?(?:乳腺?|乳房|叶|腋窝|腋下|肾|卵巢|附件区?|颈部|甲状腺|睾丸|叶甲状腺)[：:])"
     rf"|(?P<field>(?<![\w-])(?:{_FIELDS}))\s*[:：]"
 )
-# The last word before a colon that can end a header: looking for a header (a long alternation, tried at
-# each word start of the window before the colon) is skipped for every other colon ("10:30", "x:").
-_HEADER_LAST_WORDS = frozenset(
-    [k.split()[-1] for k in (*SECTIONS, *FIELD_LABELS) if k.isascii()] + re.findall(r"[a-z]+", _ORGAN_HEAD)
-)
-_NUMBERED_HEADS = frozenset({"nodule", "lesion", "mass", "cyst"})
 _ORGAN_HEAD_WORDS = frozenset(re.findall(r"[a-z]+", _ORGAN_HEAD))
 _ASCII_WORD = re.compile(r"[A-Za-z]+")
 _CAPS_HEAD = r"(?P<caps>(?-i:\b[A-Z]{3,}(?:\s+[A-Z]{2,}){0,3}))\s*:(?!\d)"
@@ -212,27 +206,6 @@ def header_match(text: str, start: int, end: int) -> re.Match[str] | None:
         if m is not None:
             return m
     return None
-
-
-_NOT_WORD = re.compile(r"[^A-Za-z-]")
-
-
-def may_end_header(text: str, colon: int) -> bool:
-    """Whether the text before the colon at ``colon`` can be the end of a ``HEADER`` match."""
-    while colon > 0 and text[colon - 1].isspace():
-        colon -= 1
-    # no header word is longer than 24 characters: a longer run ending here is no header word either
-    before = text[max(0, colon - 24) : colon]
-    if not before:
-        return False
-    c = before[-1]
-    if not c.isascii():
-        return True  # a Chinese section name or organ header
-    if c.isdigit():
-        # "Nodule 2:", "nodule #3:"
-        return _NOT_WORD.split(before.rstrip("0123456789# \t"))[-1].lower() in _NUMBERED_HEADS
-    word = _NOT_WORD.split(before)[-1]
-    return word.lower() in _HEADER_LAST_WORDS or (len(word) >= 2 and word.isupper())
 
 
 LIST_ITEM = re.compile(_LIST_ITEM)
@@ -339,7 +312,7 @@ ABBREVIATIONS = frozenset(
     }
 )
 ABBREVIATION_MAX = max(len(a) for a in ABBREVIATIONS) + 1
-_ABBREVIATION_TAILS = frozenset(a[-2:] for a in ABBREVIATIONS)
+ABBREVIATION_TAILS = frozenset(a[-2:] for a in ABBREVIATIONS)
 # An abbreviation right before a period: the whole run of letters and periods there is one ("approx.",
 # not "hypoechoic." or "x.e.g.").
 ABBREVIATION_END = re.compile(
@@ -352,7 +325,7 @@ ABBREVIATION_END = re.compile(
 def abbreviation_before(text: str, i: int) -> bool:
     """Whether the period at ``i`` ends an abbreviation ("approx.", "e.g.")."""
     # the last two characters first: most periods end a word no abbreviation ends like
-    if i < 2 or text[i - 2 : i].lower() not in _ABBREVIATION_TAILS:
+    if i < 2 or text[i - 2 : i].lower() not in ABBREVIATION_TAILS:
         return False
     return ABBREVIATION_END.search(text, max(0, i - ABBREVIATION_MAX), i) is not None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import threading
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
 from itertools import islice
 from operator import itemgetter
 from typing import Any
@@ -20,7 +19,7 @@ from spacy.attrs import IDX, LENGTH
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
-from spacy.util import compile_suffix_regex, minibatch
+from spacy.util import compile_suffix_regex
 
 from . import patterns as P
 from .lexicons import LEXICON_SYSTEMS, LexiconTables, ValueRef, load_tables, resolve_ref
@@ -107,19 +106,22 @@ def _headers(text: str) -> list[re.Match[str]]:
     the whole text with a long alternation.
 
     Header names hold no colon, so a match tried anywhere after the previous colon ends at the next
-    one: the header of a colon is the first match after the previous colon (within 48 characters and
-    after the previous header), tried only where a header word can start.
+    one: the header of a colon is the first match after the previous colon (within 48 characters, after
+    the previous header and after the last ``.;,()``, which no header holds), tried only where a header
+    word can start.
     """
     out: list[re.Match[str]] = []
     last_end = 0
     prev_colon = -1
     for colon in _COLON.finditer(text):
         i = colon.start()
-        if not P.may_end_header(text, i):
-            prev_colon = i
-            continue
         start = max(last_end, i - 48, prev_colon + 1)
         prev_colon = i
+        # no header holds one of these: its match starts after the last of them
+        for c in ".;,()":
+            j = text.rfind(c, start, i)
+            if j >= start:
+                start = j + 1
         m = P.header_match(text, start, min(len(text), i + 2))
         if m is not None and m.end() == i + 1:
             out.append(m)
@@ -136,42 +138,47 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
     structured field labels (``Composition:``), which start a sentence.  ``section`` is the section in
     force; ``header_kind`` is ``"section"``/``"organ"`` for a header-only sentence, else ``None``.
     """
-    cuts: dict[int, str | None] = {}
+    n = len(text)
+    cuts = {0, n}
     kinds: dict[int, tuple[str, str | None]] = {}
+    tails = P.ABBREVIATION_TAILS
     for m in P.SENTENCE_END.finditer(text):
         i = m.start()
-        if text[i] == "." and P.abbreviation_before(text, i):
+        # an abbreviation's last two characters first: most periods end a word no abbreviation ends like
+        if text[i] == "." and i > 1 and text[i - 2 : i].lower() in tails and P.abbreviation_before(text, i):
             continue
-        cuts.setdefault(m.end(), None)
-    for i in P.list_item_starts(text):
-        cuts.setdefault(i, None)
-    for m in _headers(text):
-        group = m.lastgroup
-        if group in ("organ", "caps", "zorgan"):
-            # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
-            # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ...")
-            before = text[max(0, m.start() - 16) : m.start()].rstrip()
-            if before and before[-1] not in ".;:。；：!?！？)）、\n":
-                continue
-        cuts.setdefault(m.start(), None)
-        if group in ("section", "zsection"):
-            label = " ".join(m.group(group).lower().split())
-            kinds[m.start()] = ("section", SECTIONS.get(label))
-            cuts[m.end()] = None
-        elif group == "caps":
-            label = " ".join(m.group(group).lower().split())
-            if label in SECTIONS:
-                kinds[m.start()] = ("section", SECTIONS[label])
-            else:
-                kinds[m.start()] = ("organ", None)
-            cuts[m.end()] = None
-        elif group in ("organ", "zorgan"):
-            kinds[m.start()] = ("organ", None)
-            cuts[m.end()] = None
-    bounds = sorted({0, len(text), *cuts})
+        cuts.add(m.end())
+    cuts.update(P.list_item_starts(text))
+    if ":" in text or "：" in text:
+        for m in _headers(text):
+            group = m.lastgroup
+            start = m.start()
+            if group in ("organ", "caps", "zorgan"):
+                # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
+                # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ...")
+                j = start
+                while j > 0 and text[j - 1].isspace():
+                    j -= 1
+                if j and text[j - 1] not in ".;:。；：!?！？)）、\n":
+                    continue
+            cuts.add(start)
+            if group in ("section", "zsection"):
+                label = " ".join(m.group(group).lower().split())
+                kinds[start] = ("section", SECTIONS.get(label))
+                cuts.add(m.end())
+            elif group == "caps":
+                label = " ".join(m.group(group).lower().split())
+                kinds[start] = ("section", SECTIONS[label]) if label in SECTIONS else ("organ", None)
+                cuts.add(m.end())
+            elif group in ("organ", "zorgan"):
+                kinds[start] = ("organ", None)
+                cuts.add(m.end())
+    bounds = sorted(cuts)
     out: list[tuple[int, int, str | None, str | None]] = []
     section: str | None = None
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    alnum = _ALNUM.search
+    for k in range(len(bounds) - 1):
+        a, b = bounds[k], bounds[k + 1]
         while a < b and text[a].isspace():
             a += 1
         while b > a and text[b - 1].isspace():
@@ -179,43 +186,24 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
         if a >= b:
             continue
         header = None
-        kind = kinds.get(a)
-        if kind is not None:
-            header = kind[0]
-            if kind[0] == "section" and kind[1] is not None:
-                section = kind[1]
-        if _ALNUM.search(text, a, b) is None:
+        if kinds:
+            kind = kinds.get(a)
+            if kind is not None:
+                header = kind[0]
+                if kind[0] == "section" and kind[1] is not None:
+                    section = kind[1]
+        if alnum(text, a, b) is None:
             # a stray bullet or punctuation run: fold it into nothing rather than emit an empty sentence
             continue
         out.append((a, b, section, header))
     return out
 
 
-class _BatchComponent:
-    """A component that ``nlp.pipe`` runs over a batch of docs at a time: each stage's code and data stay
-    in the CPU caches for the whole batch, instead of every doc passing through every stage in turn
-    (measured: the per-doc interleaving made the same work about twice as slow)."""
-
-    def __call__(self, doc: Doc) -> Doc:
-        raise NotImplementedError
-
-    def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
-        for batch in minibatch(docs, size=batch_size):
-            for doc in batch:
-                self(doc)
-            yield from batch
-
-
-@Language.factory("sonoalign_sentences")
-class SentenceSplitter(_BatchComponent):
+@Language.component("sonoalign_sentences")
+def sentences_component(doc: Doc) -> Doc:
     """Store sentence spans and sections in ``doc.user_data["sono_sents"]`` (see ``split_sentences``)."""
-
-    def __init__(self, nlp: Language, name: str) -> None:
-        pass
-
-    def __call__(self, doc: Doc) -> Doc:
-        doc.user_data["sono_sents"] = split_sentences(doc_text(doc))
-        return doc
+    doc.user_data["sono_sents"] = split_sentences(doc_text(doc))
+    return doc
 
 
 # A sentence's analysis: its phrase matches ``(layer, key, start, end, block_start, block_end)`` and its
@@ -224,7 +212,7 @@ Analysis = tuple[tuple[tuple[str, int, int, int, int, int], ...], tuple[tuple[st
 
 
 @Language.factory("sonoalign_matches", default_config={"max_entries": 50_000})
-class SentenceMatches(_BatchComponent):
+class SentenceMatches:
     """Per sentence: one PhraseMatcher pass and one regex pass, memoised by the sentence's text.
 
     Stores ``doc.user_data["sono_matches"]``, one ``Analysis`` per sentence of ``sono_sents`` (plain
@@ -409,23 +397,9 @@ def _word_start(low: str, i: int) -> bool:
     return not (c.isascii() and c.isalnum())  # "考虑BI-RADS3类": a CJK character is no word of ours
 
 
-_QUADRANT_GATE = (
-    "quadrant",
-    "uoq",
-    "uiq",
-    "loq",
-    "liq",
-    "areolar",
-    "central",
-    "象限",
-    "相限",
-    "乳晕",
-    "中央区",
-    "外上",
-    "内上",
-    "外下",
-    "内下",
-)
+# Substrings without which a kind cannot match (one C-speed search each, before the scan).
+_QUADRANT_GATE = re.compile("quadrant|uoq|uiq|loq|liq|areolar|central|象限|相限|乳晕|中央区|外上|内上|外下|内下")
+_LATERALITY_GATE = re.compile("left|lt|right|rt|bilat|both|[左右双]|两侧")
 
 
 def regex_items(text: str) -> tuple[tuple[str, int, int, Any], ...]:
@@ -482,15 +456,16 @@ def regex_items(text: str) -> tuple[tuple[str, int, int, Any], ...]:
             else:
                 value = clock_from(g[6], None, g[7], None)
             items.append(("clock", i, m.end(), value))
-    if any(w in low for w in _QUADRANT_GATE):
+    if _QUADRANT_GATE.search(low) is not None:
         for m in P.QUADRANT_SCAN.finditer(low):
             if low[m.start()].isascii() and not _word_start(low, m.start()):
                 continue
             items.append(("quadrant", m.start(), m.end(), P.quadrant_code(m)))
-    for m in P.LATERALITY_SCAN.finditer(low):
-        if low[m.start()].isascii() and not _word_start(low, m.start()):
-            continue
-        items.append(("laterality", m.start(), m.end(), P.laterality_code(m)))
+    if _LATERALITY_GATE.search(low) is not None:
+        for m in P.LATERALITY_SCAN.finditer(low):
+            if low[m.start()].isascii() and not _word_start(low, m.start()):
+                continue
+            items.append(("laterality", m.start(), m.end(), P.laterality_code(m)))
     if "rads" in low or _BR_GATE.search(low):
         for m in P.BIRADS_SCAN.finditer(low):
             if not _word_start(low, m.start()):
