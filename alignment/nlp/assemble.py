@@ -21,7 +21,7 @@ from . import patterns as P
 from .context import FAMILY, HISTORICAL, HYPOTHETICAL, NEGATED, UNCERTAIN, Cue, Scope, build_scopes, context_bits
 from .lexicons import LexiconTables, resolve_ref, term_code
 from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
-from .pipeline import ATTR, CUE, LESION, ORGAN, SITE, doc_text, remember
+from .pipeline import ATTR, CUE, DIGITS_BLIND, LESION, ORGAN, SITE, doc_text, remember
 from .vocabulary import FIELD_HINTS, LAYER_ORGANS, NON_LESION_KINDS, NORMAL_TISSUE_INTERPRETATIONS
 
 _FIELD_START = re.compile(
@@ -30,6 +30,7 @@ _FIELD_START = re.compile(
     + r")\s*[:：]\s*"
 )
 _LOCATION_FIELD = re.compile(r"(?i)\s*(?:location|size|site|side|laterality|position)\s*[:：]")
+_DIGIT = re.compile(r"\d")
 _NONE_VALUE = re.compile(r"(?i)^(?:none|no\b|nil|absent|无|未见)")
 # Words too generic to stand for a lexicon value unless a field label says which attribute is meant.
 _GENERIC = frozenset(
@@ -63,13 +64,20 @@ _UDAF_DIAGNOSES = frozenset({"nodule", "cyst", "mass", "fluid_collection"})
 class _Item:
     """A matched item inside a sentence (start, end, kind, value)."""
 
-    __slots__ = ("start", "end", "kind", "value")
+    __slots__ = ("start", "end", "kind", "value", "index")
 
-    def __init__(self, start: int, end: int, kind: str, value: Any) -> None:
+    def __init__(self, start: int, end: int, kind: str, value: Any, index: int = -1) -> None:
         self.start = start
         self.end = end
         self.kind = kind
         self.value = value
+        self.index = index  # a regex item's place in its sentence's regex items (see ``_Slots``)
+
+
+# Per finding template: the index in its sentence's regex items of its clock, nipple distance, size,
+# BI-RADS, TI-RADS and points item (-1: none).
+_Slots = tuple[int, int, int, int, int, int]
+_NO_SLOTS = (-1, -1, -1, -1, -1, -1)  # recorded as None: nothing to fill
 
 
 def _nearest(items: list[_Item], anchor: int, skip: tuple[int, int] | None = None) -> _Item | None:
@@ -112,6 +120,7 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
     component: Any = nlp.get_pipe("sonoalign_matches")
     drafts: dict[tuple[str, str | None, str], _Draft] = component.drafts
     max_entries: int = component.max_entries
+    digit_blind: bool = component.digit_blind
     by_key: dict[int, tuple[str, Any]] = component.table.by_key
     udaf = lexicon == "udaf"
     ctx = _Context()
@@ -130,11 +139,29 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
         key = (sentence_text, header, lexicon)
         draft = drafts.get(key)
         if draft is None:
-            draft = _sentence_draft(sentence_text, header, analysis, by_key, lexicon, tables, language)
+            if digit_blind and max_entries > 0:
+                # sentences that differ only in their digits and match the same phrases and regex items
+                # at the same places ("a 1.2 cm cyst at 3 o'clock", "a 2.5 cm cyst at 9 o'clock") read
+                # alike: one draft serves them all, its numbers taken from each sentence's own items
+                phrases, regex = analysis
+                shared = (
+                    sentence_text.translate(DIGITS_BLIND),
+                    header,
+                    lexicon,
+                    tuple([(k, s, e) for k, s, e, _ in regex]),
+                    phrases,
+                )
+                draft = drafts.get(shared)
+                if draft is None:
+                    draft = _sentence_draft(sentence_text, header, analysis, by_key, lexicon, tables, language, True)
+                    if max_entries > 0:
+                        remember(drafts, shared, draft, max_entries)
+            else:
+                draft = _sentence_draft(sentence_text, header, analysis, by_key, lexicon, tables, language)
             if max_entries > 0:
                 remember(drafts, key, draft, max_entries)
         if draft.kind != _NOTHING:
-            _place(draft, sentence, ctx, udaf, tables)
+            _place(draft, sentence, ctx, udaf, tables, analysis[1])
     return report
 
 
@@ -157,6 +184,8 @@ class _Draft:
         "kind",
         "findings",
         "probe",
+        "slots",
+        "probe_slots",
         "content",
         "content_if_open",
         "last_organ",
@@ -170,6 +199,10 @@ class _Draft:
         self.kind = kind
         self.findings: list[tuple[Finding, int]] = []
         self.probe: Finding | None = None
+        # regex items the templates' numbers come from, when the draft serves every sentence that differs
+        # from its own only in its digits (see ``_fill``)
+        self.slots: list[_Slots | None] | None = None
+        self.probe_slots: _Slots | None = None
         self.content = False
         self.content_if_open = False
         self.last_organ: str | None = None
@@ -200,12 +233,12 @@ def _items(
                 by[layer] = [_Item(s, e, layer, payload)]
             else:
                 same.append(_Item(s, e, layer, payload))
-    for kind, s, e, value in regex:
+    for index, (kind, s, e, value) in enumerate(regex):
         same = by.get(kind)
         if same is None:
-            by[kind] = [_Item(s, e, kind, value)]
+            by[kind] = [_Item(s, e, kind, value, index)]
         else:
-            same.append(_Item(s, e, kind, value))
+            same.append(_Item(s, e, kind, value, index))
     return by, cues
 
 
@@ -217,8 +250,12 @@ def _sentence_draft(
     lexicon: str,
     tables: LexiconTables,
     language: str,
+    shared: bool = False,
 ) -> _Draft:
-    """Read the findings of the sentence ``text`` (a whole sentence: offsets start at 0) on its own."""
+    """Read the findings of the sentence ``text`` (a whole sentence: offsets start at 0) on its own.
+
+    ``shared``: the draft will also serve sentences that differ from ``text`` only in their digits (and
+    have the same phrase and regex matches): it records which regex item each number comes from."""
     if header == "section":
         return _Draft(_NOTHING)
     by, cues = _items(analysis, by_key)
@@ -279,15 +316,19 @@ def _sentence_draft(
     field_end = field.end() if field else None
     locations = zh and ("laterality" in by or "clock" in by or "quadrant" in by)
     groups = _group_anchors(text, anchors)
+    slots: list[_Slots | None] | None = [] if shared else None
     if groups:
         draft = _Draft(_FINDINGS)
+        draft.slots = slots
         tails = _side_categories(text, groups, lats, by.get("birads")) if zh else []
         bounds = [start]
         for prev, nxt in zip(groups, groups[1:], strict=False):
             bounds.append(_last_separator(text, prev[-1].end, nxt[0].start))
         bounds.append(tails[0][0].start if tails else end)
         for i, group in enumerate(groups):
-            f = _finding_from(text, bounds[i], bounds[i + 1], group, by, scopes, lexicon, tables, hint, field_end, cues)
+            f = _finding_from(
+                text, bounds[i], bounds[i + 1], group, by, scopes, lexicon, tables, hint, field_end, cues, slots
+            )
             if interpreted & UNCERTAIN:
                 f.uncertain = True
             if zh:
@@ -318,7 +359,9 @@ def _sentence_draft(
         else:
             no_foci = False
         if draft.content or draft.content_if_open:
-            f = _finding_from(text, start, end, [], by, scopes, lexicon, tables, hint, field_end, cues)
+            f = _finding_from(text, start, end, [], by, scopes, lexicon, tables, hint, field_end, cues, slots)
+            if slots:
+                draft.probe_slots = slots[0]
             if no_foci:
                 f.attributes.append(
                     Attribute(
@@ -337,7 +380,7 @@ def _sentence_draft(
             draft.probe = _template(f)
             if locations:
                 # the locations go to the copies only if the finding stands alone (is not merged)
-                lead = _template(_copy(f, 0, None))
+                lead = _template(_copy(f, 0, None, text))
                 copies = _coordinated_locations(text, start, end, lead, by)
                 if copies:
                     draft.findings = [(lead, _LEAD), *((g, _COPY) for g in copies)]
@@ -348,7 +391,9 @@ def _sentence_draft(
     return draft
 
 
-def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables: LexiconTables) -> None:
+def _place(
+    draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables: LexiconTables, regex: tuple[Any, ...]
+) -> None:
     """Put a sentence's draft into the report: fill what it leaves open from ``ctx`` and update ``ctx``."""
     if draft.kind == _ORGAN_HEADER:
         assert draft.header is not None
@@ -361,9 +406,13 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
     if draft.kind == _FINDINGS:
         templates = draft.findings
         if len(templates) == 1:  # one lesion: the usual sentence
-            new_findings = [_copy(templates[0][0], off, ctx)]
+            new_findings = [_copy(templates[0][0], off, ctx, sentence.text)]
         else:
-            new_findings = _copies(templates, off, ctx, None)
+            new_findings = _copies(templates, off, ctx, None, sentence.text)
+        if draft.slots is not None:
+            for f, slot in zip(new_findings, draft.slots, strict=True):
+                if slot is not None:
+                    _fill(f, slot, regex)
     else:
         op = ctx.open
         if not (draft.content or (draft.content_if_open and op is not None)):
@@ -371,7 +420,9 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
                 ctx.last_organ = draft.last_organ
             return
         assert draft.probe is not None
-        f = _copy(draft.probe, off, ctx)
+        f = _copy(draft.probe, off, ctx, sentence.text)
+        if draft.probe_slots is not None:
+            _fill(f, draft.probe_slots, regex)
         if (
             op is not None
             and not op.negated
@@ -389,7 +440,7 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
         if f.laterality is None and op is not None and (f.organ is None or f.organ == op.organ):
             # "双侧乳腺组织增生。BI-RADS2类。": the category is about the breasts just named
             f.laterality = op.laterality
-        new_findings = _copies(draft.findings, off, ctx, f) if draft.findings else [f]
+        new_findings = _copies(draft.findings, off, ctx, f, sentence.text) if draft.findings else [f]
     if draft.zh:
         new_findings = _split_breast_assessments(new_findings)
     for f in new_findings:
@@ -404,13 +455,15 @@ def _place(draft: _Draft, sentence: Sentence, ctx: _Context, udaf: bool, tables:
     sentence.findings.extend(new_findings)
     # An organ named only to deny something there ("No suspicious cervical lymph nodes.") is not the
     # organ that later sentences without one of their own are about.
-    if draft.last_organ is not None and not (new_findings and all(f.negated for f in new_findings)):
+    if draft.last_organ is not None and not (new_findings and all([f.negated for f in new_findings])):
         ctx.last_organ = draft.last_organ
     if new_findings:
         ctx.open = new_findings[-1]
 
 
-def _copies(templates: list[tuple[Finding, int]], off: int, ctx: _Context, placed: Finding | None) -> list[Finding]:
+def _copies(
+    templates: list[tuple[Finding, int]], off: int, ctx: _Context, placed: Finding | None, text: str
+) -> list[Finding]:
     """New findings from a draft's templates.  A lead (``_LEAD``) takes what its sentence leaves open from
     the report's context; a coordinated location's copy (``_COPY``) takes it from its lead; a side's own
     category (``_FIXED``) takes nothing.  ``placed`` is a description's finding already placed: its
@@ -419,9 +472,9 @@ def _copies(templates: list[tuple[Finding, int]], off: int, ctx: _Context, place
     lead = placed
     for t, role in templates:
         if role == _LEAD and placed is None:
-            f = lead = _copy(t, off, ctx)
+            f = lead = _copy(t, off, ctx, text)
         else:
-            f = _copy(t, off, None)
+            f = _copy(t, off, None, text)
             if role != _FIXED:
                 assert lead is not None
                 if f.laterality is None:
@@ -436,13 +489,18 @@ def _copies(templates: list[tuple[Finding, int]], off: int, ctx: _Context, place
 
 def _template(f: Finding) -> Finding:
     """Turn ``f`` into a draft's template: its attributes become plain tuples, cheap to copy from."""
-    f.attributes = [(a.name, a.value, a.lexicon, a.negated, a.uncertain, a.start, a.end, a.text) for a in f.attributes]  # type: ignore[misc]
+    # a text with digits is taken from each sentence the draft serves ("Echogenic foci: none (0 points)")
+    f.attributes = [  # type: ignore[misc]
+        (a.name, a.value, a.lexicon, a.negated, a.uncertain, a.start, a.end, None if _DIGIT.search(a.text) else a.text)
+        for a in f.attributes
+    ]
     return f
 
 
-def _copy(t: Finding, off: int, ctx: _Context | None) -> Finding:
+def _copy(t: Finding, off: int, ctx: _Context | None, text: str) -> Finding:
     """A new finding from the template ``t`` of a draft (see ``_template``), moved by ``off`` characters,
-    with what the sentence left open taken from the report's context (when ``ctx`` is given)."""
+    with what the sentence left open taken from the report's context (when ``ctx`` is given).  ``text``
+    is the sentence, for the attribute texts the template leaves to it."""
     asm = t.assessment
     f = Finding(
         t.organ,
@@ -458,7 +516,10 @@ def _copy(t: Finding, off: int, ctx: _Context | None) -> Finding:
         t.historical,
         t.hypothetical,
         t.experiencer,
-        [Attribute(n, v, lx, ng, u, a + off, b + off, tx) for n, v, lx, ng, u, a, b, tx in t.attributes],
+        [
+            Attribute(n, v, lx, ng, u, a + off, b + off, text[a:b] if tx is None else tx)
+            for n, v, lx, ng, u, a, b, tx in t.attributes
+        ],
         None if asm is None else Assessment(asm.system, asm.category, asm.points),
         t.start + off,
         t.end + off,
@@ -562,6 +623,32 @@ def _side_categories(
         if side is not None:
             out.append((side, b))
     return out
+
+
+def _fill(f: Finding, slots: _Slots, regex: tuple[Any, ...]) -> None:
+    """Set the numbers of ``f`` from its sentence's regex items (``regex``, the sentence's own): clock,
+    nipple distance, size and assessment, as ``_finding_from`` would for this sentence."""
+    clock, dist, size, birads, tirads, points = slots
+    if clock >= 0:
+        f.clock = regex[clock][3]
+    if dist >= 0:
+        f.distance_from_nipple_cm = regex[dist][3]
+    if size >= 0:
+        f.size_mm = list(regex[size][3])
+    if birads >= 0 or tirads >= 0 or points >= 0:
+        if birads >= 0:
+            assessment: Assessment | None = Assessment("BI-RADS", regex[birads][3])
+        elif tirads >= 0:
+            system, category, pts = regex[tirads][3]
+            assessment = Assessment(system, category, pts)
+        else:
+            assessment = None
+        if points >= 0:
+            if assessment is None:
+                assessment = Assessment("ACR TI-RADS", None, regex[points][3])
+            elif assessment.system == "ACR TI-RADS" and assessment.points is None:
+                assessment.points = regex[points][3]
+        f.assessment = assessment
 
 
 def _breast_layer(f: Finding, organs: list[_Item]) -> None:
@@ -690,10 +777,12 @@ def _finding_from(
     hint: frozenset[str] | None,
     field_end: int | None = None,
     cues: list[Cue] | None = None,
+    slots: list[_Slots | None] | None = None,
 ) -> Finding:
     """The finding of ``text[a:b]`` (a stretch of the sentence ``text``) anchored on ``group`` (lesion
     words naming one lesion; empty for a sentence without one).  Side, organ and site stay unset
-    (``None``/empty) when the sentence does not state them: the report's context fills them in."""
+    (``None``/empty) when the sentence does not state them: the report's context fills them in.  The
+    regex items its numbers come from are appended to ``slots``."""
     lesion = None
     for g in group:
         if g.value is not None:
@@ -738,6 +827,7 @@ def _finding_from(
     if dist:
         f.distance_from_nipple_cm = dist[0].value
     sizes = seg.get("size")
+    size = None
     if sizes:
         size = _nearest(sizes, anchor) if group else sizes[0]
         if size is not None:
@@ -770,10 +860,21 @@ def _finding_from(
                 # an absent lesion has no size: a number nearby measures the organ ("10.8 cm, no
                 # hydronephrosis")
                 f.size_mm = None
+                size = None
         f.historical = bool(bits & HISTORICAL)
         f.hypothetical = bool(bits & HYPOTHETICAL)
         if bits & FAMILY:
             f.experiencer = "family"
+    if slots is not None:
+        slot = (
+            clock[0].index if clock else -1,
+            dist[0].index if dist else -1,
+            size.index if size is not None else -1,
+            birads[0].index if birads else -1,
+            tirads[0].index if tirads else -1,
+            points[0].index if points else -1,
+        )
+        slots.append(None if slot == _NO_SLOTS else slot)
 
     absence_spans = (
         {(c.block_start, c.block_end) for c in cues if c.category == "negated" and c.block_start >= 0}

@@ -381,14 +381,19 @@ class Scanner:
     def finditer(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[re.Match[str]]:
         if endpos is None:
             endpos = len(text)
+        search = self.first.search
         match = self.pattern.match
-        for c in self.first.finditer(text, pos, endpos):
+        while True:
+            c = search(text, pos, endpos)
+            if c is None:
+                return
             i = c.start()
-            if i < pos:
-                continue  # inside the previous match
             m = match(text, i, endpos)
-            if m is not None:
+            if m is None:
+                pos = i + 1
+            else:
                 yield m
+                # the next candidate is searched from the match's end: none inside it is tried
                 pos = m.end() if m.end() > i else i + 1
 
 

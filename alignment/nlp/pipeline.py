@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from bisect import bisect_right
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
 
@@ -18,7 +18,7 @@ import spacy
 from spacy.attrs import IDX, LENGTH
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.util import compile_suffix_regex
 
 from . import patterns as P
@@ -36,6 +36,7 @@ class MatchTable:
 
     def __init__(self) -> None:
         self.by_key: dict[int, tuple[str, Any]] = {}
+        self.digit_phrases = False  # whether a phrase holds a digit ("纵横比>1")
 
     def add(
         self, nlp: Language, matcher: PhraseMatcher, key: str, layer: str, payload: Any, phrases: list[str]
@@ -43,6 +44,7 @@ class MatchTable:
         docs = [nlp.make_doc(p) for p in dict.fromkeys(phrases) if p.strip()]
         if not docs:
             return
+        self.digit_phrases = self.digit_phrases or any(ch.isdigit() for d in docs for ch in d.text)
         matcher.add(key, docs)
         self.by_key[nlp.vocab.strings[key]] = (layer, payload)
 
@@ -230,6 +232,8 @@ class SentenceMatches:
         self.table: MatchTable | None = None
         self.make_doc: Any = None
         self.memo: dict[str, Analysis] = {}
+        self.phrase_memo: dict[Any, tuple[tuple[str, int, int, int, int, int], ...]] = {}
+        self.digit_blind = False
         self.drafts: dict[Any, Any] = {}
         # the blank Chinese tokenizer segments by character: a sentence's tokens never depend on its
         # neighbours, while an English sentence glued to the previous one ("FINDINGS:Left") is
@@ -242,10 +246,12 @@ class SentenceMatches:
         self.matcher = matcher
         self.table = table
         self.make_doc = make_doc
+        self.digit_blind = not table.digit_phrases
 
     def clear(self) -> None:
         """Forget every remembered sentence (the lexicon tables are unchanged)."""
         self.memo.clear()
+        self.phrase_memo.clear()
         self.drafts.clear()
 
     def __call__(self, doc: Doc) -> Doc:
@@ -281,14 +287,32 @@ class SentenceMatches:
             # the sentence is whole whitespace-separated chunks: its tokens are those it has alone
             span = doc.char_span(start, end)
         if span is not None:
-            matches = self.matcher(span)
-            base = start
+            doclike: Doc | Span = span
+            base, t0, t1 = start, span.start, span.end
         else:
-            sdoc = self.make_doc(text[start:end])
-            matches = self.matcher(sdoc)
-            offsets = sdoc.to_array(_OFFSET_ATTRS).tolist()
+            doclike = self.make_doc(text[start:end])
+            offsets = doclike.to_array(_OFFSET_ATTRS).tolist()
             text = text[start:end]
-            base = 0
+            base, t0, t1 = 0, 0, len(doclike)
+        key = None
+        if self.digit_blind and self.max_entries > 0:
+            # No phrase holds a digit, so which digits a sentence has cannot change its phrase matches,
+            # given its tokens: sentences that differ only in their numbers ("a 1.2 cm cyst at 3
+            # o'clock") share them.
+            bounds = [x - base if i % 2 == 0 else x for i, x in enumerate(chain.from_iterable(offsets[t0:t1]))]
+            key = (text[base : base + end - start].translate(DIGITS_BLIND), tuple(bounds))
+            found = self.phrase_memo.get(key)
+            if found is not None:
+                return found
+        found = self._phrase_matches(self.matcher(doclike), text, offsets, base)
+        if key is not None:
+            remember(self.phrase_memo, key, found, self.max_entries)
+        return found
+
+    def _phrase_matches(
+        self, matches: list[tuple[int, int, int]], text: str, offsets: list[list[int]], base: int
+    ) -> tuple[tuple[str, int, int, int, int, int], ...]:
+        assert self.table is not None
         if not matches:
             return ()
         by_key = self.table.by_key
@@ -363,6 +387,7 @@ def remember(memo: dict[Any, Any], key: Any, value: Any, max_entries: int) -> No
 
 
 _OFFSET_ATTRS = [IDX, LENGTH]
+DIGITS_BLIND = str.maketrans("123456789", "000000000")
 _second = itemgetter(1)
 _third = itemgetter(2)
 
