@@ -340,3 +340,63 @@ def test_a_bare_tr_level_followed_by_chinese_is_read():
 
     findings = [f for s in parse_report("1、甲状腺左叶中部实性结节，TR2类。").sentences for f in s.findings]
     assert findings[0].assessment.category == "TR2"
+
+
+@pytest.fixture
+def sentence_memo():
+    """The English pipeline's sentence memo, emptied before and after the test."""
+    from alignment.nlp.pipeline import get_pipeline
+
+    memo = get_pipeline("en").get_pipe("sonoalign_matches")
+    size = memo.max_entries
+    memo.clear()
+    yield memo
+    memo.max_entries = size
+    memo.clear()
+
+
+def _gold_texts() -> list[str]:
+    here = Path(__file__).resolve().parent
+    return [
+        json.loads(line)["text"]
+        for name in ("gold_en.jsonl", "gold_zh.jsonl")
+        for line in (here / name).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+
+
+def test_the_sentence_memo_never_changes_the_output(sentence_memo) -> None:
+    texts = _gold_texts() * 2  # the second copy is parsed from the memo
+    remembered = [r.to_dict() for r in parse_reports(texts)]
+    sentence_memo.max_entries = 0
+    sentence_memo.clear()
+    assert [r.to_dict() for r in parse_reports(texts)] == remembered
+
+
+def test_sentences_that_differ_only_in_digits_keep_their_own_numbers(sentence_memo) -> None:
+    texts = [
+        "A 1.2 cm cyst at 3 o'clock in the left breast, BI-RADS 3.",
+        "A 2.5 cm cyst at 9 o'clock in the left breast, BI-RADS 5.",
+        "A 2.5 cm cyst at 13 o'clock in the left breast, BI-RADS 7.",  # no such hour, no such category
+        "Echogenic foci: none (0 points).",
+        "Echogenic foci: none (3 points).",
+    ]
+    first, second, invalid, foci0, foci3 = parse_reports(texts, language="en")
+    a, b, c = first.findings[0], second.findings[0], invalid.findings[0]
+    assert (a.size_mm, a.clock, a.assessment.category) == ([12.0], "3:00", "3")
+    assert (b.size_mm, b.clock, b.assessment.category) == ([25.0], "9:00", "5")
+    assert (c.size_mm, c.clock, c.assessment) == ([25.0], None, None)
+    assert [x.text for x in foci0.findings[0].attributes if x.name == "echogenic_foci"] == ["none (0 points)."]
+    assert [x.text for x in foci3.findings[0].attributes if x.name == "echogenic_foci"] == ["none (3 points)."]
+    # the same reports parsed one by one, each with an empty memo, say the same
+    for text, report in zip(texts, (first, second, invalid, foci0, foci3), strict=True):
+        sentence_memo.clear()
+        assert parse_report(text, language="en").to_dict() == report.to_dict()
+
+
+def test_the_sentence_memo_is_bounded(sentence_memo) -> None:
+    sentence_memo.max_entries = 8
+    texts = [f"Simple cyst in the upper pole of the left kidney measuring {n}.{n % 10} cm." for n in range(40)]
+    reports = parse_reports(texts, language="en")
+    assert len(sentence_memo.memo) <= 8 and len(sentence_memo.drafts) <= 8
+    assert [r.findings[0].size_mm for r in reports] == [[n * 10 + n % 10] for n in range(40)]
