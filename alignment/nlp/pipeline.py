@@ -436,8 +436,9 @@ class SentenceMatches:
 def remember(memo: dict[Any, Any], key: Any, value: Any, max_entries: int) -> None:
     """Store ``value`` under ``key``, first dropping the older half of ``memo`` when it is full."""
     if len(memo) >= max_entries:
+        # list(islice(...)) runs in C, without giving another thread the chance to change the dict
         for old in list(islice(memo, max(1, len(memo) // 2))):
-            del memo[old]
+            memo.pop(old, None)
     memo[key] = value
 
 
