@@ -1,8 +1,9 @@
 """Regular expressions of the report grammar: sentence boundaries, headers, sizes, clock positions,
 distances, quadrants, laterality and assessment categories.
 
-They run over the whole report text once (C speed) and are bucketed by sentence afterwards, which costs
-far less than scanning tokens in Python.
+The splitter runs its patterns over the whole report; the others run over one sentence at a time (C
+speed, tried only where a cheap candidate search says they can start), which costs far less than scanning
+tokens in Python.
 """
 
 from __future__ import annotations
@@ -311,23 +312,20 @@ ABBREVIATIONS = frozenset(
         "vol",
     }
 )
-ABBREVIATION_MAX = max(len(a) for a in ABBREVIATIONS) + 1
-ABBREVIATION_TAILS = frozenset(a[-2:] for a in ABBREVIATIONS)
-# An abbreviation right before a period: the whole run of letters and periods there is one ("approx.",
-# not "hypoechoic." or "x.e.g.").
-ABBREVIATION_END = re.compile(
-    r"(?i)(?<![^\W\d_])(?<!\.)(?:"
-    + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
-    + r")\Z"
-)
+# Abbreviations by their last two characters: the split looks at those two first.
+ABBREVIATION_TAILS: dict[str, tuple[str, ...]] = {}
+for _abbreviation in sorted(ABBREVIATIONS):
+    ABBREVIATION_TAILS[_abbreviation[-2:]] = (*ABBREVIATION_TAILS.get(_abbreviation[-2:], ()), _abbreviation)
 
 
 def abbreviation_before(text: str, i: int) -> bool:
-    """Whether the period at ``i`` ends an abbreviation ("approx.", "e.g.")."""
-    # the last two characters first: most periods end a word no abbreviation ends like
-    if i < 2 or text[i - 2 : i].lower() not in ABBREVIATION_TAILS:
-        return False
-    return ABBREVIATION_END.search(text, max(0, i - ABBREVIATION_MAX), i) is not None
+    """Whether the period at ``i`` ends an abbreviation ("approx.", "e.g."): the whole run of letters and
+    periods before it is one."""
+    for abbreviation in ABBREVIATION_TAILS.get(text[i - 2 : i].lower(), ()) if i > 1 else ():
+        j = i - len(abbreviation)
+        if j >= 0 and text[j:i].lower() == abbreviation and not (j and (text[j - 1].isalpha() or text[j - 1] == ".")):
+            return True
+    return False
 
 # Separators between two lesions in one sentence ("a cyst at 2 o'clock and a nodule at 10 o'clock").
 LESION_SEPARATOR = re.compile(

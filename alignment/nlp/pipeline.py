@@ -1,5 +1,6 @@
-"""The spaCy pipeline: a blank language, a sentence/section splitter, one PhraseMatcher pass for lexicon
-values, organs, lesions, site words and context triggers, and one regex pass for numbers and categories.
+"""The spaCy pipeline: a blank language, a sentence/section splitter, and per sentence one PhraseMatcher
+pass for lexicon values, organs, lesions, site words and context triggers and one regex pass for numbers
+and categories, memoised per distinct sentence.
 
 Components only store plain tuples in ``doc.user_data`` (msgpack-friendly, so ``n_process > 1`` works);
 ``alignment.nlp.assemble`` turns them into findings.
@@ -11,7 +12,7 @@ import re
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from itertools import chain, islice
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -354,8 +355,8 @@ class SentenceMatches:
             # No phrase holds a digit, so which digits a sentence has cannot change its phrase matches,
             # given its tokens: sentences that differ only in their numbers ("a 1.2 cm cyst at 3
             # o'clock") share them.
-            bounds = [x - base if i % 2 == 0 else x for i, x in enumerate(chain.from_iterable(offsets[t0:t1]))]
-            key = (text[base : base + end - start].translate(DIGITS_BLIND), tuple(bounds))
+            bounds = tuple([(o[0] - base, o[1]) for o in offsets[t0:t1]])
+            key = (text[base : base + end - start].translate(DIGITS_BLIND), bounds)
             found = self.phrase_memo.get(key)
             if found is not None:
                 return found
