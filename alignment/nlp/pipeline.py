@@ -101,6 +101,7 @@ def _build(lang: str, tables: LexiconTables) -> Language:
 
 _COLON = re.compile(r"[:：]")
 _ALNUM = re.compile(r"[^\W_]")  # what str.isalnum() accepts
+_NONSPACE = re.compile(r"\S")
 _BR_GATE = re.compile(r"br\s?[0-6]")
 _TR_GATE = re.compile(r"tr\s*-?\s*[1-5]")
 
@@ -181,14 +182,16 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
     out: list[tuple[int, int, str | None, str | None]] = []
     section: str | None = None
     alnum = _ALNUM.search
+    nonspace = _NONSPACE.search
     for k in range(len(bounds) - 1):
         a, b = bounds[k], bounds[k + 1]
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
+        if text[a].isspace():
+            m = nonspace(text, a, b)
+            if m is None:
+                continue
+            a = m.start()
+        while text[b - 1].isspace():  # a non-space character stands at a or after it
             b -= 1
-        if a >= b:
-            continue
         header = None
         if kinds:
             kind = kinds.get(a)
@@ -196,7 +199,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
                 header = kind[0]
                 if kind[0] == "section" and kind[1] is not None:
                     section = kind[1]
-        if alnum(text, a, b) is None:
+        if not text[a].isalnum() and alnum(text, a, b) is None:
             # a stray bullet or punctuation run: fold it into nothing rather than emit an empty sentence
             continue
         out.append((a, b, section, header))
