@@ -160,7 +160,20 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
                 draft = _sentence_draft(sentence_text, header, analysis, by_key, lexicon, tables, language)
             if max_entries > 0:
                 remember(drafts, key, draft, max_entries)
-        if draft.kind != _NOTHING:
+        if draft.single is not None:
+            # one lesion read from the sentence alone (the usual English sentence): ``_place`` inlined
+            f = _copy(draft.single, start, ctx, sentence_text)
+            if draft.slots is not None and draft.slots[0] is not None:
+                _fill(f, draft.slots[0], analysis[1])
+            if f.organ is None:
+                f.organ = ctx.header_organ or ctx.last_organ
+            if udaf and draft.single.organ is None:
+                _add_udaf_structure(f, tables)
+            sentence.findings.append(f)
+            if draft.last_organ is not None and not f.negated:
+                ctx.last_organ = draft.last_organ
+            ctx.open = f
+        elif draft.kind != _NOTHING:
             _place(draft, sentence, ctx, udaf, tables, analysis[1])
     return report
 
@@ -193,6 +206,7 @@ class _Draft:
         "has_lats",
         "header",
         "zh",
+        "single",
     )
 
     def __init__(self, kind: int) -> None:
@@ -210,6 +224,8 @@ class _Draft:
         self.has_lats = False
         self.header: tuple[str | None, str | None, list[str]] | None = None
         self.zh = False
+        # the one template of a sentence that states one lesion, outside Chinese (see ``assemble``)
+        self.single: Finding | None = None
 
 
 # Roles of a draft's finding templates (see ``_copies``).
@@ -388,6 +404,8 @@ def _sentence_draft(
     draft.has_organs = bool(organs)
     draft.has_lats = bool(lats)
     draft.zh = zh
+    if draft.kind == _FINDINGS and len(draft.findings) == 1 and not zh:
+        draft.single = draft.findings[0][0]
     return draft
 
 

@@ -12,6 +12,7 @@ import re
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from itertools import islice
 from operator import itemgetter
 from typing import Any
@@ -456,11 +457,13 @@ def _longest_first(t: tuple[int, int, int]) -> tuple[int, int]:
     return (t[0] - t[1], t[0])
 
 
+@lru_cache(maxsize=4096)
 def _mm(value: str, unit: str | None) -> float:
     v = float(value)
     return round(v * 10.0, 3) if unit in ("cm", "厘米") else v
 
 
+@lru_cache(maxsize=1024)
 def clock_from(h1: str, m1: str | None, h2: str | None = None, m2: str | None = None) -> str:
     """Normalise a clock position to ``H:MM``; a range ("5-7点", "12-1 o'clock") gives its midpoint."""
     a = (int(h1) % 12) * 60 + int(m1 or 0)
