@@ -21,7 +21,7 @@ from . import patterns as P
 from .context import FAMILY, HISTORICAL, HYPOTHETICAL, NEGATED, UNCERTAIN, Cue, Scope, build_scopes, context_bits
 from .lexicons import LexiconTables, resolve_ref, term_code
 from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
-from .pipeline import ATTR, CUE, DIGITS_BLIND, LESION, ORGAN, SITE, doc_text, remember
+from .pipeline import ATTR, CUE, DIGITS_BLIND, LESION, ORGAN, SITE, remember
 from .vocabulary import FIELD_HINTS, LAYER_ORGANS, NON_LESION_KINDS, NORMAL_TISSUE_INTERPRETATIONS
 
 _FIELD_START = re.compile(
@@ -112,7 +112,6 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
     sentence like its matches), then placed in the report: organ, side and site from the headers and
     sentences before, a sentence without a lesion word folded into the open finding.
     """
-    text = doc_text(doc)
     sents = doc.user_data.get("sono_sents", [])
     report = ParsedReport(language=language)
     if not sents:
@@ -125,10 +124,9 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
     udaf = lexicon == "udaf"
     ctx = _Context()
     sentences = report.sentences
-    for index, ((start, end, section, header), analysis) in enumerate(
-        zip(sents, doc.user_data["sono_matches"], strict=True)
+    for index, ((start, end, section, header), analysis, sentence_text) in enumerate(
+        zip(sents, doc.user_data["sono_matches"], doc.user_data["sono_texts"], strict=True)
     ):
-        sentence_text = text[start:end]
         sentence = Sentence(index, start, end, sentence_text, section)
         sentences.append(sentence)
         if section != ctx.section:

@@ -237,9 +237,10 @@ class SentenceMatches:
     """Per sentence: one PhraseMatcher pass and one regex pass, memoised by the sentence's text.
 
     Stores ``doc.user_data["sono_matches"]``, one ``Analysis`` per sentence of ``sono_sents`` (plain
-    tuples, so ``n_process > 1`` works).  A sentence is analysed on its own (its matches never depend on
-    the text around it), so reports that repeat a sentence -- and reports are written from templates:
-    "No suspicious axillary lymph nodes.", "双侧腋下未见明显肿大淋巴结。" -- analyse it once per process.
+    tuples, so ``n_process > 1`` works), and the sentences' text in ``sono_texts``.  A sentence is
+    analysed on its own (its matches never depend on the text around it), so reports that repeat a
+    sentence -- and reports are written from templates: "No suspicious axillary lymph nodes.",
+    "双侧腋下未见明显肿大淋巴结。" -- analyse it once per process.
     At most ``max_entries`` sentences are remembered (the older half is dropped when full; 0 turns the
     memo off).  ``drafts`` is the same kind of memo for ``alignment.nlp.assemble``, which reads a
     sentence's findings from its analysis alone and applies the report's context afterwards.
@@ -289,8 +290,9 @@ class SentenceMatches:
             new: dict[str, tuple[Doc, int, int]] = {}
             for doc in batch:
                 text = doc_text(doc)
-                for start, end, _, _ in doc.user_data["sono_sents"]:
-                    sentence = text[start:end]
+                # the sentence strings are kept: their hashes, computed once, serve every later lookup
+                sentences = doc.user_data["sono_texts"] = [text[a:b] for a, b, _, _ in doc.user_data["sono_sents"]]
+                for sentence, (start, end, _, _) in zip(sentences, doc.user_data["sono_sents"], strict=True):
                     if sentence in found or sentence in new:
                         continue
                     analysis = memo.get(sentence)
@@ -310,8 +312,7 @@ class SentenceMatches:
                     if self.max_entries > 0:
                         remember(memo, sentence, analysis, self.max_entries)
             for doc in batch:
-                text = doc_text(doc)
-                doc.user_data["sono_matches"] = [found[text[a:b]] for a, b, _, _ in doc.user_data["sono_sents"]]
+                doc.user_data["sono_matches"] = [found[sentence] for sentence in doc.user_data["sono_texts"]]
                 yield doc
 
     def __call__(self, doc: Doc) -> Doc:
@@ -319,8 +320,8 @@ class SentenceMatches:
         memo = self.memo
         out: list[Analysis] = []
         offsets: list[list[int]] | None = None
-        for start, end, _, _ in doc.user_data["sono_sents"]:
-            sentence = text[start:end]
+        sentences = doc.user_data["sono_texts"] = [text[a:b] for a, b, _, _ in doc.user_data["sono_sents"]]
+        for sentence, (start, end, _, _) in zip(sentences, doc.user_data["sono_sents"], strict=True):
             analysis = memo.get(sentence)
             if analysis is None:
                 if offsets is None:
