@@ -18,8 +18,8 @@ import scoring  # noqa: E402
 
 from alignment.nlp import classify_context  # noqa: E402
 
-FLOOR_GOLD = 0.90
-FLOOR_SHARED = 0.85
+FLOOR_GOLD = 0.97
+FLOOR_SHARED = 0.92
 
 
 @pytest.fixture(scope="module")
