@@ -203,8 +203,43 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
         if not text[a].isalnum() and alnum(text, a, b) is None:
             # a stray bullet or punctuation run: fold it into nothing rather than emit an empty sentence
             continue
+        if b - a > MAX_SENTENCE:
+            out.extend((x, y, section, header if x == a else None) for x, y in _pieces(text, a, b))
+            continue
         out.append((a, b, section, header))
     return out
+
+
+# Report sentences are short (the longest in the gold sets, the shared conclusions and the generated
+# reports has 143 characters), and reading a sentence costs more than linear time in its lesions and
+# numbers: a run-on text longer than this (pasted notes, a table flattened into one line) is cut at clause
+# punctuation, else at a space, so that no input can make a parse take quadratic time.
+MAX_SENTENCE = 1000
+_CLAUSE_END = re.compile(r"[，,；;、:：]|\s")
+
+
+def _pieces(text: str, a: int, b: int) -> Iterator[tuple[int, int]]:
+    """``text[a:b]`` cut into stretches of at most ``MAX_SENTENCE`` characters, each stripped."""
+    while a < b:
+        stop = min(b, a + MAX_SENTENCE)
+        if stop < b:
+            # the last clause punctuation in the window's second half (it stays with the stretch before
+            # it), else the last space, else the window's end
+            punct = space = None
+            for m in _CLAUSE_END.finditer(text, a + MAX_SENTENCE // 2, stop):
+                if text[m.start()].isspace():
+                    space = m.end()
+                else:
+                    punct = m.end()
+            stop = punct or space or stop
+        x, y = a, stop
+        while x < y and text[x].isspace():
+            x += 1
+        while y > x and text[y - 1].isspace():
+            y -= 1
+        if x < y:
+            yield x, y
+        a = stop
 
 
 @Language.factory("sonoalign_sentences")

@@ -400,3 +400,15 @@ def test_the_sentence_memo_is_bounded(sentence_memo) -> None:
     reports = parse_reports(texts, language="en")
     assert len(sentence_memo.memo) <= 8 and len(sentence_memo.drafts) <= 8
     assert [r.findings[0].size_mm for r in reports] == [[n * 10 + n % 10] for n in range(40)]
+
+
+def test_a_run_on_text_is_cut_into_bounded_sentences_and_loses_no_finding() -> None:
+    from alignment.nlp.pipeline import MAX_SENTENCE
+
+    text = "left breast nodule 1.2 cm at 3 o'clock, " * 3000  # 120,000 characters, no sentence end
+    spans = split_sentences(text)
+    assert max(b - a for a, b, _, _ in spans) <= MAX_SENTENCE
+    assert all(text[b - 1] == "," for a, b, _, _ in spans[:-1])  # cut after clause punctuation
+    findings = parse_report(text, language="en").findings
+    assert len(findings) == 3000
+    assert {(f.laterality, f.clock, tuple(f.size_mm)) for f in findings} == {("left", "3:00", (12.0,))}
