@@ -267,7 +267,7 @@ class SentenceSplitter:
 Analysis = tuple[tuple[tuple[str, int, int, int, int, int], ...], tuple[tuple[str, int, int, Any], ...]]
 
 
-@Language.factory("sonoalign_matches", default_config={"max_entries": 50_000})
+@Language.factory("sonoalign_matches", default_config={"max_entries": 20_000})
 class SentenceMatches:
     """Per sentence: one PhraseMatcher pass and one regex pass, memoised by the sentence's text.
 
