@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import threading
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from itertools import islice
@@ -668,11 +667,6 @@ def match_payload(nlp: Language, key: int) -> tuple[str, Any]:
     return nlp.get_pipe("sonoalign_matches").table.by_key[key]  # type: ignore[union-attr]
 
 
-def bucket(items: list[Any], starts: list[int], pos: int) -> int:
-    """Index of the sentence (by sorted ``starts``) that contains character ``pos``."""
-    return bisect_right(starts, pos) - 1
-
-
 __all__ = [
     "ATTR",
     "CUE",
@@ -680,7 +674,6 @@ __all__ = [
     "ORGAN",
     "SITE",
     "ValueRef",
-    "bucket",
     "clock_from",
     "get_pipeline",
     "match_payload",
