@@ -336,8 +336,9 @@ def _sentence_draft(
         draft.slots = slots
         tails = _side_categories(text, groups, lats, by.get("birads")) if zh else []
         bounds = [start]
+        places = sorted(i.start for k in ("clock", "quadrant") for i in by.get(k, ())) if zh else []
         for prev, nxt in zip(groups, groups[1:], strict=False):
-            bounds.append(_last_separator(text, prev[-1].end, nxt[0].start))
+            bounds.append(_last_separator(text, prev[-1].end, nxt[0].start, places))
         bounds.append(tails[0][0].start if tails else end)
         for i, group in enumerate(groups):
             f = _finding_from(
@@ -442,6 +443,7 @@ def _place(
         if (
             op is not None
             and not op.negated
+            and not op.historical
             and op.lesion not in _NO_MERGE
             and (f.organ is None or op.organ is None or f.organ == op.organ or not draft.has_organs)
             and (f.laterality is None or op.laterality is None or f.laterality == op.laterality or not draft.has_lats)
@@ -766,9 +768,19 @@ def _group_anchors(text: str, anchors: list[_Item]) -> list[list[_Item]]:
     return groups
 
 
-def _last_separator(text: str, a: int, b: int) -> int:
+def _last_separator(text: str, a: int, b: int, places: list[int] | None = None) -> int:
+    """Where the stretch of the lesion word ending at ``a`` gives way to the one starting at ``b``: the
+    last separator between them, or (``places``: where Chinese clock positions and quadrants start) the
+    first separator that a place follows, since Chinese names a lesion's place before it
+    ("右乳癌保乳术后,外下象限、外上象限见液性暗区": the quadrants are the fluid's)."""
     pos = a
     for m in P.LESION_SEPARATOR.finditer(text, a, b):
+        if places:
+            after = m.end()
+            while after < b and text[after].isspace():
+                after += 1
+            if after in places:
+                return m.start()
         pos = m.start()
     return pos
 

@@ -329,7 +329,7 @@ def abbreviation_before(text: str, i: int) -> bool:
 
 # Separators between two lesions in one sentence ("a cyst at 2 o'clock and a nodule at 10 o'clock").
 LESION_SEPARATOR = re.compile(
-    r"(?i)[,;，；、]|\s(?:and|or|without|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另|或"
+    r"(?i)[,;，；、]|\s(?:and|or|without|as\s+well\s+as|plus|also|while)\s|及|和|与|以及|另|或|并"
 )
 # A side named right before a BI-RADS category, after the lesion of a Chinese sentence ("双乳良性钙化，右乳
 # BI-RADS2类", "...结节，BI-RADS2类：右乳，BI-RADS1类"): the category assesses that breast.  Searched with
