@@ -63,14 +63,17 @@ def report_parse(*, report: Report) -> list[Sentence]:
     parsed = parse_report(report.text, language=report.language, lexicon=lexicon)
     with transaction.atomic():
         Report.objects.select_for_update().filter(pk=report.pk).first()
-        current = list(Sentence.objects.filter(report=report, report_version=report.version,
-                                               pipeline_version=parse_version()).order_by("index"))
-        if current:
-            return current  # another worker parsed it while we did
-        old = Sentence.objects.filter(report=report)
-        manual = list(Alignment.objects.filter(sentence__in=old, source=Alignment.Source.MANUAL)
-                      .values("sentence__text", "image_id", "region_id", "linked", "created_by_id", "score"))
-        old.delete()
+        stored = list(Sentence.objects.filter(report=report).values_list("report_version", "pipeline_version"))
+        if (report.version, parse_version()) in stored:
+            # another worker parsed it while we did
+            return list(Sentence.objects.filter(report=report, report_version=report.version,
+                                                pipeline_version=parse_version()).order_by("index"))
+        manual = []
+        if stored:
+            old = Sentence.objects.filter(report=report)
+            manual = list(Alignment.objects.filter(sentence__in=old, source=Alignment.Source.MANUAL)
+                          .values("sentence__text", "image_id", "region_id", "linked", "created_by_id", "score"))
+            old.delete()
         sentences = Sentence.objects.bulk_create([
             Sentence(report=report, report_version=report.version, pipeline_version=parse_version(),
                      index=s.index, start=s.start, end=s.end, text=s.text, section=s.section or "")
@@ -88,13 +91,14 @@ def report_parse(*, report: Report) -> list[Sentence]:
                     attributes=data["attributes"], assessment=data["assessment"], data=data,
                 ))
         Finding.objects.bulk_create(findings)
-        by_text = {s.text: s for s in sentences}
-        Alignment.objects.bulk_create([
-            Alignment(sentence=by_text[m["sentence__text"]], image_id=m["image_id"], region_id=m["region_id"],
-                      linked=m["linked"], created_by_id=m["created_by_id"], score=m["score"],
-                      source=Alignment.Source.MANUAL)
-            for m in manual if m["sentence__text"] in by_text
-        ])
+        if manual:
+            by_text = {s.text: s for s in sentences}
+            Alignment.objects.bulk_create([
+                Alignment(sentence=by_text[m["sentence__text"]], image_id=m["image_id"], region_id=m["region_id"],
+                          linked=m["linked"], created_by_id=m["created_by_id"], score=m["score"],
+                          source=Alignment.Source.MANUAL)
+                for m in manual if m["sentence__text"] in by_text
+            ])
     return sentences
 
 
@@ -154,13 +158,6 @@ def _study_regions(study: Study) -> list[Region]:
     )
 
 
-def _study_fully_read(study: Study) -> bool:
-    """A lesion can only be called missing once every image of the study has been read (or came with
-    imported regions): until then it may simply be on an image nobody has opened yet."""
-    unread = Assignment.objects.filter(image__study=study).exclude(status=Assignment.Status.SUBMITTED)
-    return not unread.exists()
-
-
 def _lesion_inputs(study: Study, regions: list[Region]) -> list[matching.LesionInput]:
     organ_labels = {}
     for attribute in study.dataset.lexicon.content["attributes"]:
@@ -198,14 +195,16 @@ def _lesion_inputs(study: Study, regions: list[Region]) -> list[matching.LesionI
 # ---------------------------------------------------------------------------------------------- aligning
 
 
-def _claim(study_id: int, worker: str) -> bool:
+def _claim(study_id: int, worker: str) -> StudyAlignmentState | None:
     """Take the study for this worker: a conditional UPDATE, so two workers never align it at once. A
-    claim older than CLAIM_TIMEOUT is a worker that died and may be taken over."""
-    StudyAlignmentState.objects.get_or_create(study_id=study_id)
+    claim older than CLAIM_TIMEOUT is a worker that died and may be taken over. Returns the state row as
+    read before the claim (its input hash and last run), or ``None`` when another worker holds it."""
+    state, _ = StudyAlignmentState.objects.get_or_create(study_id=study_id)
     now = timezone.now()
-    return bool(StudyAlignmentState.objects.filter(study_id=study_id).filter(
+    claimed = StudyAlignmentState.objects.filter(study_id=study_id).filter(
         ~Q(status=StudyAlignmentState.Status.RUNNING) | Q(claimed_at__lt=now - CLAIM_TIMEOUT)
-    ).update(status=StudyAlignmentState.Status.RUNNING, claimed_by=worker[:128], claimed_at=now))
+    ).update(status=StudyAlignmentState.Status.RUNNING, claimed_by=worker[:128], claimed_at=now)
+    return state if claimed else None
 
 
 def study_align(*, study_id: int, worker: str = "inline") -> str:
@@ -219,28 +218,31 @@ def study_align(*, study_id: int, worker: str = "inline") -> str:
     study = Study.objects.select_related("dataset__lexicon").filter(pk=study_id).first()
     if study is None:
         return "gone"
-    if not _claim(study_id, worker):
+    state = _claim(study_id, worker)
+    if state is None:
         return "busy"
     try:
         report = Report.objects.filter(study=study).first()
+        if report is not None:
+            report.study = study  # its dataset and lexicon are loaded already
         sentences = report_parse(report=report) if report else []
         regions = _study_regions(study)
-        manual = list(Alignment.objects.filter(image__study=study, source=Alignment.Source.MANUAL)
-                      .values_list("id", "sentence_id", "region_id", "linked").order_by("id"))
+        manual = list(Alignment.objects.filter(image__study=study, source=Alignment.Source.MANUAL).order_by("id"))
+        assignments = list(Assignment.objects.filter(image__study=study)
+                           .order_by("id").values_list("id", "image_id", "status", "annotator__username"))
         input_hash = _digest({
             "report": [report.pk, report.version] if report else None, "pipeline": parse_version(),
-            "regions": [(r.pk, r.version) for r in regions], "manual": manual,
-            "submitted": sorted(Assignment.objects.filter(image__study=study, status=Assignment.Status.SUBMITTED)
-                                .values_list("id", flat=True)),
+            "regions": [(r.pk, r.version) for r in regions],
+            "manual": [(m.pk, m.sentence_id, m.region_id, m.linked) for m in manual],
+            "submitted": sorted(a[0] for a in assignments if a[2] == Assignment.Status.SUBMITTED),
             "lexicon": [study.dataset.lexicon.system, study.dataset.lexicon.version],
         })
-        state = StudyAlignmentState.objects.get(study_id=study_id)
         if state.input_hash == input_hash and state.aligned_at is not None:
             StudyAlignmentState.objects.filter(pk=state.pk).update(
                 status=StudyAlignmentState.Status.DONE, checked_at=timezone.now(), claimed_by="")
             return "unchanged"
         with transaction.atomic():
-            _align_and_record(study, sentences, regions)
+            _align_and_record(study, sentences, regions, manual, assignments)
             StudyAlignmentState.objects.filter(pk=state.pk).update(
                 status=StudyAlignmentState.Status.DONE, input_hash=input_hash, pipeline_version=parse_version(),
                 aligned_at=timezone.now(), checked_at=timezone.now(), runs=F("runs") + 1, claimed_by="", error="")
@@ -252,7 +254,11 @@ def study_align(*, study_id: int, worker: str = "inline") -> str:
         raise
 
 
-def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Region]) -> None:
+def _align_and_record(
+    study: Study, sentences: list[Sentence], regions: list[Region], manual: list[Alignment], assignments: list[tuple]
+) -> None:
+    """Precondition: ``manual`` are the study's manual alignments and ``assignments`` its assignments as
+    (id, image id, status, annotator username), both read in this run."""
     lexicon = study.dataset.lexicon
     sentences = list(Sentence.objects.filter(pk__in=[s.pk for s in sentences]).prefetch_related("findings")
                      .order_by("index"))
@@ -269,7 +275,6 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
         matches.extend(matching.match_source(findings, source_lesions))
 
     # Manual decisions win: an unlink removes the automatic link, a link adds one.
-    manual = list(Alignment.objects.filter(image__study=study, source=Alignment.Source.MANUAL))
     unlinked = {(m.sentence_id, m.region_id) for m in manual if not m.linked}
     Alignment.objects.filter(image__study=study, source=Alignment.Source.AUTO).delete()
     rows, linked = [], set()
@@ -315,7 +320,10 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
     # The consensus is what reviewers decided; it is aligned (for exports) but never argued with.
     argued = [lesion for lesion in lesions if lesion.source != CONSENSUS]
     argued_matched = {m.finding for m in matches if lesion_by_key[m.lesion].source != CONSENSUS}
-    if argued and _study_fully_read(study):
+    # A lesion can only be called missing once every image of the study has been read (or came with
+    # imported regions): until then it may simply be on an image nobody has opened yet.
+    fully_read = all(status == Assignment.Status.SUBMITTED for _, _, status, _ in assignments)
+    if argued and fully_read:
         sources = sorted({lesion.source for lesion in argued})
         for finding in findings:
             if (finding.is_lesion and finding.is_located and not finding.uncertain
@@ -339,20 +347,23 @@ def _align_and_record(study: Study, sentences: list[Sentence], regions: list[Reg
                 region.pk, _source_name(region), region.shape, region.geometry,
                 {k: frozenset([v] if isinstance(v, str) else v) for k, v in (region.attributes or {}).items()}))
     readers_of = defaultdict(list)
-    for image_id, username in Assignment.objects.filter(
-        image__study=study, status=Assignment.Status.SUBMITTED
-    ).values_list("image_id", "annotator__username"):
-        readers_of[image_id].append(username)
+    for _, image_id, status, username in assignments:
+        if status == Assignment.Status.SUBMITTED:
+            readers_of[image_id].append(username)
     for image_id, readers in readers_of.items():
         if len(readers) > 1:
             conflicts.extend(matching.reader_conflicts(image_id, reader_regions.get(image_id, []), readers))
-    _record_disagreements(study, conflicts, finding_rows, lesion_by_key)
-    # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be).
+    touched = _record_disagreements(study, conflicts, finding_rows, lesion_by_key, region_image)
+    # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be); an
+    # image whose disagreements did not change keeps its status.
     from annotation.adjudication import image_adjudication_refresh
 
-    for image_id in Image.objects.filter(study=study, status__in=[Image.Status.ANNOTATED, Image.Status.ADJUDICATED]) \
-            .values_list("id", flat=True):
-        image_adjudication_refresh(image_id=image_id)
+    if touched is None or touched:
+        images = Image.objects.filter(study=study, status__in=[Image.Status.ANNOTATED, Image.Status.ADJUDICATED])
+        if touched is not None:
+            images = images.filter(pk__in=touched)
+        for image_id in images.values_list("id", flat=True):
+            image_adjudication_refresh(image_id=image_id)
 
 
 def lexicon_tirads():
@@ -361,9 +372,23 @@ def lexicon_tirads():
     return lexicon_load("tirads")
 
 
-def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key) -> None:
+def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key, region_image) -> set[int] | None:
+    """Write the study's open disagreements from ``conflicts``; return the ids of the images whose
+    disagreements changed (``None``: a study-level one changed, which concerns every image)."""
     existing = {d.fingerprint: d for d in Disagreement.objects.filter(study=study)}
     produced = set()
+    touched: set[int] | None = set()
+
+    def touch(image_id: int | None, region_ids) -> None:
+        nonlocal touched
+        if image_id is None and not region_ids:
+            touched = None
+        elif touched is not None:
+            if image_id is not None:
+                touched.add(image_id)
+            touched.update(region_image[r] for r in region_ids if r in region_image)
+
+    new: list[tuple[Disagreement, tuple[int, ...]]] = []
     for conflict in conflicts:
         fingerprint = _digest([conflict.kind, list(conflict.identity)])
         if fingerprint in produced:
@@ -376,13 +401,15 @@ def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key) 
             image_id = lesion_by_key[conflict.lesion].image_ids[0]
         current = existing.get(fingerprint)
         if current is None:
-            disagreement = Disagreement.objects.create(
+            new.append((Disagreement(
                 dataset_id=study.dataset_id, study=study, image_id=image_id, sentence=sentence, kind=conflict.kind,
-                attribute=conflict.attribute, values=conflict.values, fingerprint=fingerprint, input_hash=input_hash)
-            disagreement.regions.set(conflict.region_ids)
+                attribute=conflict.attribute, values=conflict.values, fingerprint=fingerprint, input_hash=input_hash,
+            ), tuple(conflict.region_ids)))
+            touch(image_id, conflict.region_ids)
         elif current.input_hash != input_hash:
             # Its inputs changed: refresh the values; a resolution made on the old values no longer
             # settles it, so it opens again (the old resolution is kept in its record).
+            touch(current.image_id, [r.pk for r in current.regions.all()])
             if current.status != Disagreement.Status.OPEN:
                 current.resolution = {"previous": current.resolution, "reopened_at": timezone.now().isoformat()}
                 current.status = Disagreement.Status.OPEN
@@ -390,10 +417,23 @@ def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key) 
                 conflict.values, input_hash, sentence, image_id)
             current.save()
             current.regions.set(conflict.region_ids)
+            touch(image_id, conflict.region_ids)
         elif current.sentence_id != (sentence.pk if sentence else None):
             Disagreement.objects.filter(pk=current.pk).update(sentence=sentence)
-    stale = [d.pk for fp, d in existing.items() if fp not in produced and d.status == Disagreement.Status.OPEN]
-    Disagreement.objects.filter(pk__in=stale).delete()
+    if new:
+        # one INSERT for the disagreements and one for their regions (PostgreSQL and SQLite return the ids)
+        created = Disagreement.objects.bulk_create([d for d, _ in new])
+        through = Disagreement.regions.through
+        through.objects.bulk_create([
+            through(disagreement_id=d.pk, region_id=region_id)
+            for d, (_, region_ids) in zip(created, new, strict=True) for region_id in dict.fromkeys(region_ids)
+        ])
+    stale = [d for fp, d in existing.items() if fp not in produced and d.status == Disagreement.Status.OPEN]
+    if stale:
+        for d in stale:
+            touch(d.image_id, [r.pk for r in d.regions.all()])
+        Disagreement.objects.filter(pk__in=[d.pk for d in stale]).delete()
+    return touched
 
 
 # ---------------------------------------------------------------------------------------------- dataset runs
