@@ -134,6 +134,14 @@ def _headers(text: str) -> list[re.Match[str]]:
     return out
 
 
+def _item_period(text: str, i: int) -> int:
+    """Where the period of the numbered item starting at ``i`` is ("12. ..."), or -1 for "1、", "2)"."""
+    j = i
+    while j < len(text) and j - i < 2 and text[j].isdecimal():
+        j += 1
+    return j if j < len(text) and text[j] == "." and j > i else -1
+
+
 def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
     """Sentence spans of ``text`` as ``(start, end, section, header_kind)``.
 
@@ -146,14 +154,20 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
     n = len(text)
     cuts = {0, n}
     kinds: dict[int, tuple[str, str | None]] = {}
+    items = P.list_item_starts(text)
+    cuts.update(items)
+    # the period of a numbered item ("1. Nodule ...") ends its number, not a sentence
+    item_periods = {j for j in (_item_period(text, i) for i in items) if j >= 0}
     tails = P.ABBREVIATION_TAILS
     for m in P.SENTENCE_END.finditer(text):
         i = m.start()
-        # an abbreviation's last two characters first: most periods end a word no abbreviation ends like
-        if text[i] == "." and i > 1 and text[i - 2 : i].lower() in tails and P.abbreviation_before(text, i):
+        if text[i] == "." and (
+            i in item_periods
+            # an abbreviation's last two characters first: most periods end a word no abbreviation ends like
+            or (i > 1 and text[i - 2 : i].lower() in tails and P.abbreviation_before(text, i))
+        ):
             continue
         cuts.add(m.end())
-    cuts.update(P.list_item_starts(text))
     if ":" in text or "：" in text:
         for m in _headers(text):
             group = m.lastgroup

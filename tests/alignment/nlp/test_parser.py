@@ -168,6 +168,15 @@ def test_sentences_split_on_lists_headers_and_chinese_punctuation() -> None:
         "BI-RADS 2.",
     ]
     assert [p[2] for p in parts] == ["findings", "findings", "impression", "impression"]
+    # the period after an item's number is no sentence end: "1." is not a sentence of its own
+    text = "IMPRESSION:\n1. Nodule in the left breast at 11:00, BI-RADS 4C.\n2. Core needle biopsy is recommended."
+    assert [text[a:b] for a, b, _, _ in split_sentences(text)] == [
+        "IMPRESSION:",
+        "1. Nodule in the left breast at 11:00, BI-RADS 4C.",
+        "2. Core needle biopsy is recommended.",
+    ]
+    text = "1.双乳不均匀致密型腺体；2.右乳BI-RADS 2类。"
+    assert [text[a:b] for a, b, _, _ in split_sentences(text)] == ["1.双乳不均匀致密型腺体；", "2.右乳BI-RADS 2类。"]
 
 
 def test_language_detection() -> None:
