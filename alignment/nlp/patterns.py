@@ -213,7 +213,7 @@ LIST_ITEM = re.compile(_LIST_ITEM)
 # Where a list item's number ends: its terminator after a digit (found at C speed: decimals and
 # sentence-final periods fail inside the engine).  ``list_item_starts`` walks back to the item's start,
 # finding exactly the matches of ``LIST_ITEM``.
-_LIST_ITEM_END = re.compile(r"[、．.)）](?<=\d[、．.)）])")
+_LIST_ITEM_END = re.compile(r"[、．.](?<=\d[、．.])(?!\d)|[)）](?<=\d[)）])")
 _ITEM_BEFORE = frozenset(" \t\n\r。；;.,，:：!?！？")
 _DOT_ITEM_BEFORE = frozenset("。；;.!?！？\n")
 
