@@ -91,16 +91,19 @@ def generate(n_sentences: int, language: str, per_report: int = 5, seed: int = 7
     return [sep.join(sentences[i : i + per_report]) for i in range(0, len(sentences), per_report)]
 
 
-def _best(fn, repeat: int) -> tuple[float, float]:
-    """Best wall-clock and best CPU (process) time of ``repeat`` calls; CPU time is steadier when other
-    jobs share the machine."""
-    times, cpu = [], []
+def _best(fns: list, repeat: int) -> list[tuple[float, float]]:
+    """Best wall-clock and best CPU (process) time of ``repeat`` calls of each function, the functions
+    taking turns (a, b, c, a, b, c, ...) so that a slower spell of a shared machine weighs on all of
+    them alike; CPU time is steadier when other jobs share the machine."""
+    times: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        times.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return min(times), min(cpu)
+        for k, fn in enumerate(fns):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            times[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    return [(min(t), min(c)) for t, c in zip(times, cpu, strict=True)]
 
 
 def _memo(nlp):  # noqa: ANN001, ANN202
@@ -138,9 +141,7 @@ def run(language: str, n_sentences: int, repeat: int, texts: list[str] | None = 
         finally:
             memo.max_entries = max_entries
 
-    tok, tok_cpu = _best(tokenize, repeat)
-    full, full_cpu = _best(parse, repeat)
-    bare, bare_cpu = _best(parse_unmemoised, repeat)
+    (tok, tok_cpu), (full, full_cpu), (bare, _) = _best([tokenize, parse, parse_unmemoised], repeat)
     return {
         "tokenizer_cpu_s": tok_cpu,
         "parse_cpu_s": full_cpu,
