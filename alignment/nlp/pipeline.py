@@ -106,16 +106,16 @@ _BR_GATE = re.compile(r"br\s?[0-6]")
 _TR_GATE = re.compile(r"tr\s*-?\s*[1-5]")
 
 
-def _headers(text: str) -> list[re.Match[str]]:
-    """``HEADER`` matches, found by looking back from each colon (few per report) instead of scanning
-    the whole text with a long alternation.
+def _headers(text: str) -> list[tuple[int, int, str, str]]:
+    """``HEADER`` matches as ``(start, end, group name, group text)``, found by looking back from each
+    colon (few per report) instead of scanning the whole text with a long alternation.
 
     Header names hold no colon, so a match tried anywhere after the previous colon ends at the next
     one: the header of a colon is the first match after the previous colon (within 48 characters, after
     the previous header and after the last ``.;,()``, which no header holds), tried only where a header
     word can start.
     """
-    out: list[re.Match[str]] = []
+    out: list[tuple[int, int, str, str]] = []
     last_end = 0
     prev_colon = -1
     for colon in _COLON.finditer(text):
@@ -127,11 +127,24 @@ def _headers(text: str) -> list[re.Match[str]]:
             j = text.rfind(c, start, i)
             if j >= start:
                 start = j + 1
-        m = P.header_match(text, start, min(len(text), i + 2))
-        if m is not None and m.end() == i + 1:
-            out.append(m)
+        found = _header_in(text[start - 1] if start else "", text[start : min(len(text), i + 2)])
+        if found is not None and found[1] + start == i + 1:
+            out.append((found[0] + start, found[1] + start, found[2], found[3]))
             last_end = i + 1
     return out
+
+
+@lru_cache(maxsize=8192)
+def _header_in(before: str, window: str) -> tuple[int, int, str, str] | None:
+    """The first ``HEADER`` match in ``window`` (``before``: the character before it, which its
+    lookbehinds see), relative to the window.  Reports repeat their labels ("Composition:", "超声提示："),
+    so the answer for a window is kept."""
+    m = P.header_match(before + window, len(before), len(before) + len(window))
+    if m is None:
+        return None
+    group = m.lastgroup or ""
+    offset = len(before)
+    return m.start() - offset, m.end() - offset, group, m.group(group) if group else ""
 
 
 def _item_period(text: str, i: int) -> int:
@@ -169,9 +182,7 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
             continue
         cuts.add(m.end())
     if ":" in text or "：" in text:
-        for m in _headers(text):
-            group = m.lastgroup
-            start = m.start()
+        for start, end, group, label_text in _headers(text):
             if group in ("organ", "caps", "zorgan"):
                 # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
                 # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ...")
@@ -182,16 +193,16 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
                     continue
             cuts.add(start)
             if group in ("section", "zsection"):
-                label = " ".join(m.group(group).lower().split())
+                label = " ".join(label_text.lower().split())
                 kinds[start] = ("section", SECTIONS.get(label))
-                cuts.add(m.end())
+                cuts.add(end)
             elif group == "caps":
-                label = " ".join(m.group(group).lower().split())
+                label = " ".join(label_text.lower().split())
                 kinds[start] = ("section", SECTIONS[label]) if label in SECTIONS else ("organ", None)
-                cuts.add(m.end())
+                cuts.add(end)
             elif group in ("organ", "zorgan"):
                 kinds[start] = ("organ", None)
-                cuts.add(m.end())
+                cuts.add(end)
     bounds = sorted(cuts)
     out: list[tuple[int, int, str | None, str | None]] = []
     section: str | None = None
