@@ -32,12 +32,18 @@ def _region(image, author, *, echogenicity, source=Region.Source.READER, assignm
         attributes={"diagnosis": "nodule", "organ_level": "breast", "shape": "oval", "echogenicity": echogenicity})
 
 
-def test_submitted_reading_is_linked_and_its_conflict_recorded(django_capture_on_commit_callbacks):
+def _submitted_reading(django_capture_on_commit_callbacks, *, echogenicity):
+    """A study whose one reader drew the report's nodule with ``echogenicity`` and submitted (aligned)."""
     reader, study, image = _study(django_capture_on_commit_callbacks)
     assignment = assignment_make(image, reader)
-    region = _region(image, reader, echogenicity="isoechoic", assignment=assignment)
+    region = _region(image, reader, echogenicity=echogenicity, assignment=assignment)
     with django_capture_on_commit_callbacks(execute=True):
         annotation_services.assignment_submit(assignment=assignment)
+    return reader, study, image, region
+
+
+def test_submitted_reading_is_linked_and_its_conflict_recorded(django_capture_on_commit_callbacks):
+    _, study, _, region = _submitted_reading(django_capture_on_commit_callbacks, echogenicity="isoechoic")
     assert Alignment.objects.filter(region=region, source="auto").exists()
     conflict = Disagreement.objects.get(study=study, kind="report_vs_annotation")
     assert conflict.attribute == "echogenicity"
@@ -55,11 +61,7 @@ def test_the_consensus_is_aligned_but_never_argued_with(django_capture_on_commit
 
 
 def test_a_new_conflict_reopens_an_adjudicated_image_and_a_settled_one_closes(django_capture_on_commit_callbacks):
-    reader, study, image = _study(django_capture_on_commit_callbacks)
-    assignment = assignment_make(image, reader)
-    region = _region(image, reader, echogenicity="hypoechoic", assignment=assignment)
-    with django_capture_on_commit_callbacks(execute=True):
-        annotation_services.assignment_submit(assignment=assignment)
+    reader, study, image, region = _submitted_reading(django_capture_on_commit_callbacks, echogenicity="hypoechoic")
     assert not Disagreement.objects.filter(study=study).exists()
     Image.objects.filter(pk=image.pk).update(status=Image.Status.ADJUDICATED)
 

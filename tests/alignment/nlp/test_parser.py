@@ -152,31 +152,26 @@ def test_udaf_lexicon_adds_structural_tags() -> None:
     } <= names
 
 
+def _split(text: str) -> list[str]:
+    return [text[a:b] for a, b, _, _ in split_sentences(text)]
+
+
 def test_sentences_split_on_lists_headers_and_chinese_punctuation() -> None:
-    text = "1、双侧乳腺组织增生。2、左乳低回声结节；3、双腋下未见明显肿大淋巴结。"
-    assert [text[a:b] for a, b, _, _ in split_sentences(text)] == [
+    assert _split("1、双侧乳腺组织增生。2、左乳低回声结节；3、双腋下未见明显肿大淋巴结。") == [
         "1、双侧乳腺组织增生。",
         "2、左乳低回声结节；",
         "3、双腋下未见明显肿大淋巴结。",
     ]
     text = "FINDINGS: Cyst approx. 5 mm at 2 o'clock. IMPRESSION: BI-RADS 2."
-    parts = split_sentences(text)
-    assert [text[a:b] for a, b, _, _ in parts] == [
-        "FINDINGS:",
-        "Cyst approx. 5 mm at 2 o'clock.",
-        "IMPRESSION:",
-        "BI-RADS 2.",
-    ]
-    assert [p[2] for p in parts] == ["findings", "findings", "impression", "impression"]
+    assert _split(text) == ["FINDINGS:", "Cyst approx. 5 mm at 2 o'clock.", "IMPRESSION:", "BI-RADS 2."]
+    assert [p[2] for p in split_sentences(text)] == ["findings", "findings", "impression", "impression"]
     # the period after an item's number is no sentence end: "1." is not a sentence of its own
-    text = "IMPRESSION:\n1. Nodule in the left breast at 11:00, BI-RADS 4C.\n2. Core needle biopsy is recommended."
-    assert [text[a:b] for a, b, _, _ in split_sentences(text)] == [
+    assert _split("IMPRESSION:\n1. Nodule in the left breast at 11:00, BI-RADS 4C.\n2. Core needle biopsy.") == [
         "IMPRESSION:",
         "1. Nodule in the left breast at 11:00, BI-RADS 4C.",
-        "2. Core needle biopsy is recommended.",
+        "2. Core needle biopsy.",
     ]
-    text = "1.双乳不均匀致密型腺体；2.右乳BI-RADS 2类。"
-    assert [text[a:b] for a, b, _, _ in split_sentences(text)] == ["1.双乳不均匀致密型腺体；", "2.右乳BI-RADS 2类。"]
+    assert _split("1.双乳不均匀致密型腺体；2.右乳BI-RADS 2类。") == ["1.双乳不均匀致密型腺体；", "2.右乳BI-RADS 2类。"]
 
 
 def test_language_detection() -> None:
