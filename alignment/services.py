@@ -375,7 +375,7 @@ def lexicon_tirads():
 def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key, region_image) -> set[int] | None:
     """Write the study's open disagreements from ``conflicts``; return the ids of the images whose
     disagreements changed (``None``: a study-level one changed, which concerns every image)."""
-    existing = {d.fingerprint: d for d in Disagreement.objects.filter(study=study)}
+    existing = {d.fingerprint: d for d in Disagreement.objects.filter(study=study).prefetch_related("regions")}
     produced = set()
     touched: set[int] | None = set()
 

@@ -200,7 +200,6 @@ class _Draft:
         "content",
         "content_if_open",
         "last_organ",
-        "has_organs",
         "has_lats",
         "header",
         "zh",
@@ -218,7 +217,6 @@ class _Draft:
         self.content = False
         self.content_if_open = False
         self.last_organ: str | None = None
-        self.has_organs = False
         self.has_lats = False
         self.header: tuple[str | None, str | None, list[str]] | None = None
         self.zh = False
@@ -400,7 +398,6 @@ def _sentence_draft(
                 if copies:
                     draft.findings = [(lead, _LEAD), *((g, _COPY) for g in copies)]
     draft.last_organ = organs[-1].value if organs else None
-    draft.has_organs = bool(organs)
     draft.has_lats = bool(lats)
     draft.zh = zh
     if draft.kind == _FINDINGS and len(draft.findings) == 1 and not zh:
@@ -445,7 +442,7 @@ def _place(
             and not op.negated
             and not op.historical
             and op.lesion not in _NO_MERGE
-            and (f.organ is None or op.organ is None or f.organ == op.organ or not draft.has_organs)
+            and (f.organ is None or op.organ is None or f.organ == op.organ or draft.last_organ is None)
             and (f.laterality is None or op.laterality is None or f.laterality == op.laterality or not draft.has_lats)
             # a place of its own that differs from the open finding's is another lesion
             and not (f.quadrant and op.quadrant and f.quadrant != op.quadrant)

@@ -126,10 +126,6 @@ POINTS_TOTAL = re.compile(
 )
 FIELD_POINTS = re.compile(r"(?i)\((\d)\s*(?:points?|pts?)\)|（(\d)\s*分）|\((\d)\s*分\)")
 
-# Numbered list items: "1、", "2.", "3)", "(4)", "（5）".  The pattern starts with one character class so
-# the regex engine skips ahead to candidates by itself (an alternation of groups is tried at every
-# position); where an item may start (after punctuation or a space) is checked in ``list_item_starts``.
-_LIST_ITEM = r"[\d(（](?:(?<=[(（])\d{1,2}[)）]|(?<=\d)\d?[、．.)）](?!\d))"
 _SECTION_EN = "|".join(sorted((re.escape(k) for k in SECTIONS if k.isascii()), key=len, reverse=True))
 _SECTION_ZH = "|".join(sorted((re.escape(k) for k in SECTIONS if not k.isascii()), key=len, reverse=True))
 _FIELDS = "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in FIELD_LABELS)
@@ -156,7 +152,7 @@ def _first_word(label: str) -> str:
     return _ASCII_WORD.match(label).group(0) if label[:1].isascii() and label[:1].isalpha() else ""  # type: ignore[union-attr]
 
 
-def _header_for(word: str) -> re.Pattern[str] | None:
+def _header_for(word: str) -> re.Pattern[str]:
     """``HEADER`` reduced to the alternatives that can match where the letters-only word ``word``
     (lower case) starts, in the same order: it finds the same match there, trying far fewer."""
     sections = [k for k in sorted((k for k in SECTIONS if k.isascii()), key=len, reverse=True) if _first_word(k) == word]
@@ -178,9 +174,7 @@ def _header_for(word: str) -> re.Pattern[str] | None:
 
 
 _HEADER_BY_WORD: dict[str, re.Pattern[str]] = {
-    w: p
-    for w in {_first_word(k) for k in (*SECTIONS, *FIELD_LABELS)} | _ORGAN_HEAD_WORDS
-    if w and (p := _header_for(w)) is not None
+    w: _header_for(w) for w in {_first_word(k) for k in (*SECTIONS, *FIELD_LABELS)} | _ORGAN_HEAD_WORDS if w
 }
 _CAPS_ONLY = re.compile("(?i)" + _CAPS_HEAD)
 
@@ -209,10 +203,9 @@ def header_match(text: str, start: int, end: int) -> re.Match[str] | None:
     return None
 
 
-LIST_ITEM = re.compile(_LIST_ITEM)
-# Where a list item's number ends: its terminator after a digit (found at C speed: decimals and
-# sentence-final periods fail inside the engine).  ``list_item_starts`` walks back to the item's start,
-# finding exactly the matches of ``LIST_ITEM``.
+# Numbered list items: "1、", "2.", "3)", "(4)", "（5）" (one or two digits).  Found from where the number
+# ends: its terminator after a digit (at C speed: decimals and sentence-final periods fail inside the
+# engine); ``list_item_starts`` walks back to the item's start and checks where an item may start.
 _LIST_ITEM_END = re.compile(r"[、．.](?<=\d[、．.])(?!\d)|[)）](?<=\d[)）])")
 _ITEM_BEFORE = frozenset(" \t\n\r。；;.,，:：!?！？")
 _DOT_ITEM_BEFORE = frozenset("。；;.!?！？\n")
@@ -232,7 +225,7 @@ def list_item_starts(text: str) -> list[int]:
     for m in _LIST_ITEM_END.finditer(text):
         t = m.start()
         last = text[t]
-        i = t - 1  # the item's last digit; LIST_ITEM takes at most two
+        i = t - 1  # the item's last digit; an item number has at most two
         if i > 0 and text[i - 1].isdecimal():
             i -= 1
         if last in ")）" and i > 0 and text[i - 1] in "(（":
