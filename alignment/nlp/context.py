@@ -104,15 +104,9 @@ def context_bits(scopes: list[Scope], pos: int) -> int:
     return bits
 
 
-def covered(scopes: list[Scope], category: str, pos: int, end: int | None = None) -> bool:
-    """Whether ``[pos, end)`` (or the character ``pos``) lies in a scope of ``category``."""
-    # a target is governed when its first character is: scopes stop at clause breaks, so a target
-    # that starts inside one belongs to that clause
-    return any(s.category == category and s.start <= pos < s.end for s in scopes)
-
-
-def flags(scopes: list[Scope], pos: int, end: int | None = None) -> dict[str, bool | str]:
-    """The context record of a target at ``[pos, end)``."""
+def flags(scopes: list[Scope], pos: int) -> dict[str, bool | str]:
+    """The context record of a target starting at ``pos``: a target is governed when its first character
+    is, since scopes stop at clause breaks and a target that starts inside one belongs to that clause."""
     bits = context_bits(scopes, pos) if scopes else 0
     return {
         "negated": bool(bits & NEGATED),

@@ -1,17 +1,20 @@
-"""Read the lexicon JSON files and turn them into phrase tables for the matcher.
+"""Turn the lexicon files into phrase tables for the matcher.
 
-The files in ``annotation/lexicons/`` are the single source of the attribute vocabulary; this module reads
-them directly (no Django) from the directory next to the package, or from ``SONOALIGN_LEXICON_DIR``.
+The files in ``annotation/lexicons/`` are the single source of the attribute vocabulary.  They are read
+and validated by ``annotation.lexicons.lexicon_load`` (pure Python, no Django), the same loader the
+annotation forms use, from that directory or from ``SONOALIGN_LEXICON_DIR``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from annotation.lexicons import LEXICON_DIR, lexicon_load, term_code
+
+__all__ = ["LEXICON_SYSTEMS", "LexiconTables", "ValueRef", "load_tables", "resolve_ref", "term_code"]
 
 LEXICON_SYSTEMS: tuple[str, ...] = ("udaf", "birads-us", "tirads")
 
@@ -27,12 +30,7 @@ def lexicon_dir(override: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("SONOALIGN_LEXICON_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "annotation" / "lexicons"
-
-
-def term_code(term: str) -> str:
-    """The lexicon code rule: lower case, every run of non-alphanumerics becomes ``_``."""
-    return re.sub(r"[^a-z0-9]+", "_", term.lower()).strip("_")
+    return LEXICON_DIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +80,8 @@ def _norm(phrase: str, lang: str) -> str:
 def load_tables(directory: str | None = None) -> LexiconTables:
     """Load the three lexicon files once per process (per directory) and build the phrase tables.
 
-    Raises ``FileNotFoundError`` when a lexicon file is missing: the parser cannot run without them.
+    Raises ``annotation.lexicons.LexiconError`` when a lexicon file is missing or malformed: the parser
+    cannot run without them.
     """
     root = lexicon_dir(directory)
     attributes: dict[str, dict[str, list[ValueRef]]] = {"en": {}, "zh": {}}
@@ -90,7 +89,7 @@ def load_tables(directory: str | None = None) -> LexiconTables:
     organ_body: dict[str, str] = {}
     versions: dict[str, str] = {}
     for system in LEXICON_SYSTEMS:
-        data = json.loads((root / f"{system}.json").read_text(encoding="utf-8"))
+        data = lexicon_load(system, directory=root)
         versions[system] = str(data.get("version", ""))
         body_tags: dict[str, str] = {}
         for attr in data["attributes"]:
