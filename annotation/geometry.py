@@ -14,15 +14,20 @@ Formats, in image pixels (x right, y down):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shapely import affinity
+import numpy as np
+from shapely import affinity, get_coordinates
 from shapely.geometry import LineString, Point, Polygon
 from shapely.validation import explain_validity
 
 SHAPES = ("polygon", "rectangle", "ellipse", "line", "point")
-MAX_POINTS = 10_000
+# Default cap on the points of one polygon or line; callers pass their configured cap (the app reads
+# ``REGION_MAX_VERTICES``). Validation and measures are O(n log n), so the cap bounds the work a single
+# save can ask of the server; hand-drawn outlines stay far below it.
+MAX_POINTS = 5_000
 MAX_COORDINATE = 1_000_000.0
 ELLIPSE_SEGMENTS = 64
 
@@ -48,7 +53,10 @@ class Measures:
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise GeometryError(f"{what} must be a number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer such as 10**400 parses as an int no float can hold
+        raise GeometryError(f"{what} is out of range (too large a number)") from None
     if not math.isfinite(value):
         raise GeometryError(f"{what} must be a finite number")
     if abs(value) > MAX_COORDINATE:
@@ -63,7 +71,7 @@ def _points(geometry: dict, minimum: int, maximum: int = MAX_POINTS) -> list[tup
     if len(raw) < minimum:
         raise GeometryError(f"needs at least {minimum} point{'s' if minimum > 1 else ''}, got {len(raw)}")
     if len(raw) > maximum:
-        raise GeometryError(f"has {len(raw)} points; at most {maximum} are accepted")
+        raise GeometryError(f"has {len(raw):,} points; a region may have at most {maximum:,} (simplify the outline)")
     points = []
     for index, pair in enumerate(raw):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -80,9 +88,10 @@ def _inside(points: list[tuple[float, float]], width: int, height: int) -> None:
             )
 
 
-def geometry_validate(shape: str, geometry: Any, *, width: int, height: int) -> dict:
+def geometry_validate(shape: str, geometry: Any, *, width: int, height: int, max_points: int = MAX_POINTS) -> dict:
     """Check ``geometry`` for ``shape`` on an image of ``width``×``height`` and return it normalised
-    (floats, rectangle corners ordered, rotation in [0, 180)). Raises ``GeometryError``."""
+    (floats, rectangle corners ordered, rotation in [0, 180)). Polygons and lines may have at most
+    ``max_points`` points. Raises ``GeometryError``."""
     if shape not in SHAPES:
         raise GeometryError(f"unknown shape '{str(shape)[:32]}' (use one of {', '.join(SHAPES)})")
     if not isinstance(geometry, dict):
@@ -105,7 +114,7 @@ def geometry_validate(shape: str, geometry: Any, *, width: int, height: int) -> 
             raise GeometryError(f"ellipse extends outside the image ({width}×{height} px)")
         return normal
     if shape == "polygon":
-        points = _points(geometry, 3)
+        points = _points(geometry, 3, max_points)
         if len(points) > 3 and points[0] == points[-1]:
             points = points[:-1]
         _inside(points, width, height)
@@ -124,7 +133,7 @@ def geometry_validate(shape: str, geometry: Any, *, width: int, height: int) -> 
             raise GeometryError("rectangle has no area (its corners share an edge)")
         return {"points": [[min(x1, x2), min(y1, y2)], [max(x1, x2), max(y1, y2)]]}
     if shape == "line":
-        points = _points(geometry, 2)
+        points = _points(geometry, 2, max_points)
         _inside(points, width, height)
         if LineString(points).length <= 0:
             raise GeometryError("line has zero length")
@@ -158,22 +167,50 @@ def geometry_polygon_points(shape: str, geometry: dict) -> list[list[float]]:
     return [[round(x, 2), round(y, 2)] for x, y in list(geometry_shape(shape, geometry).exterior.coords)[:-1]]
 
 
-def _axes(coords: list[tuple[float, float]]) -> tuple[float, float]:
-    """Long axis (largest diameter) and short axis (largest extent perpendicular to it)."""
-    if len(coords) < 2:
+def _axes(coords: Sequence[Sequence[float]] | np.ndarray) -> tuple[float, float]:
+    """Long axis (largest diameter) and short axis (largest extent perpendicular to it) of a convex
+    polygon given by its vertices in order around it (no repeated closing vertex).
+
+    Rotating calipers, vectorised: the vertex farthest from each edge is the one whose turning angle
+    brackets the edge's inward normal, found by a binary search over the monotone edge angles; the
+    diameter is among those antipodal pairs (O(n log n) rather than all n² pairs). Equally long diameters
+    resolve to the first pair in vertex order, as an exhaustive search does, so the short axis is measured
+    across the same diameter.
+    """
+    n = len(coords)
+    if n < 2:
         return 0.0, 0.0
-    best, pair = -1.0, (coords[0], coords[0])
-    for i, a in enumerate(coords):
-        for b in coords[i + 1 :]:
-            d = (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2
-            if d > best:
-                best, pair = d, (a, b)
+    points = np.asarray(coords, dtype=float)
+    xs, ys = points[:, 0], points[:, 1]
+    index = np.arange(n)
+    if n <= 3:
+        first, second = np.triu_indices(n, 1)
+    else:
+        following = np.roll(index, -1)
+        ex, ey = xs[following] - xs, ys[following] - ys
+        turn = 1.0 if float(np.sum(xs * ys[following] - xs[following] * ys)) >= 0 else -1.0
+        # Edge angles increase around a counter-clockwise convex polygon (mirror a clockwise one).
+        angles = np.unwrap(np.arctan2(turn * ey, ex))
+        around = np.concatenate([angles, angles + 2 * np.pi])
+        far = np.searchsorted(around, angles + np.pi) % n
+        # Neighbours of the found vertex cover parallel edges (two antipodal vertices) and rounding.
+        ends = [(far + step) % n for step in (-1, 0, 1)]
+        first = np.concatenate([start for start in (index, following) for _ in ends])
+        second = np.concatenate([end for _ in (index, following) for end in ends])
+        first, second = np.minimum(first, second), np.maximum(first, second)
+        keep = first < second
+        first, second = first[keep], second[keep]
+    squared = (xs[first] - xs[second]) ** 2 + (ys[first] - ys[second]) ** 2
+    best = float(squared.max())
+    if best == 0:
+        return 0.0, 0.0
+    tied = squared == best
+    order = np.lexsort((second[tied], first[tied]))[0]
+    a, b = int(first[tied][order]), int(second[tied][order])
     long_axis = math.sqrt(best)
-    if long_axis == 0:
-        return 0.0, 0.0
-    ux, uy = (pair[1][0] - pair[0][0]) / long_axis, (pair[1][1] - pair[0][1]) / long_axis
-    projections = [-uy * x + ux * y for x, y in coords]
-    return long_axis, max(projections) - min(projections)
+    ux, uy = (coords[b][0] - coords[a][0]) / long_axis, (coords[b][1] - coords[a][1]) / long_axis
+    projections = -uy * xs + ux * ys
+    return long_axis, float(projections.max() - projections.min())
 
 
 def geometry_measures(
@@ -194,7 +231,7 @@ def geometry_measures(
             scaled = affinity.scale(geom, scale_x, scale_y, origin=(0, 0))
             return float(scaled.length), None
         hull = affinity.scale(geom, scale_x, scale_y, origin=(0, 0)).convex_hull
-        return _axes(list(hull.exterior.coords)[:-1])
+        return _axes(get_coordinates(hull.exterior)[:-1])
 
     long_px, short_px = axes(1.0, 1.0)
     long_mm, short_mm = axes(spacing_x_mm, spacing_y_mm) if has_mm else (None, None)
