@@ -205,7 +205,10 @@ def region_update(*, region: Region, actor, expected_version: int, changes: Mapp
     clean = _validated(image=image, lexicon=image.study.dataset.lexicon, **merged)
     changed = [name for name in REGION_FIELDS if clean[name] != getattr(region, name)]
     candidate = Region(shape=clean["shape"], geometry=clean["geometry"])
-    _measure(candidate, image)
+    if "shape" in changed or "geometry" in changed:
+        _measure(candidate, image)
+    else:  # a label or attribute edit keeps the stored measures: re-measuring is the costly part
+        candidate = region
     updated = Region.objects.filter(pk=region.pk, version=expected_version, is_deleted=False).update(
         **clean, bbox=candidate.bbox, area_px=candidate.area_px, area_mm2=candidate.area_mm2,
         long_axis_mm=candidate.long_axis_mm, short_axis_mm=candidate.short_axis_mm,
