@@ -119,11 +119,13 @@ def geometry_validate(shape: str, geometry: Any, *, width: int, height: int, max
             points = points[:-1]
         _inside(points, width, height)
         polygon = Polygon(points)
-        if not polygon.exterior.is_simple:
-            raise GeometryError(f"polygon crosses itself ({explain_validity(polygon)})")
-        if polygon.area <= 0:
-            raise GeometryError("polygon has no area (its points lie on one line)")
-        if not polygon.is_valid:
+        # One validity pass on the accepted path (a valid polygon's outline is simple and encloses an
+        # area); the further checks run only on a refused outline, to name what is wrong with it.
+        if not polygon.is_valid or polygon.area <= 0:
+            if not polygon.exterior.is_simple:
+                raise GeometryError(f"polygon crosses itself ({explain_validity(polygon)})")
+            if polygon.area <= 0:
+                raise GeometryError("polygon has no area (its points lie on one line)")
             raise GeometryError(f"polygon is not valid ({explain_validity(polygon)})")
         return {"points": [[x, y] for x, y in points]}
     if shape == "rectangle":
