@@ -8,6 +8,7 @@ end a scope.  Everything is character offsets inside one sentence.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from . import patterns as P
@@ -56,34 +57,55 @@ def clause_breaks(text: str, start: int, end: int, lang: str, cues: list[Cue]) -
     return breaks
 
 
+# What may follow a negation trigger that is a field's whole value ("Allergies: none known.",
+# "Medications: none reported", "Lymphadenopathy: not present"): then it denies the label.
+_EMPTY_VALUE = re.compile(r"(?i)\s*(?:(?:known|reported|noted|seen|identified|found|today)\b\s*)*[.;,。；，]?\s*$")
+
+
 def build_scopes(
     text: str, start: int, end: int, lang: str, cues: list[Cue], target: tuple[int, int] | None = None
 ) -> list[Scope]:
     """Scopes of the triggers in the sentence ``text[start:end]``.
 
     A trigger that sits inside a lexicon phrase ("no" in "no internal vascularity", "无" in "无回声")
-    is ignored, unless that phrase overlaps ``target`` (``classify_context`` on the phrase itself).
+    is ignored, unless that phrase overlaps ``target`` (``classify_context`` on the phrase itself) or is
+    a field's whole value ("Vascularity: absent").  A field label made of a trigger ("Family history:",
+    "家族史：") governs its value across the colon; a negation that is a field's whole value
+    ("MEDICATIONS: none.") governs the label before the colon.  A history or family trigger inside a
+    negation's scope is part of what is denied ("no history of trauma", "否认高血压病史"): it governs
+    nothing.
     """
     if not cues:
         return []
     scopes: list[Scope] = []
     breaks: list[int] | None = None
+    negations: list[Scope] = []
+    owned: list[tuple[Cue, Scope]] = []  # history and family scopes with their triggers
     for cue in cues:
         if cue.category == "pseudo" or cue.category == "terminate":
             continue
+        if breaks is None:
+            breaks = clause_breaks(text, start, end, lang, cues)
+        if cue.category == "negated":
+            label = _denied_label(text, start, end, cue, breaks)
+            if label is not None:
+                scopes.append(label)
+                negations.append(label)
+                continue
         if cue.block_start >= 0:
             if target is None or not (cue.block_start < target[1] and target[0] < cue.block_end):
                 continue
-        if breaks is None:
-            breaks = clause_breaks(text, start, end, lang, cues)
+        made: list[Scope] = []
         if cue.direction == "forward" or cue.direction == "both":
             stop = end
             for b in breaks:
                 if b >= cue.end:
+                    if b < end and text[b] in ":：" and not text[cue.end : b].strip():
+                        continue  # the trigger is the field's label: its scope is the value
                     stop = b
                     break
             # the scope includes the trigger itself: "no focal" + lesion "focal lesion" overlap
-            scopes.append(Scope(cue.category, cue.start, stop))
+            made.append(Scope(cue.category, cue.start, stop))
         if cue.direction == "backward" or cue.direction == "both":
             begin = start
             for b in breaks:
@@ -91,8 +113,34 @@ def build_scopes(
                     begin = b
                 else:
                     break
-            scopes.append(Scope(cue.category, begin, cue.start))
+            made.append(Scope(cue.category, begin, cue.start))
+        scopes.extend(made)
+        if cue.category == "negated":
+            negations.extend(made)
+        elif cue.category == "historical" or cue.category == "family":
+            owned.extend((cue, m) for m in made)
+    if owned and negations:
+        denied = [s for c, s in owned if any(n.start <= c.start < n.end for n in negations)]
+        if denied:
+            scopes = [s for s in scopes if s not in denied]
     return scopes
+
+
+def _denied_label(text: str, start: int, end: int, cue: Cue, breaks: list[int]) -> Scope | None:
+    """The scope of a negation that is a field's whole value ("Edema: none.", "Smoking: denies"): the label
+    before the colon; None when the negation is not such a value."""
+    colon = cue.start - 1
+    while colon >= start and text[colon].isspace():
+        colon -= 1
+    if colon < start or text[colon] not in ":：" or not _EMPTY_VALUE.match(text, cue.end, end):
+        return None
+    begin = start
+    for b in breaks:
+        if b < colon:
+            begin = b
+        else:
+            break
+    return Scope("negated", begin, colon)
 
 
 def context_bits(scopes: list[Scope], pos: int) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from . import patterns as P
 from .assemble import assemble
-from .context import Cue, build_scopes, flags
+from .context import Cue, Scope, build_scopes, flags
 from .lexicons import LEXICON_SYSTEMS, load_tables
 from .model import ParsedReport
 from .pipeline import CUE, get_pipeline, match_payload
@@ -96,21 +96,37 @@ def classify_context(
     nlp = get_pipeline(lang, lexicon_dir)
     doc = nlp(sentence)
     span = (pos, pos + len(target))
-    start, end, phrases = 0, len(sentence), ()
-    for (s, e, _, _), (sentence_phrases, _) in zip(doc.user_data["sono_sents"], doc.user_data["sono_matches"]):
+    start, end = 0, len(sentence)
+    parts = list(zip(doc.user_data["sono_sents"], doc.user_data["sono_matches"], strict=True))
+    chosen: list[tuple[int, tuple]] = []
+    for k, ((s, e, _, header), (sentence_phrases, _)) in enumerate(parts):
         if s <= pos < e:
-            start, end, phrases = s, e, sentence_phrases
+            start, end = s, e
+            chosen.append((s, sentence_phrases))
+            if header is not None and k + 1 < len(parts):
+                # a header's value is its next sentence ("COMPARISON: None.", "ALLERGIES: none")
+                (s2, e2, _, _), (next_phrases, _) = parts[k + 1]
+                end = e2
+                chosen.append((s2, next_phrases))
             break
     cues = []
-    for layer, key, s, e, bs, be in phrases:
-        s, e = s + start, e + start
-        if bs >= 0:
-            bs, be = bs + start, be + start
-        if layer != CUE:
-            continue
-        if s < span[1] and span[0] < e:
-            continue  # the target itself is not its own trigger
-        category, direction = match_payload(nlp, key)[1]
-        cues.append(Cue(category, direction, s, e, bs, be))
-    scopes = build_scopes(sentence, start, end, lang, cues, target=span)
+    own: list[Scope] = []
+    for base, phrases in chosen:
+        for layer, key, s, e, bs, be in phrases:
+            if layer != CUE:
+                continue
+            s, e = s + base, e + base
+            if bs >= 0:
+                bs, be = bs + base, be + base
+            category, direction = match_payload(nlp, key)[1]
+            if s < span[1] and span[0] < e:
+                if span[0] <= s and e <= span[1]:
+                    continue  # the target itself is not its own trigger ("not parallel")
+                if category not in ("pseudo", "terminate"):
+                    # a trigger that shares words with the target governs it ("no focal" of "focal
+                    # lesion", "切除术后" of "切除")
+                    own.append(Scope(category, span[0], span[1]))
+                continue
+            cues.append(Cue(category, direction, s, e, bs, be))
+    scopes = build_scopes(sentence, start, end, lang, cues, target=span) + own
     return flags(scopes, pos)

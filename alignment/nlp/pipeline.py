@@ -461,7 +461,9 @@ class SentenceMatches:
                 block = None
                 if (layer == CUE or layer == SITE) and blocked:
                     for bs, be in blocked:
-                        if bs < e and s < be:
+                        # a trigger inside a value ("no internal vascularity") belongs to it; one that
+                        # reaches past it ("is absent" over the value "absent") is a trigger
+                        if bs < e and s < be and (layer == SITE or (bs <= s and e <= be)):
                             block = (bs, be)
                             break
                     if block is not None and layer == SITE:
