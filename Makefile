@@ -28,6 +28,7 @@ test-quick:
 
 lint:
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports
 
 clean:
 	rm -rf .venv node_modules static/vendor staticfiles artifacts db.sqlite3 media

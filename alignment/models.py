@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotation.models import Dataset, Image, Region, Report, Study
+from annotation.models import Dataset, Image, JobStatus, Region, Report, Study
 
 
 class Sentence(models.Model):
@@ -147,11 +147,7 @@ class Disagreement(models.Model):
 class StudyAlignmentState(models.Model):
     """One row per study: what was last aligned, and who holds the claim to align it now."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = JobStatus
 
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="alignment_state")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -167,7 +163,7 @@ class StudyAlignmentState(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "running", "done", "failed"]), name="studyalignment_status_valid"
+                condition=Q(status__in=JobStatus.values), name="studyalignment_status_valid"
             )
         ]
         indexes = [models.Index(fields=["checked_at"], name="studyalignment_checked")]
@@ -176,11 +172,7 @@ class StudyAlignmentState(models.Model):
 class AlignmentRun(models.Model):
     """Progress of a dataset-wide alignment run, polled by the admin page."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+    Status = JobStatus
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="alignment_runs")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -196,6 +188,6 @@ class AlignmentRun(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "running", "done", "failed"]), name="alignmentrun_status_valid"
+                condition=Q(status__in=JobStatus.values), name="alignmentrun_status_valid"
             )
         ]

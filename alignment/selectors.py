@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import Prefetch
 
+from annotation import selectors as annotation_selectors
 from annotation.models import Image, Region, Report, Study
 from annotation.selectors import dataset_roles, regions_visible
 
@@ -35,6 +36,16 @@ def sentences_current(*, report: Report | None) -> list[Sentence]:
         return []
     version = PIPELINE_VERSION if PIPELINE_VERSION in versions else max(versions)
     return list(rows.filter(pipeline_version=version).order_by("index"))
+
+
+def report_sentences(*, report: Report | None) -> list[dict]:
+    """The report's sentences to show beside its images, each with how many findings the current
+    parse found in it; a plain split (0 findings each) before the report is parsed."""
+    sentences = sentences_current(report=report)
+    if not sentences:
+        return annotation_selectors.report_sentences_plain(report=report)
+    return [{"index": s.index, "start": s.start, "end": s.end, "text": s.text, "section": s.section,
+             "findings": len(s.findings.all())} for s in sentences]
 
 
 def _visible_region_ids(*, user, study: Study, images: Iterable[Image] | None = None) -> set[int] | None:

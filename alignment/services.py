@@ -22,11 +22,12 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotation.lexicons import lexicon_load, lexicon_systems, tirads_level, tirads_points
-from annotation.models import Assignment, Dataset, Image, Region, Report, Study
+from annotation.models import Assignment, Dataset, Region, Report, Study
 
 from . import matching
 from .models import Alignment, AlignmentRun, Disagreement, Finding, Sentence, StudyAlignmentState
 from .nlp import PIPELINE_VERSION, parse_report
+from .signals import disagreements_changed
 
 log = logging.getLogger(__name__)
 CONSENSUS = "consensus"
@@ -355,15 +356,10 @@ def _align_and_record(
             conflicts.extend(matching.reader_conflicts(image_id, reader_regions.get(image_id, []), readers))
     touched = _record_disagreements(study, conflicts, finding_rows, lesion_by_key, region_image)
     # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be); an
-    # image whose disagreements did not change keeps its status.
-    from annotation.adjudication import image_adjudication_refresh
-
+    # image whose disagreements did not change keeps its status, so only a change is news.
     if touched is None or touched:
-        images = Image.objects.filter(study=study, status__in=[Image.Status.ANNOTATED, Image.Status.ADJUDICATED])
-        if touched is not None:
-            images = images.filter(pk__in=touched)
-        for image_id in images.values_list("id", flat=True):
-            image_adjudication_refresh(image_id=image_id)
+        image_ids = None if touched is None else sorted(touched)
+        transaction.on_commit(lambda: disagreements_changed.send(sender=Study, study_id=study.pk, image_ids=image_ids))
 
 
 def lexicon_tirads():
@@ -491,8 +487,6 @@ def alignment_manual_set(*, sentence: Sentence, region: Region, linked: bool, ac
     """
     from django.core.exceptions import ValidationError
 
-    from annotation.services import study_align_on_commit
-
     study_id = region.image.study_id
     if sentence.report.study_id != study_id:
         raise ValidationError({"sentence": "the sentence and the region belong to different studies"})
@@ -518,8 +512,6 @@ def alignment_manual_clear(*, alignment: Alignment) -> None:
     ``alignment`` is manual and the caller may review its dataset."""
     from django.core.exceptions import ValidationError
 
-    from annotation.services import study_align_on_commit
-
     if alignment.source != Alignment.Source.MANUAL:
         raise ValidationError({"alignment": "only a manual decision can be removed; unlink the pair instead"})
     study_id = alignment.image.study_id
@@ -535,3 +527,11 @@ def alignment_manual_reset(*, sentence: Sentence, region: Region) -> int:
     for decision in decisions:
         alignment_manual_clear(alignment=decision)
     return len(decisions)
+
+
+def study_align_on_commit(*, study_id: int) -> None:
+    """Queue the study's parsing and alignment once the current transaction commits (eagerly, in the
+    embedded demo), so the job sees the data that triggered it."""
+    from .tasks import study_align
+
+    transaction.on_commit(lambda: study_align.delay(study_id))

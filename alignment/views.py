@@ -37,10 +37,10 @@ def _report_panel(request, image, region_id: int | None):
         region_id = None
     sentences = selectors.study_alignment_for_user(user=request.user, study=study, image=image, region_id=region_id)
     report = Report.objects.filter(study=study).first()
-    return render(request, "annotation/_report_sentences.html", {
+    return render(request, "alignment/_report_sentences.html", {
         "image": image, "report": report, "sentences": sentences, "parsed": bool(sentences),
         # Before the pipeline has parsed the report the reader still sees it, split plainly.
-        "plain": [] if sentences else annotation_selectors.report_sentences(report=report),
+        "plain": [] if sentences else annotation_selectors.report_sentences_plain(report=report),
         "can_review": can_review, "region_id": region_id,
     })
 
@@ -94,7 +94,7 @@ def alignment_run_start(request, dataset_id: int):
     dataset = annotation_selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=["admin"])
     run = services.dataset_align_start(dataset=dataset, created_by=request.user)
     transaction.on_commit(lambda: tasks.dataset_align.delay(dataset.pk, run.pk))
-    return redirect("annotation:dataset", dataset_id=dataset.pk)
+    return redirect("dataset", dataset_id=dataset.pk)
 
 
 @login_required
@@ -105,5 +105,5 @@ def alignment_run_progress(request, dataset_id: int, run_id: int):
     run = services.alignment_run_refresh(run_id=run_id)
     if run is None or run.dataset_id != dataset.pk:
         return HttpResponseBadRequest("No such run.")
-    return render(request, "annotation/_alignment_run.html", {
+    return render(request, "alignment/_alignment_run.html", {
         "dataset": dataset, "run": run, "counts": services.disagreement_counts(dataset=dataset)})

@@ -181,26 +181,10 @@ def _sentences_split(text: str) -> list[dict]:
     return sentences
 
 
-def report_sentences(*, report: Report | None) -> list[dict]:
-    """The sentences of a report to show beside its images, each with how many findings the pipeline
-    found in it (0 until the alignment pipeline has parsed this report version)."""
-    if report is None:
-        return []
-    # Imported here: alignment builds on annotation, not the other way round.
-    from alignment.models import Sentence
-
-    parsed = (
-        Sentence.objects.filter(report=report, report_version=report.version)
-        .annotate(findings_count=Count("findings"))
-        .order_by("-pipeline_version", "index")
-    )
-    rows = list(parsed)
-    if rows:
-        newest = rows[0].pipeline_version
-        return [{"index": s.index, "start": s.start, "end": s.end, "text": s.text, "section": s.section,
-                 "findings": s.findings_count} for s in sorted(rows, key=lambda s: s.index)
-                if s.pipeline_version == newest]
-    return _sentences_split(report.text)
+def report_sentences_plain(*, report: Report | None) -> list[dict]:
+    """The report's sentences by a plain split, for the first render of a page (the alignment layer's
+    report panel replaces them with the pipeline's sentences and findings once it has parsed them)."""
+    return _sentences_split(report.text) if report is not None else []
 
 
 def region_history(*, region: Region) -> QuerySet[RegionRevision]:

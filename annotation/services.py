@@ -19,6 +19,7 @@ from django.utils import timezone
 from .geometry import GeometryError, geometry_measures, geometry_validate
 from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash, lexicon_systems
 from .models import Assignment, Dataset, Image, Lexicon, Membership, Region, RegionRevision, Report, Study
+from .signals import reading_submitted, report_changed, send_on_commit
 
 REGION_FIELDS = ("shape", "geometry", "label", "lesion_key", "attributes")
 LABEL_MAX = 64
@@ -107,16 +108,8 @@ def report_set(*, study: Study, text: str, language: str = "en") -> Report:
         report.save(update_fields=["text", "language", "version", "updated_at"])
     else:
         return report
-    study_align_on_commit(study_id=study.pk)
+    send_on_commit(report_changed, Report, study_id=study.pk)
     return report
-
-
-def study_align_on_commit(*, study_id: int) -> None:
-    """Queue the study's parsing and alignment once the current transaction commits (eagerly, in the
-    embedded demo), so the job sees the data that triggered it."""
-    from alignment.tasks import study_align
-
-    transaction.on_commit(lambda: study_align.delay(study_id))
 
 
 # ---------------------------------------------------------------------------------------------- regions
@@ -300,7 +293,8 @@ def _assignment_submitted(assignment: Assignment) -> Assignment:
         Image.objects.filter(pk=assignment.image_id, status__in=[Image.Status.NEW, Image.Status.ANNOTATING]).update(
             status=Image.Status.ANNOTATED
         )
-    study_align_on_commit(study_id=assignment.image.study_id)
+    send_on_commit(reading_submitted, Assignment, study_id=assignment.image.study_id,
+                   image_id=assignment.image_id, assignment_id=assignment.pk)
     return assignment
 
 
@@ -397,23 +391,3 @@ def assignment_submit_imported(*, assignment: Assignment) -> Assignment:
         status=Assignment.Status.SUBMITTED, submitted_at=timezone.now()
     )
     return _assignment_submitted(assignment)
-
-
-# ---------------------------------------------------------------------------------------------- job progress
-
-
-def job_progress_recorder(*, model, job_id: int, interval_s: float = 1.0):
-    """A callback ``(total, done, counts)`` that writes a job's progress row at most once every
-    ``interval_s`` seconds: the page polls that row, and writing it on every item would cost more than
-    the work itself."""
-    import time
-
-    last = [0.0]
-
-    def record(total: int, done: int, counts: Mapping[str, Any]) -> None:
-        now = time.monotonic()
-        if now - last[0] >= interval_s:
-            last[0] = now
-            model.objects.filter(pk=job_id).update(total=total, done=done, counts=dict(counts))
-
-    return record

@@ -5,7 +5,6 @@ from . import views
 app_name = "annotation"
 
 urlpatterns = [
-    path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
     path("queue/", views.queue, name="queue"),
     path("queue/next/", views.queue_next, name="queue-next"),
     path("images/<int:image_id>/annotate/", views.annotate, name="annotate"),

@@ -36,8 +36,8 @@ from django.core.management import call_command  # noqa: E402
 from alignment import matching, services  # noqa: E402
 from alignment import nlp as nlp_package  # noqa: E402
 from alignment.models import Alignment, Disagreement, StudyAlignmentState  # noqa: E402
-from annotation.demo import SeedResult, seed_demo  # noqa: E402
 from annotation.models import Study  # noqa: E402
+from demo.services import SeedResult, seed_demo  # noqa: E402
 
 
 class Timer:

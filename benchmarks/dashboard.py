@@ -224,8 +224,8 @@ def main() -> None:
     from django.db import connection
     from django.test import Client
 
-    from annotation import adjudication
     from annotation.models import Dataset, Region
+    from review import adjudication
 
     if connection.vendor != "postgresql":
         raise SystemExit("this benchmark runs on PostgreSQL (give --database-url)")
@@ -238,7 +238,7 @@ def main() -> None:
     print(f"scale: {args.images} images, {Region.objects.filter(image__study__dataset=dataset).count()} regions "
           f"in this dataset ({connection.settings_dict['NAME']})")
 
-    from annotation.models import DatasetMetrics
+    from review.models import DatasetMetrics
 
     started = time.perf_counter()
     snapshot = DatasetMetrics.objects.filter(dataset=dataset).order_by("-computed_at").first() \

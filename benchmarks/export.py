@@ -139,8 +139,8 @@ def _export_in_child(dataset_id: int, fmt: str, out: Path) -> dict:
     if pid == 0:
         os.close(read)
         try:
-            from annotation.exporting import ExportOptions, export_run
             from annotation.models import Dataset
+            from batches.exporting import ExportOptions, export_run
 
             dataset = Dataset.objects.select_related("lexicon").get(pk=dataset_id)
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -214,8 +214,9 @@ def bench_import(count: int, work: Path, media: str) -> dict:
     from PIL import Image as PILImage
 
     from annotation import services
-    from annotation.importing import import_job_create
-    from annotation.models import Image, ImportJob
+    from annotation.models import Image
+    from batches.importing import import_job_create
+    from batches.models import ImportJob
     from sonoalign.celery import app
     from tests.conftest import WorkerProcess
 

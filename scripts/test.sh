@@ -20,8 +20,8 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/2}"
 export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/artifacts}"
 mkdir -p "$ARTIFACTS_DIR"
 
-echo "== ruff"
-.venv/bin/ruff check .
+echo "== lint (ruff, import-linter layers)"
+make --no-print-directory lint
 echo "== django checks"
 .venv/bin/python manage.py check --fail-level WARNING
 .venv/bin/python manage.py makemigrations --check --dry-run

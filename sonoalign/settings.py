@@ -51,6 +51,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "annotation",
     "alignment",
+    "review",
+    "batches",
+    "demo",
+    "sonoalign",
 ]
 
 MIDDLEWARE = [
@@ -174,7 +178,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "sonoalign")
 # A message a dead worker took is redelivered after this many seconds (Redis has no connection-bound
 # acknowledgement); tasks are idempotent, so redelivery never duplicates results.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+# Longer than the longest task (a 12-hour batch, batches.tasks): a task still running is never handed
+# to a second worker; a worker that died mid-task has its task redelivered after this long.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", str(13 * 3600)))}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -5,11 +5,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from annotation import views as annotation_views
+from . import views
 
 urlpatterns = [
-    path("", annotation_views.home, name="home"),
-    path("healthz", annotation_views.healthz, name="healthz"),
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -18,6 +19,6 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("annotation.urls")),
     path("", include("alignment.urls")),
-    path("", include("annotation.urls_jobs")),
-    path("", include("annotation.urls_review")),
+    path("", include("batches.urls")),
+    path("", include("review.urls")),
 ]

@@ -68,7 +68,8 @@ def test_a_new_conflict_reopens_an_adjudicated_image_and_a_settled_one_closes(dj
     attributes = {**region.attributes, "echogenicity": "isoechoic"}
     region = annotation_services.region_update(
         region=region, actor=reader, expected_version=region.version, changes={"attributes": attributes})
-    assert services.study_align(study_id=study.pk) == "aligned"
+    with django_capture_on_commit_callbacks(execute=True):  # review hears of the change on commit
+        assert services.study_align(study_id=study.pk) == "aligned"
     conflict = Disagreement.objects.get(study=study, kind="report_vs_annotation")
     assert list(conflict.regions.all()) == [region]
     image.refresh_from_db()
@@ -78,7 +79,8 @@ def test_a_new_conflict_reopens_an_adjudicated_image_and_a_settled_one_closes(dj
     region = annotation_services.region_update(
         region=region, actor=reader, expected_version=region.version,
         changes={"attributes": {**attributes, "echogenicity": "hypoechoic"}})
-    assert services.study_align(study_id=study.pk) == "aligned"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.study_align(study_id=study.pk) == "aligned"
     assert not Disagreement.objects.filter(study=study).exists()
     image.refresh_from_db()
     assert image.status == Image.Status.ANNOTATED  # no consensus yet: annotated, not adjudicated

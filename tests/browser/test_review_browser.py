@@ -10,8 +10,9 @@ import re
 import pytest
 
 from alignment.models import Disagreement
-from annotation import adjudication, services
+from annotation import services
 from annotation.models import Region
+from review import adjudication
 from tests.browser.conftest import REPORT_EN, screenshot_dir, ultrasound_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -9,8 +9,8 @@ from django.db.models import Count
 from alignment import services, tasks
 from alignment.models import AlignmentRun, Disagreement, Sentence, StudyAlignmentState
 from annotation import services as annotation_services
-from annotation.demo import seed_demo
 from annotation.models import Study
+from demo.services import seed_demo
 from tests.factories import dataset_make, study_make, wait_until
 
 pytestmark = [pytest.mark.integration]

@@ -7,9 +7,10 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotation.importing import import_job_create
-from annotation.models import Image, ImportJob, Region
-from tests.annotation.test_import_support import batch_files, dicom_files, manifest_rows, zip_write
+from annotation.models import Image, Region
+from batches.importing import import_job_create
+from batches.models import ImportJob
+from tests.batches.test_import_support import batch_files, dicom_files, manifest_rows, zip_write
 from tests.factories import dataset_make, user_make, wait_until
 
 pytestmark = [pytest.mark.integration]

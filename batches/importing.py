@@ -1,0 +1,909 @@
+"""Batch import: a folder or .zip of images + reports (``manifest.jsonl``), DICOM files, or COCO
+pre-annotations, into one dataset.
+
+The management command ``import_batch`` and the import job (``tasks.import_job_run``) both call
+``batch_import``; nothing else writes batches.
+
+Promises:
+
+- A *row* is one manifest line, one DICOM study (files grouped by Study Instance UID) or one COCO image.
+  Each row is written in one transaction: it goes in whole or not at all. A bad row is reported with
+  its line (or file) and every reason found, and the other rows still import.
+- Every image is decoded by ``media.image_verify`` (Pillow, decompression-bomb and size limits) and
+  stored once under its sha256. The same file twice in one study is imported once; the same file in
+  two studies is imported for both (stored once) with a warning naming both studies.
+- Re-importing the same batch changes nothing: studies are found by accession, images by
+  (study, sha256), regions by their source id (else by identical content), reports through
+  ``services.report_set`` (the version moves only when the text changes).
+- Regions go through ``services.region_create``: the importer cannot accept what the editor refuses.
+  They are pre-annotations of a named import author (``source=import``), or with ``as_reader`` the
+  submitted reading of that user (migration from another tool).
+- Zip entries and manifest paths that would leave the batch folder are refused (path traversal).
+- DICOM de-identification: see ``batches.dicom``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import re
+import shutil
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from annotation import services
+from annotation.geometry import GeometryError, geometry_validate
+from annotation.lexicons import AttributeValidationError, attributes_validate
+from annotation.media import ImageFileError, VerifiedImage, image_store, image_verify
+from annotation.models import Assignment, Dataset, Image, Membership, Region, Report, Study
+
+from .dicom import DicomFileError, DicomHeader, dicom_frames, dicom_header, is_dicom
+from .jobs import job_claim, job_finish, job_progress_recorder
+from .models import ImportJob
+
+MANIFEST_NAME = "manifest.jsonl"
+PROBLEMS_KEPT = 5000
+LATERALITY_WORDS = {"left": "left", "l": "left", "right": "right", "r": "right", "bilateral": "bilateral",
+                    "b": "bilateral", "both": "bilateral", "": "", "unknown": "", "u": ""}
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+SKIPPED_PREFIXES = ("__MACOSX/",)
+
+
+class BatchError(ValueError):
+    """The batch as a whole cannot be read (no manifest, not a zip, ...): nothing was imported."""
+
+
+class RowFailed(Exception):
+    """Raised inside a row's transaction to roll it back; carries every problem found in the row."""
+
+    def __init__(self, problems: list[dict]):
+        self.problems = problems
+        super().__init__("; ".join(p["reason"] for p in problems))
+
+
+@dataclass
+class ImportOptions:
+    format: str = "manifest"  # "manifest" (manifest.jsonl and/or DICOM files) or "coco"
+    author: str = "import"  # named author of pre-annotations that do not name one
+    as_reader: Any = None  # a user: regions become that reader's submitted work
+    frame_step: int = 1  # keep every n-th frame of a cine
+    banner: tuple[int, int, int, int] | None = None  # x, y, width, height blacked out on DICOM frames
+    thumbnails: bool = True  # queue a thumbnail task for every new image (on commit)
+
+
+@dataclass
+class ImportReport:
+    """What happened: counts by kind, and the problems (errors and warnings) with where they were."""
+
+    counts: Counter = field(default_factory=Counter)
+    problems: list[dict] = field(default_factory=list)
+    total: int = 0
+    done: int = 0
+
+    def add(self, *, level: str, reason: str, line: int | None = None, file: str = "", study: str = "",
+            where: str = "") -> None:
+        self.counts[f"{level}s"] += 1
+        if len(self.problems) < PROBLEMS_KEPT:
+            self.problems.append({"level": level, "line": line, "file": file, "study": study, "where": where,
+                                  "reason": reason})
+        else:
+            self.counts["problems_not_kept"] += 1
+
+    @property
+    def errors(self) -> list[dict]:
+        return [p for p in self.problems if p["level"] == "error"]
+
+    @property
+    def warnings(self) -> list[dict]:
+        return [p for p in self.problems if p["level"] == "warning"]
+
+
+def problem_text(problem: dict) -> str:
+    """One line a person can act on: ``line 3 (ACC-0003) images[0].regions[1]: reason``."""
+    place = f"line {problem['line']}" if problem.get("line") else (problem.get("file") or "batch")
+    if problem.get("study"):
+        place += f" ({problem['study']})"
+    if problem.get("where"):
+        place += f" {problem['where']}"
+    return f"{place}: {problem['reason']}"
+
+
+def report_language_detect(text: str) -> str:
+    """``zh`` when the text holds CJK ideographs, else ``en`` (the two languages reports come in)."""
+    return "zh" if CJK.search(text or "") else "en"
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def safe_name(name: str) -> str | None:
+    """The batch-relative posix form of ``name``, or None when it would leave the batch folder."""
+    name = name.replace("\\", "/")
+    if not name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return None
+    parts = name.split("/")
+    if ".." in parts:
+        return None
+    normal = posixpath.normpath(name)
+    return None if normal.startswith("../") or normal in ("..", ".") else normal
+
+
+class BatchSource:
+    """Read-only view of a batch folder or .zip. Names are posix paths relative to the batch root (the
+    folder holding ``manifest.jsonl``; a zip of a folder, with everything one level down, works too).
+    ``refused`` lists entries that were not accepted, with the reason."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.refused: list[tuple[str, str]] = []
+        self._zip: zipfile.ZipFile | None = None
+        names: list[str] = []
+        if self.path.is_dir():
+            root = self.path.resolve()
+            for file in sorted(root.rglob("*")):
+                if not file.is_file():
+                    continue
+                relative = file.relative_to(root).as_posix() if file.is_relative_to(root) else str(file)
+                if not file.resolve().is_relative_to(root):  # a symlink pointing out of the batch
+                    self.refused.append((relative, "refused: the link points outside the batch folder"))
+                    continue
+                names.append(relative)
+        elif self.path.is_file() and zipfile.is_zipfile(self.path):
+            self._zip = zipfile.ZipFile(self.path)
+            self._members: dict[str, zipfile.ZipInfo] = {}
+            for info in self._zip.infolist():
+                if info.is_dir() or info.filename.startswith(SKIPPED_PREFIXES):
+                    continue
+                name = safe_name(info.filename)
+                if name is None:
+                    self.refused.append((info.filename[:255], "refused: the name leaves the batch folder "
+                                                              "(path traversal)"))
+                    continue
+                self._members[name] = info
+                names.append(name)
+        elif self.path.is_file() and self.path.suffix.lower() == ".json":
+            names = [self.path.name]
+            self.path = self.path.parent
+            self._single = names[0]
+        else:
+            raise BatchError(f"{self.path} is neither a folder, a .zip file nor a COCO .json file")
+        self.prefix = ""
+        if MANIFEST_NAME not in names:
+            nested = [n for n in names if n.count("/") == 1 and n.endswith("/" + MANIFEST_NAME)]
+            if len(nested) == 1:
+                self.prefix = nested[0][: -len(MANIFEST_NAME)]
+        self.names = [n[len(self.prefix):] for n in names if n.startswith(self.prefix)]
+        self._known = set(self.names)
+
+    def __enter__(self) -> BatchSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def has(self, name: str) -> bool:
+        return name in self._known
+
+    def open_text(self, name: str) -> io.TextIOBase:
+        if self._zip is not None:
+            return io.TextIOWrapper(self._zip.open(self._members[self.prefix + name]), encoding="utf-8-sig")
+        return (self.path / (self.prefix + name)).open(encoding="utf-8-sig")
+
+    def read(self, name: str, *, limit: int | None = None) -> bytes:
+        """The bytes of ``name``. Raises ``FileNotFoundError`` or ``ImageFileError`` (over ``limit``);
+        reads at most ``limit + 1`` bytes, so a zip entry that lies about its size cannot flood memory."""
+        limit = settings.IMAGE_MAX_BYTES if limit is None else limit
+        if name not in self._known:
+            raise FileNotFoundError(name)
+        if self._zip is not None:
+            info = self._members[self.prefix + name]
+            if info.file_size > limit:
+                raise ImageFileError(f"the file is {info.file_size:,} bytes; the limit is {limit:,}")
+            with self._zip.open(info) as handle:
+                content = handle.read(limit + 1)
+        else:
+            with (self.path / (self.prefix + name)).open("rb") as handle:
+                content = handle.read(limit + 1)
+        if len(content) > limit:
+            raise ImageFileError(f"the file is larger than the limit of {limit:,} bytes")
+        return content
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+
+ProgressCallback = Callable[[ImportReport], None]
+
+
+def batch_import(*, dataset: Dataset, path: str | Path, options: ImportOptions | None = None,
+                 progress: ProgressCallback | None = None) -> ImportReport:
+    """Import the batch at ``path`` (folder, .zip, or for COCO also a bare .json) into ``dataset``.
+
+    Preconditions: ``dataset`` exists; with ``options.as_reader`` the user exists and is active.
+    Returns the report; raises ``BatchError`` only when the batch as a whole is unreadable.
+    """
+    options = options or ImportOptions()
+    report = ImportReport()
+    with BatchSource(path) as source:
+        importer = _Importer(dataset=dataset, source=source, options=options, report=report, progress=progress)
+        importer.run()
+    return report
+
+
+class _Importer:
+    def __init__(self, *, dataset: Dataset, source: BatchSource, options: ImportOptions, report: ImportReport,
+                 progress: ProgressCallback | None):
+        self.dataset, self.source, self.options, self.report = dataset, source, options, report
+        self.progress = progress or (lambda report: None)
+        self.dicom_used: set[str] = set()
+        self.study_of_file: dict[str, str] = {}
+
+    # -- the batch
+
+    def run(self) -> None:
+        for name, reason in self.source.refused:
+            self.report.add(level="error", file=name, reason=reason)
+        if self.options.format == "coco":
+            self._run_coco()
+            return
+        has_manifest = self.source.has(MANIFEST_NAME)
+        candidates = [n for n in self.source.names if n != MANIFEST_NAME and self._looks_dicom(n)]
+        if not has_manifest and not candidates:
+            raise BatchError(f"the batch has neither a {MANIFEST_NAME} nor DICOM files")
+        lines = self._manifest_line_count() if has_manifest else 0
+        self.report.total = lines + len(candidates)  # refined once DICOM files are grouped into studies
+        self.progress(self.report)
+        if has_manifest:
+            with self.source.open_text(MANIFEST_NAME) as handle:
+                for number, text in enumerate(handle, start=1):
+                    if text.strip():
+                        self._manifest_row(number, text)
+                    self.report.done += 1
+                    self.progress(self.report)
+        remaining = [n for n in candidates if n not in self.dicom_used]
+        groups = self._dicom_groups(remaining)
+        self.report.total = self.report.done + len(groups)
+        for headers in groups.values():
+            self._dicom_row(headers)
+            self.report.done += 1
+            self.progress(self.report)
+
+    def _manifest_line_count(self) -> int:
+        with self.source.open_text(MANIFEST_NAME) as handle:
+            return sum(1 for _ in handle)
+
+    def _looks_dicom(self, name: str) -> bool:
+        if name.lower().endswith(".dcm"):
+            return True
+        if name.lower().rsplit(".", 1)[-1] in ("jpg", "jpeg", "png", "json", "jsonl", "txt", "csv", "bmp", "tif",
+                                               "tiff", "webp", "gif", "md"):
+            return False
+        try:
+            return is_dicom(self.source.read(name, limit=settings.IMAGE_MAX_BYTES)[:132])
+        except (OSError, ImageFileError):
+            return False
+
+    # -- one row = one transaction
+
+    def _row(self, *, line: int | None, file: str, study_label: str, work: Callable[[list[dict]], None]) -> bool:
+        """Run ``work`` in one transaction; it appends problems to the list it is given. Any error
+        problem rolls the whole row back. Warnings are reported either way."""
+        problems: list[dict] = []
+        new_images: list[int] = []
+        self._new_images = new_images
+        before = Counter(self.report.counts)
+        try:
+            with transaction.atomic():
+                work(problems)
+                if any(p["level"] == "error" for p in problems):
+                    raise RowFailed(problems)
+                if self.options.thumbnails and new_images:
+                    from annotation.tasks import image_thumbnail_make
+
+                    for image_id in new_images:
+                        transaction.on_commit(lambda image_id=image_id: image_thumbnail_make.delay(image_id))
+        except RowFailed:
+            # The row's counts were provisional: keep only the problem counts.
+            self.report.counts = before
+            self.report.counts["rows_failed"] += 1
+        else:
+            self.report.counts["rows_imported"] += 1
+        for problem in problems:
+            self.report.add(level=problem["level"], reason=problem["reason"], where=problem.get("where", ""),
+                            line=line, file=problem.get("file", file), study=study_label)
+        return not any(p["level"] == "error" for p in problems)
+
+    # -- manifest rows
+
+    def _manifest_row(self, number: int, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            self.report.add(level="error", line=number, reason=f"not valid JSON ({error.msg} at column {error.colno})")
+            self.report.counts["rows_failed"] += 1
+            return
+        if not isinstance(data, dict):
+            self.report.add(level="error", line=number, reason="a line must be a JSON object")
+            self.report.counts["rows_failed"] += 1
+            return
+        accession = data.get("study")
+        label = accession if isinstance(accession, str) else ""
+        self._row(line=number, file="", study_label=label, work=lambda problems: self._manifest_work(data, problems))
+
+    def _manifest_work(self, data: dict, problems: list[dict]) -> None:
+        def error(reason: str, where: str = "", file: str = "") -> None:
+            problems.append({"level": "error", "reason": reason, "where": where, "file": file})
+
+        accession, patient = data.get("study"), data.get("patient")
+        if not isinstance(accession, str) or not accession.strip() or len(accession) > 64:
+            error("'study' (the accession) must be text of 1 to 64 characters")
+            return
+        if patient is not None and (not isinstance(patient, str) or not patient.strip() or len(patient) > 64):
+            error("'patient' must be text of 1 to 64 characters")
+            return
+        exam_date = None
+        if data.get("exam_date"):
+            try:
+                exam_date = date.fromisoformat(str(data["exam_date"]))
+            except ValueError:
+                error(f"'exam_date' must be YYYY-MM-DD, got {str(data['exam_date'])[:32]!r}")
+                return
+        body_part = data.get("body_part") or ""
+        if not isinstance(body_part, str) or len(body_part) > 64:
+            error("'body_part' must be text of at most 64 characters")
+            return
+        study = self._study(accession=accession.strip(), patient=patient, exam_date=exam_date, body_part=body_part,
+                            metadata={"source": "manifest"}, problems=problems)
+        if study is None:
+            return
+        self._report(study, data.get("report"), problems)
+        images = data.get("images") or []
+        if not isinstance(images, list):
+            error("'images' must be a list")
+            return
+        seen: dict[str, str] = {}
+        for index, entry in enumerate(images):
+            self._manifest_image(study, entry, f"images[{index}]", seen, problems)
+
+    def _study(self, *, accession: str, patient: str | None, exam_date: date | None, body_part: str,
+               metadata: dict, problems: list[dict]) -> Study | None:
+        study = Study.objects.select_for_update().filter(dataset=self.dataset, accession=accession).first()
+        if study is None:
+            if not patient:
+                problems.append({"level": "error", "reason": "a new study needs 'patient' (the pseudonymised id)"})
+                return None
+            self.report.counts["studies_created"] += 1
+            return Study.objects.create(dataset=self.dataset, accession=accession, patient=patient.strip(),
+                                        exam_date=exam_date, body_part=body_part.strip(), metadata=metadata)
+        if patient and patient.strip() != study.patient:
+            problems.append({"level": "error", "reason": f"study {accession} is already in the dataset for patient "
+                                                         f"{study.patient}; this row says {patient.strip()}"})
+            return None
+        changed = []
+        if exam_date and exam_date != study.exam_date:
+            study.exam_date = exam_date
+            changed.append("exam_date")
+        if body_part.strip() and body_part.strip() != study.body_part:
+            study.body_part = body_part.strip()
+            changed.append("body_part")
+        if changed:
+            study.save(update_fields=changed)
+            self.report.counts["studies_updated"] += 1
+        else:
+            self.report.counts["studies_existing"] += 1
+        return study
+
+    def _report(self, study: Study, value: Any, problems: list[dict]) -> None:
+        if value is None:
+            return  # report pending: it may come in a later batch
+        if isinstance(value, str):
+            value = {"text": value}
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+            problems.append({"level": "error", "where": "report",
+                             "reason": "'report' must be {\"text\", \"language\"}"})
+            return
+        text = value["text"]
+        language = value.get("language") or report_language_detect(text)
+        version = Report.objects.filter(study=study).values_list("version", flat=True).first()
+        try:
+            report = services.report_set(study=study, text=text, language=language)
+        except ValidationError as error:
+            problems.append({"level": "error", "where": "report", "reason": _validation_text(error)})
+            return
+        if version is None:
+            self.report.counts["reports_created"] += 1
+        elif report.version != version:
+            self.report.counts["reports_updated"] += 1
+        else:
+            self.report.counts["reports_unchanged"] += 1
+
+    def _manifest_image(self, study: Study, entry: Any, where: str, seen: dict[str, str],
+                        problems: list[dict]) -> None:
+        def error(reason: str, file: str = "", at: str = where) -> None:
+            problems.append({"level": "error", "reason": reason, "where": at, "file": file})
+
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            error("an image must be an object with 'file'")
+            return
+        raw_name = entry["file"]
+        name = safe_name(raw_name)
+        if name is None:
+            error("refused: the path leaves the batch folder (path traversal)", raw_name[:255])
+            return
+        laterality = LATERALITY_WORDS.get(str(entry.get("laterality") or "").strip().lower())
+        if laterality is None:
+            error(f"unknown laterality {str(entry.get('laterality'))[:32]!r} (use left, right or bilateral)", name)
+            return
+        spacing = entry.get("pixel_spacing_mm")
+        if spacing is not None:
+            if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
+                spacing = [spacing, spacing]
+            if not (isinstance(spacing, list) and len(spacing) == 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)):
+                error("'pixel_spacing_mm' must be [x, y] in mm, both greater than 0", name)
+                return
+        frame = entry.get("frame")
+        if frame is not None and (not isinstance(frame, int) or isinstance(frame, bool) or frame < 0):
+            error("'frame' must be a whole number ≥ 0", name)
+            return
+        for key in ("view", "body_marker"):
+            if not isinstance(entry.get(key) or "", str):
+                error(f"'{key}' must be text", name)
+                return
+        regions = entry.get("regions") or []
+        if not isinstance(regions, list):
+            error("'regions' must be a list", name)
+            return
+        try:
+            content = self.source.read(name)
+        except FileNotFoundError:
+            error("file not found in the batch", name)
+            return
+        except ImageFileError as failure:
+            error(str(failure), name)
+            return
+        facts = {"laterality": laterality, "view": (entry.get("view") or "")[:32],
+                 "body_marker": (entry.get("body_marker") or "")[:128], "frame_index": frame or 0}
+        if spacing:
+            facts["pixel_spacing_x_mm"], facts["pixel_spacing_y_mm"] = float(spacing[0]), float(spacing[1])
+        if is_dicom(content[:132], name):
+            self.dicom_used.add(name)
+            self._dicom_file(study, name, content, problems, where=where, regions=regions, frame=frame,
+                             overrides={k: v for k, v in facts.items() if v not in ("", None)} | (
+                                 {"laterality": laterality} if entry.get("laterality") else {}), seen=seen)
+            return
+        try:
+            verified = image_verify(content)
+        except ImageFileError as failure:
+            error(str(failure), name)
+            return
+        image = self._image(study, verified, name=name, facts=facts, where=where, seen=seen, problems=problems)
+        if image is not None:
+            self._regions(image, regions, where, name, problems)
+
+    def _image(self, study: Study, verified: VerifiedImage, *, name: str, facts: dict, where: str,
+               seen: dict[str, str], problems: list[dict]) -> Image | None:
+        duplicate = verified.sha256 in seen
+        if duplicate:
+            problems.append({"level": "warning", "where": where, "file": name,
+                             "reason": f"the same file as {seen[verified.sha256]} in this study; imported once"})
+        else:
+            seen[verified.sha256] = f"{where} '{name}'".replace(" ''", "")
+        image = Image.objects.filter(study=study, sha256=verified.sha256).first()
+        if image is None:
+            stored = image_store(verified)
+            last = Image.objects.filter(study=study).order_by("-position").values_list("position", flat=True).first()
+            image = Image.objects.create(
+                study=study, file=stored, original_name=name[:255], width=verified.width, height=verified.height,
+                sha256=verified.sha256, position=0 if last is None else last + 1, **facts,
+            )
+            self._new_images.append(image.pk)
+            self.report.counts["images_created"] += 1
+        elif not duplicate:
+            self.report.counts["images_existing"] += 1
+        if duplicate:
+            return image
+        others = list(Image.objects.filter(study__dataset=self.dataset, sha256=verified.sha256)
+                      .exclude(study=study).values_list("study__accession", flat=True)[:5])
+        if others:
+            problems.append({
+                "level": "warning", "where": where, "file": name,
+                "reason": f"the same file is also in study {', '.join(others)} (stored once, imported for both "
+                          f"{study.accession} and {', '.join(others)}); this is usually a data error",
+            })
+        return image
+
+    # -- regions
+
+    def _regions(self, image: Image, regions: list, where: str, name: str, problems: list[dict]) -> None:
+        reader = self.options.as_reader
+        assignment = None
+        if reader is not None and regions:
+            if not Membership.objects.filter(dataset=self.dataset, user=reader, role="annotator").exists():
+                services.membership_add(dataset=self.dataset, user=reader, role=Membership.Role.ANNOTATOR)
+            assignment, _ = Assignment.objects.get_or_create(image=image, annotator=reader)
+        for index, data in enumerate(regions):
+            self._region(image, data, where=f"{where}.regions[{index}]", name=name, assignment=assignment,
+                         problems=problems)
+        if assignment is not None and assignment.status != Assignment.Status.SUBMITTED:
+            services.assignment_submit_imported(assignment=assignment)
+
+    def _region(self, image: Image, data: Any, *, where: str, name: str, assignment: Assignment | None,
+                problems: list[dict]) -> None:
+        def error(reason: str) -> None:
+            problems.append({"level": "error", "where": where, "file": name, "reason": reason})
+
+        if not isinstance(data, dict):
+            error("a region must be an object")
+            return
+        shape = data.get("shape")
+        if isinstance(data.get("geometry"), dict):  # COCO from our exports carries it whole
+            geometry = data["geometry"]
+        elif shape == "ellipse":
+            geometry = {key: data[key] for key in ("center", "radii", "rotation") if key in data}
+        else:
+            geometry = {"points": data.get("points")}
+        source_id = data.get("id", "")
+        if not isinstance(source_id, (str, int)) or isinstance(source_id, bool):
+            error("'id' must be text or a number")
+            return
+        source_id = str(source_id)[:128]
+        author_name = data.get("author") or self.options.author
+        if not isinstance(author_name, str) or len(author_name) > 64:
+            error("'author' must be text of at most 64 characters")
+            return
+        label, lesion = data.get("label", "lesion"), data.get("lesion", "")
+        attributes = data.get("attributes") or {}
+        reader = self.options.as_reader
+        if reader is not None:
+            mine = Region.objects.filter(image=image, author=reader, source=Region.Source.READER, is_deleted=False)
+        else:
+            mine = Region.objects.filter(image=image, source=Region.Source.IMPORT, source_author=author_name,
+                                         is_deleted=False)
+        try:
+            normal = geometry_validate(shape, geometry, width=image.width, height=image.height)
+        except GeometryError:
+            normal = None  # region_create reports the reason in its own words
+        existing = None
+        if source_id:
+            existing = mine.filter(source_id=source_id).first()
+        elif normal is not None:
+            existing = next((r for r in mine.filter(source_id="", shape=shape) if r.geometry == normal
+                             and r.label == str(label).strip() and r.lesion_key == str(lesion).strip()), None)
+        try:
+            if existing is None:
+                services.region_create(
+                    image=image, author=reader, shape=shape, geometry=geometry, attributes=attributes,
+                    label=label, lesion_key=lesion, assignment=assignment,
+                    source=Region.Source.READER if reader is not None else Region.Source.IMPORT,
+                    source_author="" if reader is not None else author_name, source_id=source_id,
+                )
+                self.report.counts["regions_created"] += 1
+                return
+            if _region_same(existing, shape=shape, geometry=normal, attributes=attributes, label=label,
+                            lesion=lesion, lexicon=self.dataset.lexicon):
+                # Compared first: region_update would record a revision even for identical values.
+                self.report.counts["regions_existing"] += 1
+                return
+            services.region_update(region=existing, actor=reader, expected_version=existing.version, changes={
+                "shape": shape, "geometry": geometry, "attributes": attributes, "label": label, "lesion_key": lesion})
+            self.report.counts["regions_updated"] += 1
+        except ValidationError as failure:
+            error(_validation_text(failure))
+        except services.RegionConflict:
+            error("the region changed while importing; try again")
+
+    # -- DICOM
+
+    def _dicom_groups(self, names: list[str]) -> dict[str, list[tuple[str, DicomHeader]]]:
+        groups: dict[str, list[tuple[str, DicomHeader]]] = {}
+        for name in names:
+            try:
+                header = dicom_header(self.source.read(name))
+            except (DicomFileError, ImageFileError) as failure:
+                self.report.add(level="error", file=name, reason=str(failure))
+                self.report.counts["rows_failed"] += 1
+                continue
+            groups.setdefault(header.study_uid, []).append((name, header))
+        return groups
+
+    def _dicom_row(self, files: list[tuple[str, DicomHeader]]) -> None:
+        first = files[0][1]
+
+        def work(problems: list[dict]) -> None:
+            study = self._study(accession=first.accession, patient=first.patient, exam_date=first.exam_date,
+                                body_part=first.body_part, metadata=first.metadata, problems=problems)
+            if study is None:
+                return
+            seen: dict[str, str] = {}
+            for name, _ in files:
+                self._dicom_file(study, name, self.source.read(name), problems, where="", regions=[], frame=None,
+                                 overrides={}, seen=seen)
+
+        self._row(line=None, file=files[0][0], study_label=first.accession, work=work)
+
+    def _dicom_file(self, study: Study, name: str, content: bytes, problems: list[dict], *, where: str,
+                    regions: list, frame: int | None, overrides: dict, seen: dict[str, str]) -> None:
+        def error(reason: str) -> None:
+            problems.append({"level": "error", "where": where, "file": name, "reason": reason})
+
+        try:
+            header = dicom_header(content)
+        except DicomFileError as failure:
+            error(str(failure))
+            return
+        if regions and frame is None and header.frames > 1:
+            error(f"regions on a multi-frame file ({header.frames} frames) need 'frame'")
+            return
+        if header.burned_in and self.options.banner is None:
+            problems.append({"level": "warning", "where": where, "file": name,
+                             "reason": "the file declares burned-in annotation (text on the pixels) and no banner "
+                                       "region is configured to black it out"})
+        facts = {"laterality": header.laterality, "frame_index": 0, "study_instance_uid": header.study_uid,
+                 "series_instance_uid": header.series_uid, "sop_instance_uid": header.sop_uid}
+        if header.spacing_mm:
+            facts["pixel_spacing_x_mm"], facts["pixel_spacing_y_mm"] = header.spacing_mm
+        facts.update(overrides)
+        try:
+            frames = dicom_frames(content, frames=None if frame is None else [frame],
+                                  frame_step=self.options.frame_step, banner=self.options.banner)
+            for decoded in frames:
+                label = name if header.frames == 1 else f"{name}#frame={decoded.index}"
+                try:
+                    verified = image_verify(decoded.png)
+                except ImageFileError as failure:
+                    error(f"frame {decoded.index}: {failure}")
+                    continue
+                image = self._image(study, verified, name=label, facts=facts | {"frame_index": decoded.index},
+                                    where=where or label, seen=seen, problems=problems)
+                if image is not None and regions:
+                    self._regions(image, regions, where, name, problems)
+        except DicomFileError as failure:
+            error(str(failure))
+
+    # -- COCO
+
+    def _run_coco(self) -> None:
+        jsons = [n for n in self.source.names if n.lower().endswith(".json") and n != "manifest.json"]
+        preferred = [n for n in jsons if posixpath.basename(n).startswith(("instances", "annotations"))]
+        chosen = preferred or jsons
+        if len(chosen) != 1:
+            raise BatchError(f"a COCO batch needs exactly one annotations .json file; found {len(chosen)}"
+                             + (f" ({', '.join(chosen[:5])})" if chosen else ""))
+        name = chosen[0]
+        try:
+            with self.source.open_text(name) as handle:
+                coco = json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BatchError(f"{name} is not valid JSON ({error})")
+        if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+            raise BatchError(f"{name} is not a COCO instances file (no 'images' list)")
+        base = posixpath.dirname(name)
+        categories = {c.get("id"): c.get("name", "lesion") for c in coco.get("categories") or [] if isinstance(c, dict)}
+        by_image: dict[Any, list[dict]] = {}
+        for annotation in coco.get("annotations") or []:
+            if isinstance(annotation, dict):
+                by_image.setdefault(annotation.get("image_id"), []).append(annotation)
+        self.report.total = len(coco["images"])
+        self.progress(self.report)
+        for index, entry in enumerate(coco["images"]):
+            self._coco_row(index, entry, by_image.get(entry.get("id") if isinstance(entry, dict) else None, []),
+                           categories, base)
+            self.report.done += 1
+            self.progress(self.report)
+
+    def _coco_row(self, index: int, entry: Any, annotations: list[dict], categories: dict, base: str) -> None:
+        where = f"images[{index}]"
+        file_name = entry.get("file_name", "") if isinstance(entry, dict) else ""
+
+        def work(problems: list[dict]) -> None:
+            def error(reason: str) -> None:
+                problems.append({"level": "error", "where": where, "file": file_name, "reason": reason})
+
+            if not isinstance(entry, dict) or not isinstance(file_name, str) or not file_name:
+                error("an image needs 'file_name'")
+                return
+            image = self._coco_image(entry, file_name, base, where, problems)
+            if image is None:
+                return
+            regions = []
+            for position, annotation in enumerate(annotations):
+                region = _coco_region(annotation, categories)
+                if isinstance(region, str):
+                    error(f"annotation {annotation.get('id', position)}: {region}")
+                    continue
+                regions.append(region)
+            self._regions(image, regions, where, file_name, problems)
+
+        self._row(line=None, file=file_name, study_label=str(entry.get("study", "")) if isinstance(entry, dict) else "",
+                  work=work)
+
+    def _coco_image(self, entry: dict, file_name: str, base: str, where: str, problems: list[dict]) -> Image | None:
+        images = Image.objects.filter(study__dataset=self.dataset)
+        if entry.get("study"):
+            images = images.filter(study__accession=entry["study"])
+        if isinstance(entry.get("sha256"), str):
+            found = images.filter(sha256=entry["sha256"]).first()
+            if found is not None:
+                self.report.counts["images_existing"] += 1
+                return found
+        # file_name is relative to the JSON's folder in plain COCO, to the batch root in our exports.
+        candidates = [safe_name(posixpath.join(base, file_name)) if base else None, safe_name(file_name)]
+        name = next((n for n in candidates if n is not None and self.source.has(n)), None)
+        if name is not None:
+            try:
+                verified = image_verify(self.source.read(name))
+            except (ImageFileError, FileNotFoundError) as failure:
+                problems.append({"level": "error", "where": where, "file": file_name, "reason": str(failure)})
+                return None
+            found = images.filter(sha256=verified.sha256).first()
+            if found is not None:
+                self.report.counts["images_existing"] += 1
+                return found
+            accession = str(entry.get("study") or posixpath.splitext(posixpath.basename(file_name))[0])[:64]
+            study = self._study(accession=accession, patient=str(entry.get("patient") or accession)[:64],
+                                exam_date=None, body_part="", metadata={"source": "coco"}, problems=problems)
+            if study is None:
+                return None
+            facts = {"laterality": LATERALITY_WORDS.get(str(entry.get("laterality") or "").lower(), ""),
+                     "view": str(entry.get("view") or "")[:32],
+                     "body_marker": str(entry.get("body_marker") or "")[:128],
+                     "frame_index": int(entry.get("frame") or 0)}
+            spacing = entry.get("pixel_spacing_mm")
+            if isinstance(spacing, list) and len(spacing) == 2 and all(isinstance(v, (int, float)) for v in spacing):
+                facts["pixel_spacing_x_mm"], facts["pixel_spacing_y_mm"] = float(spacing[0]), float(spacing[1])
+            return self._image(study, verified, name=str(entry.get("original_name") or file_name), facts=facts,
+                               where=where, seen={}, problems=problems)
+        matches = list(images.filter(original_name=file_name)[:2])
+        if len(matches) == 1:
+            self.report.counts["images_existing"] += 1
+            return matches[0]
+        reason = ("several images of the dataset are named like this; add 'sha256' or 'study'" if matches
+                  else "the image is neither in the batch nor in the dataset")
+        problems.append({"level": "error", "where": where, "file": file_name, "reason": reason})
+        return None
+
+
+def _coco_region(annotation: dict, categories: dict) -> dict | str:
+    """A manifest-style region from a COCO annotation, or the reason it cannot be one. Our own exports
+    carry the exact shape and geometry beside the polygon; plain COCO gives a polygon (or a bbox)."""
+    region: dict[str, Any] = {
+        "label": annotation.get("label") or categories.get(annotation.get("category_id"), "lesion"),
+        "lesion": annotation.get("lesion", ""),
+        "attributes": annotation.get("attributes") or {},
+        "id": annotation.get("source_id") or annotation.get("id", ""),
+    }
+    if annotation.get("author"):
+        region["author"] = annotation["author"]
+    if annotation.get("shape") and isinstance(annotation.get("geometry"), dict):
+        return region | {"shape": annotation["shape"], "geometry": annotation["geometry"]}
+    segmentation = annotation.get("segmentation")
+    if isinstance(segmentation, dict) or annotation.get("iscrowd"):
+        return "RLE (iscrowd) segmentation is not supported; give polygons"
+    if isinstance(segmentation, list) and segmentation:
+        if len(segmentation) > 1:
+            return "a region must be one polygon; this annotation has several parts"
+        flat = segmentation[0]
+        if not isinstance(flat, list) or len(flat) < 6 or len(flat) % 2:
+            return "the segmentation polygon needs at least three x, y pairs"
+        return region | {"shape": "polygon", "points": [[flat[i], flat[i + 1]] for i in range(0, len(flat), 2)]}
+    bbox = annotation.get("bbox")
+    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
+        x, y, w, h = bbox
+        return region | {"shape": "rectangle", "points": [[x, y], [x + w, y + h]]}
+    return "the annotation has neither a segmentation nor a bbox"
+
+
+def _region_same(region: Region, *, shape: Any, geometry: dict | None, attributes: Any, label: Any, lesion: Any,
+                 lexicon) -> bool:
+    if geometry is None or region.shape != shape or region.geometry != geometry:
+        return False
+    if not isinstance(label, str) or not isinstance(lesion, str):
+        return False
+    try:
+        clean = attributes_validate(lexicon, attributes)
+    except AttributeValidationError:
+        return False
+    return region.label == label.strip() and region.lesion_key == lesion.strip() and region.attributes == clean
+
+
+def _validation_text(error: ValidationError) -> str:
+    if hasattr(error, "message_dict"):
+        parts = []
+        for name, messages in error.message_dict.items():
+            parts.extend(f"{name}: {message}" for message in messages)
+        return "; ".join(parts)
+    return "; ".join(error.messages)
+
+
+def iter_problem_lines(report: ImportReport) -> Iterator[str]:
+    for problem in report.problems:
+        yield f"{problem['level']}: {problem_text(problem)}"
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+
+def import_job_create(*, dataset: Dataset, user, upload, params: dict | None = None) -> ImportJob:
+    """Record an import job for an uploaded .zip and queue it once the upload is committed."""
+    from .tasks import import_job_run as task
+
+    with transaction.atomic():
+        job = ImportJob.objects.create(dataset=dataset, created_by=user, params=dict(params or {}))
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(getattr(upload, "name", "") or "batch.zip").name)[-100:]
+        job.source.save(f"imports/{job.pk}/{name or 'batch.zip'}", upload, save=True)
+        transaction.on_commit(lambda: task.delay(job.pk))
+    return job
+
+
+@contextmanager
+def _local_path(storage_name: str) -> Iterator[Path]:
+    """A local path of a stored file: the file itself on local storage, else a temporary copy."""
+    try:
+        yield Path(default_storage.path(storage_name))
+        return
+    except NotImplementedError:
+        pass
+    with tempfile.NamedTemporaryFile(suffix=Path(storage_name).suffix) as copy:
+        with default_storage.open(storage_name, "rb") as source:
+            shutil.copyfileobj(source, copy, 1 << 20)
+        copy.flush()
+        yield Path(copy.name)
+
+
+def import_job_run(*, job_id: int, worker: str = "inline") -> ImportJob | None:
+    """Run a queued import job. Claimed by one worker at a time (``jobs.job_claim``): a second
+    delivery of the same message while the job runs or after it finished does nothing; after a
+    worker crash the job is taken over once its claim is stale, which is safe because importing the
+    same batch again changes nothing. Progress is written at most once a second, outside the rows'
+    transactions, so the page polling the row sees it move."""
+    if not job_claim(model=ImportJob, job_id=job_id, worker=worker):
+        return None
+    job = ImportJob.objects.select_related("dataset__lexicon").get(pk=job_id)
+    params = job.params or {}
+    reader = None
+    if params.get("as_reader"):
+        reader = get_user_model().objects.filter(pk=params["as_reader"], is_active=True).first()
+    options = ImportOptions(format=params.get("format", "manifest"), author=params.get("author") or "import",
+                            as_reader=reader, frame_step=int(params.get("frame_step") or 1),
+                            banner=tuple(params["banner"]) if params.get("banner") else None)
+    record = job_progress_recorder(model=ImportJob, job_id=job_id, worker=worker)
+
+    def progress(report: ImportReport) -> None:
+        record(report.total, report.done, report.counts)
+
+    try:
+        if params.get("as_reader") and reader is None:
+            raise BatchError("the reader to import as does not exist or is inactive")
+        with _local_path(job.source.name) as path:
+            report = batch_import(dataset=job.dataset, path=path, options=options, progress=progress)
+    except BatchError as error:
+        job_finish(model=ImportJob, job_id=job_id, worker=worker, status=ImportJob.Status.FAILED,
+                   errors=[{"level": "error", "line": None, "file": "", "study": "", "where": "", "reason": str(error)}])
+    except Exception as error:
+        job_finish(model=ImportJob, job_id=job_id, worker=worker, status=ImportJob.Status.FAILED,
+                   errors=[{"level": "error", "line": None, "file": "", "study": "", "where": "",
+                            "reason": f"the import stopped: {type(error).__name__}: {error}"[:1000]}])
+        raise
+    else:
+        job_finish(model=ImportJob, job_id=job_id, worker=worker, status=ImportJob.Status.DONE, total=report.total,
+                   done=report.done, counts=dict(report.counts), errors=report.problems)
+    return ImportJob.objects.get(pk=job_id)
