@@ -75,9 +75,9 @@ class _Item:
 
 
 # Per finding template: the index in its sentence's regex items of its clock, nipple distance, size,
-# BI-RADS, TI-RADS and points item (-1: none).
-_Slots = tuple[int, int, int, int, int, int]
-_NO_SLOTS = (-1, -1, -1, -1, -1, -1)  # recorded as None: nothing to fill
+# BI-RADS, TI-RADS, points and volume item (-1: none).
+_Slots = tuple[int, int, int, int, int, int, int]
+_NO_SLOTS = (-1, -1, -1, -1, -1, -1, -1)  # recorded as None: nothing to fill
 
 
 def _nearest(items: list[_Item], anchor: int, skip: tuple[int, int] | None = None) -> _Item | None:
@@ -158,6 +158,11 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
                 draft = _sentence_draft(sentence_text, header, analysis, by_key, lexicon, tables, language)
             if max_entries > 0:
                 remember(drafts, key, draft, max_entries)
+        if header == "organ" and draft.kind != _ORGAN_HEADER:
+            # a lesion's label ("Nodule 1:") starts a field group of its own: the side and site of the
+            # organ label before it ("Isthmus:") are not its
+            ctx.header_laterality = None
+            ctx.header_site = []
         if draft.single is not None:
             # one lesion read from the sentence alone (the usual English sentence): ``_place`` inlined
             f = _copy(draft.single, start, ctx, sentence_text)
@@ -204,6 +209,7 @@ class _Draft:
         "header",
         "zh",
         "single",
+        "needs_organ",
     )
 
     def __init__(self, kind: int) -> None:
@@ -222,6 +228,8 @@ class _Draft:
         self.zh = False
         # the one template of a sentence that states one lesion, outside Chinese (see ``assemble``)
         self.single: Finding | None = None
+        # a bare measurement ("4.6 x 1.9 x 1.5 cm"): a finding only under an organ label
+        self.needs_organ = False
 
 
 # Roles of a draft's finding templates (see ``_copies``).
@@ -359,6 +367,17 @@ def _sentence_draft(
             for t, _ in draft.findings:
                 if t.organ is not None:
                     t.attributes[:0] = _structure(t, tables)
+    elif header is None and ("size" in by or "volume" in by) and (
+        measured := _organ_measurements(text, by, scopes, slots)
+    ):
+        draft = _Draft(_FINDINGS)
+        draft.slots = slots
+        draft.findings = [(_template(f), _LEAD) for f in measured]
+        draft.needs_organ = all(f.organ is None and f.laterality is None and not f.site for f in measured)
+        if lexicon == "udaf":
+            for t, _ in draft.findings:
+                if t.organ is not None:
+                    t.attributes[:0] = _structure(t, tables)
     else:
         draft = _Draft(_DESCRIPTION)
         draft.content = any(k in by for k in (ATTR, "birads", "tirads", "points", "clock", "quadrant", "distance"))
@@ -400,9 +419,78 @@ def _sentence_draft(
     draft.last_organ = organs[-1].value if organs else None
     draft.has_lats = bool(lats)
     draft.zh = zh
-    if draft.kind == _FINDINGS and len(draft.findings) == 1 and not zh:
+    if draft.kind == _FINDINGS and len(draft.findings) == 1 and not zh and not draft.needs_organ:
         draft.single = draft.findings[0][0]
     return draft
+
+
+def _organ_measurements(
+    text: str, by: dict[str, list[_Item]], scopes: list[Scope], slots: list[_Slots | None] | None
+) -> list[Finding]:
+    """Organ measurements of a sentence without a lesion word: "The left thyroid lobe measures 5.1 x 2.0 x
+    1.6 cm", "The right lobe measures 4.5 x 1.5 x 1.4 cm and the left lobe 4.0 x 1.3 x 1.2 cm", "肝右叶最大斜径
+    13.5cm", "Bladder volume 350 mL"; a bare measurement ("4.6 x 1.9 x 1.5 cm", "0.4 cm AP") is one too,
+    for the organ label before it.  Each size starts a measurement when an organ, lobe, side or site
+    word stands between it and the previous one (else it is a further dimension of that one); a volume
+    goes to the measurement before it.  Empty when the sentence names no organ or does not say it
+    measures one."""
+    low = P.lowered(text)
+    organs = by.get(ORGAN, [])
+    lobes = [m.start() for m in P.LOBE.finditer(low)]
+    bare = P.BARE_MEASUREMENT.fullmatch(text) is not None
+    if not bare and not ((organs or lobes) and P.MEASURE_CUE.search(low)):
+        return []
+    places = sorted(
+        [*((i.start, i) for i in organs), *((i.start, i) for i in by.get("laterality", ())),
+         *((i.start, i) for i in by.get(SITE, ())), *((p, None) for p in lobes)],
+        key=lambda t: t[0],
+    )
+    values = sorted([*by.get("size", ()), *by.get("volume", ())], key=lambda i: i.start)
+    out: list[Finding] = []
+    own: list[_Slots] = []
+    prev = 0
+    for v in values:
+        mine = [i for p, i in places if prev <= p < v.start]
+        if out and (v.kind == "volume" or not mine):
+            f = out[-1]
+            if v.kind == "volume" and f.volume_ml is None:
+                f.volume_ml = v.value
+                f.end = v.end
+                own[-1] = (*own[-1][:6], v.index)
+            prev = v.end
+            continue
+        f = Finding(lesion="organ_measurement", start=prev, end=v.end)
+        items = [i for i in mine if i is not None]
+        organ = [i.value for i in items if i.kind == ORGAN]
+        sides = [i.value for i in items if i.kind == "laterality"]
+        f.organ = organ[-1] if organ else (out[-1].organ if out else None)
+        f.laterality = sides[-1] if sides else None
+        f.site = list(dict.fromkeys(i.value for i in items if i.kind == SITE))
+        if f.organ is None and "isthmus" in f.site:
+            f.organ = "Thyroid gland"
+        slot = [-1] * 7
+        if v.kind == "size":
+            f.size_mm = list(v.value)
+            slot[2] = v.index
+        else:
+            f.volume_ml = v.value
+            slot[6] = v.index
+        # the words before the number and those after it up to the next clause ("4 mm in diameter")
+        after = P.CLAUSE_STOP.search(low, v.end)
+        stretch = low[prev : after.start() if after is not None else len(low)]
+        f.measurement = "volume" if v.kind == "volume" else next(
+            (kind for kind, rx in P.MEASURE_KIND if kind != "volume" and rx.search(stretch)), "size"
+        )
+        if scopes:
+            bits = context_bits(scopes, v.start)
+            f.historical = bool(bits & HISTORICAL)
+            f.hypothetical = bool(bits & HYPOTHETICAL)
+        out.append(f)
+        own.append(tuple(slot))  # type: ignore[arg-type]
+        prev = v.end
+    if slots is not None:
+        slots.extend(own)
+    return out
 
 
 def _place(
@@ -417,6 +505,8 @@ def _place(
         ctx.header_site = list(sites)
         return
     off = sentence.start
+    if draft.needs_organ and ctx.header_laterality is None and ctx.header_organ is None and not ctx.header_site:
+        return  # a number with no organ label before it measures nothing we can name
     if draft.kind == _FINDINGS:
         templates = draft.findings
         if len(templates) == 1:  # one lesion: the usual sentence
@@ -538,6 +628,8 @@ def _copy(t: Finding, off: int, ctx: _Context | None, text: str) -> Finding:
         None if asm is None else Assessment(asm.system, asm.category, asm.points),
         t.start + off,
         t.end + off,
+        t.measurement,
+        t.volume_ml,
     )
     if ctx is None:
         return f
@@ -643,7 +735,9 @@ def _side_categories(
 def _fill(f: Finding, slots: _Slots, regex: tuple[Any, ...]) -> None:
     """Set the numbers of ``f`` from its sentence's regex items (``regex``, the sentence's own): clock,
     nipple distance, size and assessment, as ``_finding_from`` would for this sentence."""
-    clock, dist, size, birads, tirads, points = slots
+    clock, dist, size, birads, tirads, points, volume = slots
+    if volume >= 0:
+        f.volume_ml = regex[volume][3]
     if clock >= 0:
         f.clock = regex[clock][3]
     if dist >= 0:
@@ -898,6 +992,7 @@ def _finding_from(
             birads[0].index if birads else -1,
             tirads[0].index if tirads else -1,
             points[0].index if points else -1,
+            -1,
         )
         slots.append(None if slot == _NO_SLOTS else slot)
 

@@ -55,7 +55,12 @@ class Assessment:
 
 @dataclass(slots=True)
 class Finding:
-    """One lesion (or organ-level observation) described in a sentence."""
+    """One lesion (or organ-level observation) described in a sentence.
+
+    ``lesion`` is the kind; ``organ_measurement`` is an organ measured rather than a lesion ("Right lobe:
+    4.9 x 1.6 x 1.8 cm", "内膜厚约0.8cm"), with ``measurement`` saying what was measured (``size``,
+    ``length``, ``diameter``, ``thickness``, ``volume``) and ``volume_ml`` where a volume is given.
+    """
 
     organ: str | None = None
     laterality: str | None = None
@@ -74,6 +79,8 @@ class Finding:
     assessment: Assessment | None = None
     start: int = 0
     end: int = 0
+    measurement: str | None = None
+    volume_ml: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +101,8 @@ class Finding:
             "assessment": self.assessment.to_dict() if self.assessment is not None else None,
             "start": self.start,
             "end": self.end,
+            "measurement": self.measurement,
+            "volume_ml": self.volume_ml,
         }
 
 

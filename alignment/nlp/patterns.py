@@ -24,6 +24,28 @@ SIZE = re.compile(
     rf"|({_NUM})\s*{_UNIT}(?![a-zA-Z])"
 )
 
+VOLUME = re.compile(rf"({_NUM})\s*(ml|cc|毫升)(?![a-z])")
+# What an organ measurement measures, by the words of its stretch (checked in this order).
+MEASURE_KIND = (
+    ("volume", re.compile(r"volume|体积|容积|残余尿|residual")),
+    ("thickness", re.compile(r"thick|wall|stripe|厚|壁")),
+    ("length", re.compile(r"span|length|long|斜径|长径|长约|craniocaudal|cc\b")),
+    ("diameter", re.compile(r"diameter|caliber|calibre|内径|径|宽")),
+)
+CLAUSE_STOP = re.compile(r"[,，;；。]|\sand\s|\d")
+# Words that say an organ is measured ("The right kidney measures 11.2 cm", "右叶大小约...").
+MEASURE_CUE = re.compile(
+    r"measur|\bspan|length|\blong\b|diameter|thick|volume|\bsize|\bap\b|\btrv\b|dimension|caliber|"
+    r"大小|厚|径|长约|宽约|体积|容积|残余尿"
+)
+# A lobe word: the organ comes from the report when the sentence does not name it ("Right lobe: ...").
+LOBE = re.compile(r"\blobes?\b|[左右]叶")
+# What a bare measurement under an organ label may hold besides its numbers ("0.4 cm AP").
+BARE_MEASUREMENT = re.compile(
+    r"(?i)(?:[\s\d.,:;()x×X*✕]|mm|cm|ml|cc|ap|trv|tr|sag|by|and|volume|length|thickness|measures|measuring|"
+    r"approximately|approx|about|大小约|厚约|约|毫米|厘米|，|。)*"
+)
+
 DISTANCE = re.compile(
     rf"({_NUM})\s*(cm|mm)\s*(?:fn|ftn|fnp|from\s+(?:the\s+)?(?:nipple|areola)|from\s+n\b)"
     rf"|(?:fn|ftn)\s*({_NUM})\s*(cm|mm)"
@@ -133,7 +155,8 @@ _ORGAN_HEAD = (
     r"(?:(?:right|left|bilateral)\s+(?:thyroid\s+)?(?:lobe|breast|axilla|kidney|ovary|testis|testicle|"
     r"adnexa|neck|parotid|submandibular|lobe\s+of\s+the\s+thyroid)|isthmus|thyroid(?:\s+gland)?|"
     r"(?:nodule|lesion|mass|cyst)\s*(?:#\s*)?\d{1,2}|liver|gallbladder|pancreas|spleen|kidneys?|"
-    r"bladder|uterus|ovaries|right\s+breast|left\s+breast)"
+    r"bladder|urinary\s+bladder|uterus|ovaries|endometrium|endometrial\s+stripe|common\s+bile\s+duct|"
+    r"aorta|prostate|right\s+breast|left\s+breast)"
 )
 # Headers that stand alone as a sentence (split before and after) and field labels that only start one.
 HEADER = re.compile(
@@ -218,6 +241,13 @@ def _char_before(text: str, i: int) -> str:
     return text[i - 1] if i else ""
 
 
+def _inside_brackets(text: str, i: int) -> bool:
+    """Whether a bracket opened on the line before ``i`` is still open there."""
+    line = max(text.rfind("\n", 0, i), 0)
+    opened = max(text.rfind("(", line, i), text.rfind("（", line, i))
+    return opened >= 0 and opened > max(text.rfind(")", line, i), text.rfind("）", line, i))
+
+
 def list_item_starts(text: str) -> list[int]:
     """Start offsets of numbered list items in ``text``: "1、", "2.", "3)", "(4)", "（5）"."""
     out = []
@@ -236,6 +266,8 @@ def list_item_starts(text: str) -> list[int]:
             ok = not before or before in _DOT_ITEM_BEFORE or before in ":："
         elif t + 1 < n and text[t + 1].isdecimal():
             continue  # "1.2", "3、4"
+        elif last in ")）" and _inside_brackets(text, i):
+            continue  # "(BI-RADS 3).", "(TR 4)": a number closing a bracket is no item
         elif last in "、．":
             prev = text[i - 1] if i else ""
             ok = not prev or not (prev.isdigit() or prev == ".")

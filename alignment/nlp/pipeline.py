@@ -183,13 +183,29 @@ def split_sentences(text: str) -> list[tuple[int, int, str | None, str | None]]:
         cuts.add(m.end())
     if ":" in text or "：" in text:
         for start, end, group, label_text in _headers(text):
+            if group == "caps":
+                # a flattened report runs its headers together ("EXAM: US THYROID CLINICAL HISTORY: ..."):
+                # the header is the longest run of final words that names a section
+                words = list(re.finditer(r"\S+", label_text))
+                for w in words[1:]:
+                    if " ".join(label_text[w.start() :].lower().split()) in SECTIONS:
+                        start += w.start()
+                        label_text = label_text[w.start() :]
+                        break
             if group in ("organ", "caps", "zorgan"):
                 # an organ header only counts at the start of a sentence or list item ("Right lobe: ...",
-                # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ...")
+                # "1、右乳：..."), not inside running text ("... in the retroareolar left breast: ..."); in a
+                # flattened report a capitalised label after a value starts the next field ("... 1.5 cm
+                # Left lobe: ..."), and a section in capitals is always a header
                 j = start
                 while j > 0 and text[j - 1].isspace():
                     j -= 1
-                if j and text[j - 1] not in ".;:。；：!?！？)）、\n":
+                if (
+                    j
+                    and text[j - 1] not in ".;:。；：!?！？)）、\n"
+                    and not (group == "organ" and text[start].isupper() and j < start)
+                    and not (group == "caps" and " ".join(label_text.lower().split()) in SECTIONS)
+                ):
                     continue
             cuts.add(start)
             if group in ("section", "zsection"):
@@ -549,7 +565,7 @@ def regex_items(text: str) -> tuple[tuple[str, int, int, Any], ...]:
 
     Returns ``(kind, start, end, value)`` sorted by start: ``size`` (list of mm), ``distance`` (cm),
     ``clock`` ("H:MM"), ``quadrant``, ``laterality``, ``birads`` (category), ``tirads`` ([system,
-    category, points]), ``points`` (total).  Each regex runs only when a cheap substring test says it
+    category, points]), ``points`` (total), ``volume`` (ml).  Each regex runs only when a cheap substring test says it
     can match.
     """
     low = P.lowered(text)
@@ -585,6 +601,12 @@ def regex_items(text: str) -> tuple[tuple[str, int, int, Any], ...]:
             else:
                 dims = [_mm(g[6], g[7])]
             items.append(("size", i, m.end(), dims))
+    if "ml" in low or "cc" in low or "毫升" in low:
+        for m in P.VOLUME.finditer(low):
+            i = m.start()
+            if i and (low[i - 1].isdigit() or low[i - 1] == "."):
+                continue
+            items.append(("volume", i, m.end(), float(m.group(1))))
     if "clock" in low or ":" in low or "点" in low:
         for m in P.CLOCK_SCAN.finditer(low):
             i = m.start()

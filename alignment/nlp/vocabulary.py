@@ -130,8 +130,11 @@ LESIONS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 # Kinds that describe the tissue rather than a lesion the annotator would outline; the Chinese breast
-# data labels them apart from lesions (增生, 导管).
-NON_LESION_KINDS = frozenset({"hyperplasia", "duct_ectasia", "composition", "background_enhancement"})
+# data labels them apart from lesions (增生, 导管).  An organ measurement ("Right lobe: 4.9 x 1.6 x 1.8 cm")
+# is a finding of its own kind, never a lesion.
+NON_LESION_KINDS = frozenset(
+    {"hyperplasia", "duct_ectasia", "composition", "background_enhancement", "organ_measurement"}
+)
 # Tissue kinds that, named as the interpretation of a lesion word ("结节，考虑背景强化"), say the lesion
 # word was normal tissue after all; other interpretations ("结节，考虑纤维腺瘤", "低回声，考虑增生结节")
 # leave a lesion a lesion.
@@ -145,7 +148,8 @@ LAYER_ORGANS = frozenset({"Soft tissues"})
 # axillary tail is part of the breast, not the axilla ("右乳腋尾区结节"), and wins over "腋" by length.
 EXTRA_ORGANS: dict[str, dict[str, str]] = {
     "en": {},
-    "zh": {"腋尾区": "Breast", "腋尾部": "Breast", "腋尾处": "Breast", "腋尾": "Breast"},
+    # "内膜厚约0.8cm": the endometrium, unless a vessel's intima-media is meant ("内中膜" holds no "内膜")
+    "zh": {"腋尾区": "Breast", "腋尾部": "Breast", "腋尾处": "Breast", "腋尾": "Breast", "内膜": "Uterus"},
 }
 
 # Site words -> normalised site code.
