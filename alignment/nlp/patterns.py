@@ -248,6 +248,14 @@ def _inside_brackets(text: str, i: int) -> bool:
     return opened >= 0 and opened > max(text.rfind(")", line, i), text.rfind("）", line, i))
 
 
+def _section_before(text: str, i: int) -> bool:
+    """Whether the words before the colon before ``i`` name a section ("IMPRESSION: 1. ...")."""
+    colon = text.rfind(":", max(0, i - 40), i)
+    colon = max(colon, text.rfind("：", max(0, i - 40), i))
+    head = text[max(0, colon - 24) : colon].lower().split()
+    return any(" ".join(head[k:]) in SECTIONS for k in range(len(head)))
+
+
 def list_item_starts(text: str) -> list[int]:
     """Start offsets of numbered list items in ``text``: "1、", "2.", "3)", "(4)", "（5）"."""
     out = []
@@ -274,7 +282,10 @@ def list_item_starts(text: str) -> list[int]:
         elif last == ".":
             # "2. Left breast" after a sentence end, not "BI-RADS 2." or "points: 4."
             before = _char_before(text, i)
-            ok = not before or before in _DOT_ITEM_BEFORE
+            ok = not before or before in _DOT_ITEM_BEFORE or (
+                # "IMPRESSION: 1. Right thyroid nodule": a list's first item right after a section header
+                before in ":：" and text[i:t] == "1" and _section_before(text, i)
+            )
         else:
             prev = text[i - 1] if i else ""
             ok = not prev or prev in _ITEM_BEFORE
