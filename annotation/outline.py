@@ -1,0 +1,370 @@
+"""Assisted outlines: propose a lesion outline from one click or one box on a grayscale ultrasound image.
+
+Pure functions over numpy arrays (scipy and shapely underneath); no Django, so the benchmark, the tests
+and a notebook use it as the API does.
+
+Method: a star-shaped contour around the prompt, found as the cheapest closed path in polar coordinates
+(dynamic programming over rays, neighbouring rays may differ by a bounded step, so the outline is smooth
+and always a simple polygon). The cost of putting the boundary at a given radius on a ray is
+
+- an edge term: the outward contrast of the speckle-reduced image across the boundary; lesions are mostly
+  darker than the parenchyma around them, so dark-inside/bright-outside is preferred (the polarity is
+  measured from the prompt and flipped for the bright ones);
+- a region term (click prompts): pixels unlike the ones around the click cost to include, pixels like
+  them cost to leave out, so the outline grows as far as the lesion and no further;
+- a shape term (box prompts): a box drawn around a lesion is tight, so radii close to the inscribed
+  ellipse are cheap and the result is finally stretched to touch the four sides of the box.
+
+Before any of this, thin bright structures (caliper crosses, burned-in text, measurement dots) are
+found with a white top-hat and filled from their surroundings, so they neither attract the boundary nor
+count as lesion contrast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from shapely.geometry import Polygon
+
+# Polar grid: rays around the centre and candidate radii on each ray.
+RAYS = 96
+BOX_RADII = 48
+# Largest radius step (in grid cells) between neighbouring rays: what keeps the contour smooth.
+MAX_STEP = 2
+MAX_VERTICES = 200
+MIN_BOX_SIDE = 4.0
+
+
+class OutlinePromptError(ValueError):
+    """The prompt cannot be used (outside the image, empty box, not a number); the message says why."""
+
+
+class OutlineNotFound(Exception):
+    """Nothing that looks like a lesion boundary was found around the prompt."""
+
+
+@dataclass(frozen=True)
+class OutlineProposal:
+    points: list[tuple[float, float]]  # one outer ring in image pixels, not closed by repetition
+    score: float  # 0..1: how clearly the image shows a boundary where the outline runs
+
+
+def outline_propose(
+    *,
+    pixels: np.ndarray,
+    point: Sequence[float] | None = None,
+    box: Sequence[float] | None = None,
+    exclude: Sequence[Sequence[float]] = (),
+    max_vertices: int = MAX_VERTICES,
+) -> OutlineProposal:
+    """Propose the outline of the lesion under ``point`` (a click inside it) or inside ``box``.
+
+    ``pixels`` is a 2-D grayscale image (an RGB array is averaged to gray); coordinates are image pixels,
+    x right and y down. ``exclude`` are clicks that are not lesion: the outline is kept from enclosing
+    them. Raises ``OutlinePromptError`` for an unusable prompt and ``OutlineNotFound`` when the image
+    shows no boundary around it.
+    """
+    image = _gray(pixels)
+    height, width = image.shape
+    if (point is None) == (box is None):
+        raise OutlinePromptError("Give either a point or a box.")
+    excluded = [_xy(p, "exclude point", width, height) for p in exclude]
+    if box is not None:
+        x0, y0, x1, y1 = _box(box, width, height)
+        return _propose_in_box(image, (x0, y0, x1, y1), excluded, max_vertices)
+    cx, cy = _xy(point, "point", width, height)
+    return _propose_from_point(image, (cx, cy), excluded, max_vertices)
+
+
+# --- prompts ------------------------------------------------------------------------------------------
+
+
+def _gray(pixels: np.ndarray) -> np.ndarray:
+    image = np.asarray(pixels)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = image[:, :, :3].mean(axis=2)
+    if image.ndim != 2 or min(image.shape) < 8:
+        raise OutlinePromptError("The image must be a grayscale picture of at least 8x8 pixels.")
+    return image.astype(np.float32, copy=False)
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise OutlinePromptError(f"The {what} must be numbers.")
+    number = float(value)
+    if not math.isfinite(number):
+        raise OutlinePromptError(f"The {what} must be finite numbers.")
+    return number
+
+
+def _pair(value, what: str) -> tuple[float, float]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise OutlinePromptError(f"The {what} must be two numbers [x, y].")
+    return _number(value[0], what), _number(value[1], what)
+
+
+def _xy(value, what: str, width: int, height: int) -> tuple[float, float]:
+    x, y = _pair(value, what)
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise OutlinePromptError(f"The {what} ({x:g}, {y:g}) lies outside the {width}x{height} image.")
+    return x, y
+
+
+def _box(value, width: int, height: int) -> tuple[float, float, float, float]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 4:
+        raise OutlinePromptError("The box must be four numbers [x0, y0, x1, y1].")
+    x0, y0, x1, y1 = (_number(v, "box corners") for v in value)
+    x0, x1 = sorted((x0, x1))
+    y0, y1 = sorted((y0, y1))
+    if x1 < 0 or y1 < 0 or x0 > width or y0 > height:
+        raise OutlinePromptError(f"The box lies outside the {width}x{height} image.")
+    x0, x1 = max(x0, 0.0), min(x1, float(width))
+    y0, y1 = max(y0, 0.0), min(y1, float(height))
+    if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
+        raise OutlinePromptError(f"The box is too small: both sides must be at least {MIN_BOX_SIDE:g} pixels inside the image.")
+    return x0, y0, x1, y1
+
+
+# --- image preparation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A crop of the image, speckle-reduced, with its offset in the image."""
+
+    smooth: np.ndarray
+    top: int
+    left: int
+    spread: float  # robust spread of the smoothed intensities: the unit of contrast
+
+
+def _window(image: np.ndarray, x0: float, y0: float, x1: float, y1: float, sigma: float) -> _Window:
+    height, width = image.shape
+    top, bottom = max(int(y0) - 1, 0), min(int(math.ceil(y1)) + 2, height)
+    left, right = max(int(x0) - 1, 0), min(int(math.ceil(x1)) + 2, width)
+    crop = image[top:bottom, left:right]
+    keep = ~_burned_in_marks(crop)
+    weight = ndimage.gaussian_filter(keep.astype(np.float32), sigma)
+    smooth = ndimage.gaussian_filter(np.where(keep, crop, 0.0).astype(np.float32), sigma)
+    smooth = smooth / np.maximum(weight, 1e-3)
+    low, high = np.percentile(smooth, (10, 90))
+    spread = float(max(high - low, 1e-6)) / 2.56  # the 10-90 range of a normal is 2.56 sigma
+    return _Window(smooth=smooth, top=top, left=left, spread=spread)
+
+
+def _burned_in_marks(crop: np.ndarray) -> np.ndarray:
+    """Thin bright structures: caliper crosses, text, dots. Tissue echoes are wider or dimmer."""
+    scale = float(np.percentile(crop, 99)) or 1.0
+    tophat = crop - ndimage.grey_opening(crop, size=(5, 5))
+    marks = (tophat > 0.35 * scale) & (crop > 0.6 * scale)
+    return ndimage.binary_dilation(marks, iterations=1)
+
+
+# --- the contour --------------------------------------------------------------------------------------
+
+
+def _angles() -> np.ndarray:
+    return np.linspace(0.0, 2.0 * math.pi, RAYS, endpoint=False)
+
+
+def _sample(window: _Window, cx: float, cy: float, radii: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Smoothed intensity at radii (rays x samples) along each ray from (cx, cy)."""
+    xs = cx - window.left + radii * np.cos(angles)[:, None]
+    ys = cy - window.top + radii * np.sin(angles)[:, None]
+    return ndimage.map_coordinates(window.smooth, [ys.ravel() - 0.5, xs.ravel() - 0.5], order=1, mode="nearest").reshape(radii.shape)
+
+
+def _closed_path(cost: np.ndarray, max_step: int = MAX_STEP) -> np.ndarray:
+    """Cheapest closed path through cost (rays x radii): one radius index per ray, neighbours (the last
+    and the first ray included) at most max_step apart."""
+    rays, count = cost.shape
+    inf = np.float64(np.inf)
+    # total[s, j]: cheapest path that started at radius s on ray 0 and is at radius j now.
+    total = np.full((count, count), inf)
+    total[np.arange(count), np.arange(count)] = cost[0]
+    back = np.zeros((rays, count, count), dtype=np.int8)
+    for ray in range(1, rays):
+        best = total.copy()
+        choice = np.zeros((count, count), dtype=np.int8)
+        for shift in range(1, max_step + 1):
+            for sign in (-1, 1):
+                moved = np.full_like(total, inf)
+                if sign < 0:
+                    moved[:, shift:] = total[:, :-shift]  # came from a smaller radius
+                else:
+                    moved[:, :-shift] = total[:, shift:]  # came from a larger radius
+                better = moved < best
+                best = np.where(better, moved, best)
+                choice = np.where(better, sign * shift, choice)
+        back[ray] = choice
+        total = best + cost[ray]
+    index = np.arange(count)
+    closes = np.abs(index[:, None] - index[None, :]) <= max_step
+    total = np.where(closes, total, inf)
+    start, end = np.unravel_index(np.argmin(total), total.shape)
+    path = np.empty(rays, dtype=np.int64)
+    path[-1] = end
+    for ray in range(rays - 1, 0, -1):
+        path[ray - 1] = path[ray] + back[ray, start, path[ray]]
+    return path
+
+
+def _edge_contrast(window: _Window, cx, cy, radii, angles, reach) -> np.ndarray:
+    """Outward contrast across each candidate boundary, in units of the window's spread."""
+    outside = _sample(window, cx, cy, radii + reach, angles)
+    inside = _sample(window, cx, cy, np.maximum(radii - reach, 0.0), angles)
+    return (outside - inside) / window.spread
+
+
+def _ring(cx: float, cy: float, radii: np.ndarray, angles: np.ndarray) -> list[tuple[float, float]]:
+    return [(cx + r * math.cos(a), cy + r * math.sin(a)) for r, a in zip(radii, angles, strict=True)]
+
+
+def _finish(points, score: float, max_vertices: int) -> OutlineProposal:
+    polygon = Polygon(points)
+    tolerance = 0.35
+    simplified = polygon
+    while len(simplified.exterior.coords) - 1 > max_vertices:
+        simplified = polygon.simplify(tolerance, preserve_topology=True)
+        tolerance *= 1.5
+    if len(simplified.exterior.coords) - 1 > 12:
+        polygon = simplified.simplify(0.35, preserve_topology=True)
+    ring = [(round(x, 1), round(y, 1)) for x, y in polygon.exterior.coords[:-1]]
+    return OutlineProposal(points=ring, score=round(float(min(max(score, 0.0), 1.0)), 3))
+
+
+def _contrast_score(contrast: float) -> float:
+    return 1.0 - math.exp(-max(contrast, 0.0) / 1.5)
+
+
+def _forbid_excluded(cost, cx, cy, radii, angles, excluded) -> None:
+    """An excluded click must stay outside: on the rays that pass by it, radii beyond it are forbidden."""
+    for ex, ey in excluded:
+        distance = math.hypot(ex - cx, ey - cy)
+        if distance < 1.0:
+            continue
+        direction = math.atan2(ey - cy, ex - cx)
+        gap = np.abs((angles - direction + math.pi) % (2 * math.pi) - math.pi)
+        near = gap * distance < 3.0 + distance * 0.05
+        near[np.argmin(gap)] = True
+        for ray in np.flatnonzero(near):
+            blocked = radii[ray] >= distance * 0.95
+            blocked[0] = False  # always leave one radius open
+            cost[ray, blocked] = np.inf
+
+
+def _polarity(window: _Window, cx, cy, inner: np.ndarray, outer: np.ndarray, angles) -> float:
+    """+1 when the lesion is darker than what surrounds it (the usual case), -1 when brighter."""
+    inside = np.median(_sample(window, cx, cy, inner, angles))
+    outside = np.median(_sample(window, cx, cy, outer, angles))
+    return 1.0 if outside >= inside else -1.0
+
+
+# Weights of the cost terms, fitted on the development thyroid images (see benchmarks/outline.py).
+BOX_EDGE = 1.0
+BOX_SIGMA = 0.2
+BOX_REACH = 0.05
+EDGE_CLIP = 1.0
+BOX_REGION = 0.05
+BOX_SHAPE = 0.6
+POINT_REACH = 0.3  # largest lesion radius looked for, as a share of the image's longer side
+POINT_TYPICAL = 0.095  # typical lesion radius, same unit (the median of the development outlines)
+POINT_SIZE_PRIOR = 1.0
+POINT_MIN_EVIDENCE = 0.1
+POINT_BRIGHT = 0.5
+
+
+def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> OutlineProposal:
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
+    size = min(half_w, half_h)
+    sigma = float(np.clip(size * BOX_SIGMA, 1.0, 6.0))
+    margin = max(half_w, half_h) * 0.3 + 3 * sigma
+    window = _window(image, x0 - margin, y0 - margin, x1 + margin, y1 + margin, sigma)
+    angles = _angles()
+    cos, sin = np.abs(np.cos(angles)), np.abs(np.sin(angles))
+    to_box = np.minimum(half_w / np.maximum(cos, 1e-9), half_h / np.maximum(sin, 1e-9))
+    to_ellipse = 1.0 / np.sqrt((cos / half_w) ** 2 + (sin / half_h) ** 2)
+    fractions = np.linspace(0.25, 1.0, BOX_RADII)
+    radii = to_box[:, None] * fractions[None, :]
+    ellipse_fraction = (to_ellipse / to_box)[:, None]
+
+    polarity = _polarity(window, cx, cy, to_ellipse[:, None] * np.linspace(0, 0.6, 8), to_box[:, None] * np.linspace(1.05, 1.25, 4), angles)
+    reach = max(2.0, BOX_REACH * size)
+    contrast = polarity * _edge_contrast(window, cx, cy, radii, angles, reach)
+    inside_level = np.median(_sample(window, cx, cy, to_ellipse[:, None] * np.linspace(0, 0.6, 8), angles))
+    outside_level = np.median(_sample(window, cx, cy, to_box[:, None] * np.linspace(1.05, 1.25, 4), angles))
+    values = _sample(window, cx, cy, radii, angles)
+    likeness = ((values - outside_level) ** 2 - (values - inside_level) ** 2) / window.spread**2
+    # Cumulative along each ray: the region a boundary at this radius encloses.
+    region = -np.cumsum(np.clip(likeness, -4, 4), axis=1) * (fractions[1] - fractions[0]) * 10
+    shape = ((fractions[None, :] - ellipse_fraction) / 0.15) ** 2
+    cost = -BOX_EDGE * np.clip(contrast, -EDGE_CLIP, EDGE_CLIP) + BOX_REGION * region + BOX_SHAPE * shape
+    _forbid_excluded(cost, cx, cy, radii, angles, excluded)
+    path = _closed_path(cost)
+    chosen = radii[np.arange(RAYS), path]
+    along = float(np.mean(contrast[np.arange(RAYS), path]))
+    points = np.array(_ring(cx, cy, chosen, angles))
+    if stretch:
+        points = _stretch(points, x0, y0, x1, y1)
+    if window.spread < 1e-3:
+        raise OutlineNotFound("The image is blank inside the box: there is no boundary to follow.")
+    return _finish([tuple(p) for p in points], _contrast_score(along), max_vertices)
+
+
+def _stretch(points: np.ndarray, x0, y0, x1, y1) -> np.ndarray:
+    """A box drawn around a lesion is tight: stretch the outline so that it touches all four sides."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    span = np.maximum(high - low, 1e-6)
+    return (points - low) / span * np.array([x1 - x0, y1 - y0]) + np.array([x0, y0])
+
+
+def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal:
+    """Find the lesion's extent first (the best of a few hundred ellipses around the click, by the
+    contrast across their rim and between inside and outside), then outline it as inside a box."""
+    cx, cy = point
+    height, width = image.shape
+    longest = max(height, width)
+    reach = POINT_REACH * longest
+    sigma = float(np.clip(0.004 * longest, 1.0, 3.0))
+    margin = 1.4 * reach + 3 * sigma
+    window = _window(image, cx - margin, cy - margin, cx + margin, cy + margin, sigma)
+    if window.spread < 1e-3:
+        raise OutlineNotFound("The image is blank around the click: there is no boundary to follow.")
+    sizes = np.geomspace(max(6.0, 0.02 * longest), reach, 14)
+    candidates = np.array(
+        [
+            (cx + dx * size / math.sqrt(aspect), cy + dy * size * math.sqrt(aspect), size / math.sqrt(aspect), size * math.sqrt(aspect))
+            for size in sizes
+            for aspect in (0.55, 0.75, 1.0, 1.3)
+            for dx in (-0.3, 0.0, 0.3)
+            for dy in (-0.3, 0.0, 0.3)
+        ]
+    )
+    angles = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
+
+    def rim(scale: float) -> np.ndarray:
+        xs = candidates[:, 0:1] + candidates[:, 2:3] * scale * np.cos(angles) - window.left
+        ys = candidates[:, 1:2] + candidates[:, 3:4] * scale * np.sin(angles) - window.top
+        return ndimage.map_coordinates(window.smooth, [ys.ravel() - 0.5, xs.ravel() - 0.5], order=1, mode="nearest").reshape(xs.shape)
+
+    inside = np.concatenate([rim(scale) for scale in (0.3, 0.55, 0.8)], axis=1).mean(axis=1)
+    outside = np.concatenate([rim(scale) for scale in (1.15, 1.3)], axis=1).mean(axis=1)
+    step = (rim(1.12) - rim(0.9)).mean(axis=1) / window.spread
+    region = (outside - inside) / window.spread
+    # Most lesions are darker than the tissue around them; a brighter one (iso- or hyperechoic) counts
+    # with a discount, so that it is found when nothing dark is there.
+    evidence = np.maximum(step + region, -POINT_BRIGHT * (step + region))
+    typical = POINT_TYPICAL * longest
+    size_prior = np.log(np.sqrt(candidates[:, 2] * candidates[:, 3]) / typical) ** 2
+    best = int(np.argmax(evidence - POINT_SIZE_PRIOR * size_prior))
+    if evidence[best] < POINT_MIN_EVIDENCE:
+        raise OutlineNotFound("No lesion boundary was found around the click; try a box around the lesion.")
+    ex, ey, rx, ry = candidates[best]
+    box = (max(ex - rx, 0.0), max(ey - ry, 0.0), min(ex + rx, float(width)), min(ey + ry, float(height)))
+    return _propose_in_box(image, box, excluded, max_vertices)
