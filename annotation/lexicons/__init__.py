@@ -5,13 +5,16 @@ files beside this module are the one source of truth for the annotator's attribu
 NLP patterns. Schema (unknown keys are an error)::
 
     {"system", "name", "version", "description"?,
-     "attributes": [{"code", "label", "label_zh"?, "cardinality": "one"|"many", "required": bool,
-                     "description"?, "values": [{"code", "label", "label_zh"?, "description"?,
+     "attributes": [{"code", "label", "label_zh", "cardinality": "one"|"many", "required": bool,
+                     "description"?, "values": [{"code", "label", "label_zh", "description"?,
                                                  "synonyms": {"en": [...], "zh": [...]},
                                                  "points"?: int, "us365k"?: {"key", "tag"},
                                                  "body_system"?: str}]}],
-     "assessment"?: {"system", "categories": [{"code", "label", "label_zh"?, "min_points"?,
+     "assessment"?: {"system", "categories": [{"code", "label", "label_zh", "min_points"?,
                                                 "max_points"?, "synonyms"?, "description"?}]}}
+
+``label`` is the English label and ``label_zh`` the Chinese (zh-Hans) one shown in the Chinese
+interface; ``term_label`` picks between them. Codes never change with the language.
 """
 
 from __future__ import annotations
@@ -88,8 +91,7 @@ def lexicon_validate(content: Any) -> None:
         if code in seen_attributes:
             problems.append(f"{where}: duplicate attribute code")
         seen_attributes.add(code)
-        if not isinstance(attribute.get("label"), str) or not attribute.get("label"):
-            problems.append(f"{where}: missing label")
+        _check_labels(attribute, where, problems)
         if attribute.get("cardinality") not in ("one", "many"):
             problems.append(f"{where}: cardinality must be 'one' or 'many'")
         if not isinstance(attribute.get("required", False), bool):
@@ -111,8 +113,7 @@ def lexicon_validate(content: Any) -> None:
             if vcode in seen_values:
                 problems.append(f"{vwhere}: duplicate value code")
             seen_values.add(vcode)
-            if not isinstance(value.get("label"), str) or not value.get("label"):
-                problems.append(f"{vwhere}: missing label")
+            _check_labels(value, vwhere, problems)
             _check_synonyms(value.get("synonyms"), vwhere, problems, required=True)
             if "points" in value and (not isinstance(value["points"], int) or isinstance(value["points"], bool)):
                 problems.append(f"{vwhere}: 'points' must be an integer")
@@ -144,8 +145,7 @@ def lexicon_validate(content: Any) -> None:
                 if category.get("code") in seen_categories:
                     problems.append(f"{cwhere}: duplicate category code")
                 seen_categories.add(category.get("code"))
-                if not isinstance(category.get("label"), str) or not category.get("label"):
-                    problems.append(f"{cwhere}: missing label")
+                _check_labels(category, cwhere, problems)
                 if "synonyms" in category:
                     _check_synonyms(category["synonyms"], cwhere, problems, required=False)
     if problems:
@@ -287,6 +287,22 @@ def tirads_level(lexicon: Any, points: int | None) -> str | None:
         if points >= low and (high is None or points <= high):
             return category["code"]
     return None
+
+
+def term_label(term: Mapping, language: str | None) -> str:
+    """The label of a lexicon attribute, value or category in ``language`` (a language code such as
+    ``zh-hans`` or ``en``): the Chinese label for any Chinese variant, else the English one."""
+    if language and language.lower().startswith("zh") and term.get("label_zh"):
+        return term["label_zh"]
+    return term.get("label") or term.get("code", "")
+
+
+def _check_labels(term: Mapping, where: str, problems: list[str]) -> None:
+    # Both interface languages need a label: a term without its Chinese label would show English
+    # in the middle of a Chinese form.
+    for key, name in (("label", "label"), ("label_zh", "Chinese label (label_zh)")):
+        if not isinstance(term.get(key), str) or not term.get(key).strip():
+            problems.append(f"{where}: missing {name}")
 
 
 def _unknown(obj: Mapping, allowed: set[str], where: str, problems: list[str]) -> None:

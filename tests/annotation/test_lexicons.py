@@ -14,6 +14,7 @@ from annotation.lexicons import (
     lexicon_parse,
     lexicon_systems,
     term_code,
+    term_label,
     tirads_level,
     tirads_points,
 )
@@ -96,6 +97,29 @@ def test_missing_label_is_named():
     raw = _broken(lambda c: c["attributes"][0]["values"][0].pop("label"))
     with pytest.raises(LexiconError, match=r"missing label"):
         lexicon_parse(raw)
+
+
+@pytest.mark.parametrize("system", ["udaf", "birads-us", "tirads"])
+def test_every_attribute_value_and_category_has_a_chinese_label(system):
+    lexicon = lexicon_load(system)
+    terms = [*lexicon["attributes"], *(lexicon.get("assessment") or {}).get("categories", [])]
+    terms += [value for attribute in lexicon["attributes"] for value in attribute["values"]]
+    missing = [term["code"] for term in terms if not re.search(r"[\u4e00-\u9fff]", term.get("label_zh", ""))]
+    assert missing == []
+
+
+def test_a_value_without_its_chinese_label_is_refused():
+    raw = _broken(lambda c: c["attributes"][1]["values"][2].pop("label_zh"))
+    with pytest.raises(LexiconError, match=r"attribute 'echogenicity' value 'hypoechoic': missing Chinese label"):
+        lexicon_parse(raw)
+
+
+def test_term_label_follows_the_interface_language():
+    value = lexicon_load("tirads")["attributes"][1]["values"][3]
+    assert term_label(value, "zh-hans") == "极低回声"
+    assert term_label(value, "zh-hant") == "极低回声"
+    assert term_label(value, "en") == "Very hypoechoic"
+    assert term_label(value, None) == "Very hypoechoic"
 
 
 def test_bad_json_and_unknown_system_are_clear():
