@@ -207,3 +207,12 @@ def regions_missing_attributes(*, regions: Iterable[Region], lexicon) -> dict[in
         except AttributeValidationError as error:
             missing[region.pk] = sorted(error.errors)
     return missing
+
+
+def user_language(*, user) -> str:
+    """The interface language ``user`` chose ('' when they never chose: the browser's language rules)."""
+    if not user.is_authenticated:
+        return ""
+    from .models import UserPreference
+
+    return UserPreference.objects.filter(user=user).values_list("language", flat=True).first() or ""

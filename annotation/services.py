@@ -18,7 +18,18 @@ from django.utils import timezone
 
 from .geometry import GeometryError, geometry_measures, geometry_validate
 from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash, lexicon_systems
-from .models import Assignment, Dataset, Image, Lexicon, Membership, Region, RegionRevision, Report, Study
+from .models import (
+    Assignment,
+    Dataset,
+    Image,
+    Lexicon,
+    Membership,
+    Region,
+    RegionRevision,
+    Report,
+    Study,
+    UserPreference,
+)
 from .signals import reading_submitted, report_changed, send_on_commit
 
 REGION_FIELDS = ("shape", "geometry", "label", "lesion_key", "attributes")
@@ -391,3 +402,17 @@ def assignment_submit_imported(*, assignment: Assignment) -> Assignment:
         status=Assignment.Status.SUBMITTED, submitted_at=timezone.now()
     )
     return _assignment_submitted(assignment)
+
+
+# ---------------------------------------------------------------------------------------------- preferences
+
+
+def user_language_set(*, user, language: str) -> UserPreference:
+    """Remember ``user``'s interface language (a code of ``settings.LANGUAGES``; empty: follow the
+    browser again). Raises ``ValidationError`` for any other code."""
+    from django.conf import settings
+
+    if language and language not in dict(settings.LANGUAGES):
+        raise ValidationError({"language": f"unknown interface language '{language[:16]}'"})
+    preference, _ = UserPreference.objects.update_or_create(user=user, defaults={"language": language})
+    return preference

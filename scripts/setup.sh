@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the pinned Python and npm packages; copies the browser libraries into
-# static/vendor/. Safe to re-run: pip and npm skip what is already installed.
+# static/vendor/; compiles the interface translations (locale/*.po -> .mo; needs GNU gettext's msgfmt,
+# installed from Debian's gettext package where missing). Safe to re-run: pip and npm skip what is
+# already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +18,10 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 npm run --silent vendor
+
+if ! command -v msgfmt >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then apt-get install -y gettext; else sudo apt-get install -y gettext; fi
+fi
+# Without DJANGO_SETTINGS_MODULE, compilemessages needs no settings (so no secret key): it compiles the
+# locale/ folders it finds below here.
+env -u DJANGO_SETTINGS_MODULE .venv/bin/django-admin compilemessages --ignore=.venv --ignore=node_modules >/dev/null
