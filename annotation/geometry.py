@@ -255,3 +255,74 @@ def geometry_iou(shape_a: str, geometry_a: dict, shape_b: str, geometry_b: dict)
         return 0.0
     union = a.union(b).area
     return float(a.intersection(b).area / union) if union else 0.0
+
+
+def _polygon_parts(geom) -> list[Polygon]:
+    """The polygons with an area inside any shapely geometry (collections and multi-parts unpacked)."""
+    if isinstance(geom, Polygon):
+        return [geom] if geom.area > 0 else []
+    return [part for child in getattr(geom, "geoms", []) for part in _polygon_parts(child)]
+
+
+def polygon_repair(points: Any, *, width: int, height: int,
+                   max_points: int = MAX_POINTS) -> tuple[list[list[float]], list[str]]:
+    """Make a hand-drawn outline acceptable to ``geometry_validate`` as a polygon, saying what changed.
+
+    Returns ``(points, warnings)``. A valid outline inside the image comes back unchanged with no
+    warning. Otherwise: an outline that crosses or touches itself is made valid (shapely
+    ``make_valid``) and, when that yields several parts, the largest is kept and the rest named; a
+    hole is filled (a region has one outline); points past the image edge are clipped to it. Every
+    change is a warning, the last giving the area before and after. Raises ``GeometryError`` only for
+    what cannot be a region: fewer than 3 distinct points, no area, nothing inside the image.
+    """
+    from shapely import make_valid
+    from shapely.geometry import box
+
+    parsed = _points({"points": points}, 0, max_points)
+    distinct: list[tuple[float, float]] = []
+    for point in parsed:
+        if not distinct or distinct[-1] != point:
+            distinct.append(point)
+    while len(distinct) > 1 and distinct[0] == distinct[-1]:
+        distinct.pop()
+    if len(set(distinct)) < 3:
+        raise GeometryError(f"an outline needs at least 3 distinct points, got {len(set(distinct))}")
+    source = Polygon(distinct)
+    outside = [(x, y) for x, y in distinct if x < 0 or y < 0 or x > width or y > height]
+    if source.is_valid and source.area > 0 and not outside:
+        return [[x, y] for x, y in distinct], []
+
+    warnings: list[str] = []
+    shape = source
+    if not source.is_valid:
+        # "structure" unions the rings an outline makes when it loops over itself, instead of
+        # alternating filled and empty areas the way the even-odd ("linework") rule does.
+        shape = make_valid(source, method="structure", keep_collapsed=False)
+        warnings.append(f"the outline crosses itself ({explain_validity(source)}); made valid")
+    parts = _polygon_parts(shape)
+    if not parts:
+        raise GeometryError("polygon has no area (its points lie on one line)")
+    before = sum(part.area for part in parts)
+    if outside:
+        frame = box(0, 0, width, height)
+        parts = [piece for part in parts for piece in _polygon_parts(part.intersection(frame))]
+        if not parts:
+            raise GeometryError(f"all of the outline lies outside the image ({width}×{height} px)")
+        farthest = max(max(-x, -y, x - width, y - height) for x, y in outside)
+        warnings.append(f"{len(outside)} point{'s' if len(outside) > 1 else ''} outside the image "
+                        f"({width}×{height} px, up to {farthest:.3g} px past the edge) clipped to it")
+    parts.sort(key=lambda part: part.area, reverse=True)
+    kept = parts[0]
+    if len(parts) > 1:
+        rest = sum(part.area for part in parts[1:])
+        warnings.append(f"kept the largest of {len(parts)} parts; dropped {len(parts) - 1} of "
+                        f"{rest:,.1f} px² in all")
+    if kept.interiors:
+        warnings.append(f"filled {len(kept.interiors)} hole{'s' if len(kept.interiors) > 1 else ''} "
+                        "(a region has one outline)")
+        kept = Polygon(kept.exterior)
+    coords = [[min(max(float(x), 0.0), float(width)), min(max(float(y), 0.0), float(height))]
+              for x, y in list(kept.exterior.coords)[:-1]]
+    after = Polygon(coords).area
+    warnings.append(f"area {before:,.1f} px² as drawn, {after:,.1f} px² kept")
+    return coords, warnings

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import uuid
 import warnings
 from dataclasses import dataclass
 
@@ -76,6 +78,41 @@ def image_store(verified: VerifiedImage) -> str:
         if saved != name:  # a concurrent writer stored the same bytes first: keep one copy
             default_storage.delete(saved)
     return name
+
+
+def image_store_pending(verified: VerifiedImage) -> tuple[str, str | None]:
+    """Write the file under a temporary name for a transaction that may still roll back. Returns the
+    final storage name and the temporary one, or None when the same bytes are stored already (nothing
+    was written). Finish with ``image_store_commit`` once the rows are committed, or
+    ``image_store_discard`` when they are not."""
+    name = f"images/{verified.sha256[:2]}/{verified.sha256}.{verified.extension}"
+    if default_storage.exists(name):
+        return name, None
+    temporary = default_storage.save(f"images/pending/{uuid.uuid4().hex}.{verified.extension}",
+                                     ContentFile(verified.content))
+    return name, temporary
+
+
+def image_store_commit(temporary: str, name: str) -> None:
+    """Move a pending file to its final name (a rename on local storage, a copy elsewhere)."""
+    if default_storage.exists(name):  # another row or worker stored the same bytes meanwhile
+        default_storage.delete(temporary)
+        return
+    try:
+        source, target = default_storage.path(temporary), default_storage.path(name)
+    except NotImplementedError:
+        with default_storage.open(temporary, "rb") as handle:
+            saved = default_storage.save(name, handle)
+        if saved != name:
+            default_storage.delete(saved)
+        default_storage.delete(temporary)
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(source, target)
+
+
+def image_store_discard(temporary: str) -> None:
+    default_storage.delete(temporary)
 
 
 def thumbnail_make(*, file_name: str) -> str:

@@ -230,6 +230,9 @@ class Region(models.Model):
     label = models.CharField(max_length=64, blank=True, default="lesion")
     lesion_key = models.CharField(max_length=32, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
+    # The outline exactly as its source drew it, kept when the importer had to repair it (made valid,
+    # clipped to the image) so the original tracing is never lost; null when stored as given.
+    source_points = models.JSONField(null=True, blank=True)
     # Derived measures, recomputed by the service on every geometry change.
     bbox = models.JSONField(default=list, blank=True)
     area_px = models.FloatField(default=0)

@@ -99,14 +99,18 @@ def _read(content: bytes, *, pixels: bool):
 def _spacing(ds) -> tuple[float, float] | None:
     """Physical size of a pixel in mm: the ultrasound region calibration first (it is what the scanner
     measured with), then Pixel Spacing (row, column order in the header)."""
-    for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
-        dx, dy = getattr(region, "PhysicalDeltaX", None), getattr(region, "PhysicalDeltaY", None)
-        units = (getattr(region, "PhysicalUnitsXDirection", None), getattr(region, "PhysicalUnitsYDirection", None))
-        if dx and dy and units == (CM_UNITS, CM_UNITS):
-            return abs(float(dx)) * 10.0, abs(float(dy)) * 10.0
-    spacing = getattr(ds, "PixelSpacing", None)
-    if spacing and len(spacing) == 2 and float(spacing[0]) > 0 and float(spacing[1]) > 0:
-        return float(spacing[1]), float(spacing[0])
+    try:
+        for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
+            dx, dy = getattr(region, "PhysicalDeltaX", None), getattr(region, "PhysicalDeltaY", None)
+            units = (getattr(region, "PhysicalUnitsXDirection", None),
+                     getattr(region, "PhysicalUnitsYDirection", None))
+            if dx and dy and units == (CM_UNITS, CM_UNITS):
+                return abs(float(dx)) * 10.0, abs(float(dy)) * 10.0
+        spacing = getattr(ds, "PixelSpacing", None)
+        if spacing and len(spacing) == 2 and float(spacing[0]) > 0 and float(spacing[1]) > 0:
+            return float(spacing[1]), float(spacing[0])
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return None  # a malformed calibration is no calibration; the importer checks plausibility
     return None
 
 

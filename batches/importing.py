@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import math
 import posixpath
 import re
 import shutil
@@ -46,14 +48,23 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from annotation import services
-from annotation.geometry import GeometryError, geometry_validate
+from annotation.geometry import GeometryError, geometry_validate, polygon_repair
 from annotation.lexicons import AttributeValidationError, attributes_validate
-from annotation.media import ImageFileError, VerifiedImage, image_store, image_verify
+from annotation.media import (
+    ImageFileError,
+    VerifiedImage,
+    image_store_commit,
+    image_store_discard,
+    image_store_pending,
+    image_verify,
+)
 from annotation.models import Assignment, Dataset, Image, Membership, Region, Report, Study
 
 from .dicom import DicomFileError, DicomHeader, dicom_frames, dicom_header, is_dicom
 from .jobs import job_claim, job_finish, job_progress_recorder
 from .models import ImportJob
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
 PROBLEMS_KEPT = 5000
@@ -61,6 +72,27 @@ LATERALITY_WORDS = {"left": "left", "l": "left", "right": "right", "r": "right",
                     "b": "bilateral", "both": "bilateral", "": "", "unknown": "", "u": ""}
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 SKIPPED_PREFIXES = ("__MACOSX/",)
+
+
+def _limit(name: str, default):
+    """An import limit from settings (``IMPORT_*``), read when used so tests and deployments can set it."""
+    return getattr(settings, name, default)
+
+
+def report_max_bytes() -> int:
+    return int(_limit("IMPORT_REPORT_MAX_BYTES", 200_000))
+
+
+def line_max_bytes() -> int:
+    return int(_limit("IMPORT_LINE_MAX_BYTES", 5_000_000))
+
+
+def spacing_range_mm() -> tuple[float, float]:
+    return float(_limit("IMPORT_SPACING_MIN_MM", 0.005)), float(_limit("IMPORT_SPACING_MAX_MM", 5.0))
+
+
+def image_min_side() -> int:
+    return int(_limit("IMPORT_IMAGE_MIN_SIDE", 32))
 
 
 class BatchError(ValueError):
@@ -83,6 +115,7 @@ class ImportOptions:
     frame_step: int = 1  # keep every n-th frame of a cine
     banner: tuple[int, int, int, int] | None = None  # x, y, width, height blacked out on DICOM frames
     thumbnails: bool = True  # queue a thumbnail task for every new image (on commit)
+    strict: bool = False  # a refused region refuses its whole row, and outlines are not repaired
 
 
 @dataclass
@@ -207,6 +240,11 @@ class BatchSource:
             return io.TextIOWrapper(self._zip.open(self._members[self.prefix + name]), encoding="utf-8-sig")
         return (self.path / (self.prefix + name)).open(encoding="utf-8-sig")
 
+    def open_binary(self, name: str) -> io.BufferedIOBase:
+        if self._zip is not None:
+            return self._zip.open(self._members[self.prefix + name])
+        return (self.path / (self.prefix + name)).open("rb")
+
     def read(self, name: str, *, limit: int | None = None) -> bytes:
         """The bytes of ``name``. Raises ``FileNotFoundError`` or ``ImageFileError`` (over ``limit``);
         reads at most ``limit + 1`` bytes, so a zip entry that lies about its size cannot flood memory."""
@@ -272,12 +310,11 @@ class _Importer:
         self.report.total = lines + len(candidates)  # refined once DICOM files are grouped into studies
         self.progress(self.report)
         if has_manifest:
-            with self.source.open_text(MANIFEST_NAME) as handle:
-                for number, text in enumerate(handle, start=1):
-                    if text.strip():
-                        self._manifest_row(number, text)
-                    self.report.done += 1
-                    self.progress(self.report)
+            for number, text in self._manifest_lines():
+                if text is not None and text.strip():
+                    self._manifest_row(number, text)
+                self.report.done += 1
+                self.progress(self.report)
         remaining = [n for n in candidates if n not in self.dicom_used]
         groups = self._dicom_groups(remaining)
         self.report.total = self.report.done + len(groups)
@@ -287,8 +324,44 @@ class _Importer:
             self.progress(self.report)
 
     def _manifest_line_count(self) -> int:
-        with self.source.open_text(MANIFEST_NAME) as handle:
-            return sum(1 for _ in handle)
+        count, last = 0, b"\n"
+        with self.source.open_binary(MANIFEST_NAME) as handle:
+            while chunk := handle.read(1 << 20):
+                count += chunk.count(b"\n")
+                last = chunk[-1:]
+        return count + (last != b"\n")
+
+    def _manifest_lines(self) -> Iterator[tuple[int, str | None]]:
+        """``(number, text)`` for each manifest line, decoded one line at a time so one bad line costs
+        only itself: a line that is not UTF-8 or longer than the limit is reported (text None) and
+        never held in memory whole."""
+        limit = line_max_bytes()
+        with self.source.open_binary(MANIFEST_NAME) as handle:
+            number = 0
+            while True:
+                raw = handle.readline(limit + 1)
+                if not raw:
+                    return
+                number += 1
+                if len(raw) > limit and not raw.endswith(b"\n"):
+                    while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass
+                    self._line_failed(number, f"the line is longer than the limit of {limit:,} bytes "
+                                              "(IMPORT_LINE_MAX_BYTES)")
+                    yield number, None
+                    continue
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    self._line_failed(number, f"the line is not UTF-8 text (byte 0x{raw[error.start]:02x} at "
+                                              f"position {error.start + 1})")
+                    yield number, None
+
+    def _line_failed(self, number: int, reason: str) -> None:
+        self.report.add(level="error", line=number, reason=reason)
+        self.report.counts["rows_failed"] += 1
 
     def _looks_dicom(self, name: str) -> bool:
         if name.lower().endswith(".dcm"):
@@ -309,27 +382,45 @@ class _Importer:
         problems: list[dict] = []
         new_images: list[int] = []
         self._new_images = new_images
+        # Image files of the row, written under temporary names: moved into place once the row is
+        # committed, removed when it is rolled back, so storage never holds a file no row points to.
+        pending: list[tuple[str, str]] = []
+        self._pending_files = pending
         before = Counter(self.report.counts)
         try:
             with transaction.atomic():
                 work(problems)
-                if any(p["level"] == "error" for p in problems):
+                if any(self._fails_row(p) for p in problems):
                     raise RowFailed(problems)
                 if self.options.thumbnails and new_images:
                     from annotation.tasks import image_thumbnail_make
 
                     for image_id in new_images:
                         transaction.on_commit(lambda image_id=image_id: image_thumbnail_make.delay(image_id))
-        except RowFailed:
-            # The row's counts were provisional: keep only the problem counts.
+        except Exception as failure:
+            # Whatever a row holds, it costs only that row: an unexpected error is its error, with the
+            # exception named, and the batch goes on. The row's counts were provisional.
+            if not isinstance(failure, RowFailed):
+                logger.exception("import row failed (line %s, %s)", line, file)
+                problems.append({"level": "error", "reason": f"the row could not be imported "
+                                                             f"({type(failure).__name__}: {failure})"[:500]})
+            for temporary, _ in pending:
+                image_store_discard(temporary)
             self.report.counts = before
             self.report.counts["rows_failed"] += 1
         else:
+            for temporary, final in pending:
+                image_store_commit(temporary, final)
             self.report.counts["rows_imported"] += 1
         for problem in problems:
             self.report.add(level=problem["level"], reason=problem["reason"], where=problem.get("where", ""),
                             line=line, file=problem.get("file", file), study=study_label)
-        return not any(p["level"] == "error" for p in problems)
+        return not any(self._fails_row(p) for p in problems)
+
+    def _fails_row(self, problem: dict) -> bool:
+        """An error fails its row, except a refused region: its image and the other regions go in
+        (unless ``strict``)."""
+        return problem["level"] == "error" and (self.options.strict or not problem.get("region"))
 
     # -- manifest rows
 
@@ -337,8 +428,10 @@ class _Importer:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            self.report.add(level="error", line=number, reason=f"not valid JSON ({error.msg} at column {error.colno})")
-            self.report.counts["rows_failed"] += 1
+            self._line_failed(number, f"not valid JSON ({error.msg} at column {error.colno})")
+            return
+        except (ValueError, RecursionError) as error:  # nesting too deep, integers too long to parse
+            self._line_failed(number, f"not valid JSON ({type(error).__name__}: {str(error)[:200]})")
             return
         if not isinstance(data, dict):
             self.report.add(level="error", line=number, reason="a line must be a JSON object")
@@ -421,6 +514,12 @@ class _Importer:
                              "reason": "'report' must be {\"text\", \"language\"}"})
             return
         text = value["text"]
+        limit = report_max_bytes()
+        if len(text) > limit // 4 and len(text.encode("utf-8")) > limit:
+            problems.append({"level": "error", "where": "report",
+                             "reason": f"the report is {len(text.encode('utf-8')):,} bytes; the limit is {limit:,} "
+                                       "(IMPORT_REPORT_MAX_BYTES)"})
+            return
         language = value.get("language") or report_language_detect(text)
         version = Report.objects.filter(study=study).values_list("version", flat=True).first()
         try:
@@ -448,26 +547,11 @@ class _Importer:
         if name is None:
             error("refused: the path leaves the batch folder (path traversal)", raw_name[:255])
             return
-        laterality = LATERALITY_WORDS.get(str(entry.get("laterality") or "").strip().lower())
-        if laterality is None:
-            error(f"unknown laterality {str(entry.get('laterality'))[:32]!r} (use left, right or bilateral)", name)
+        facts = _image_facts(entry)
+        if isinstance(facts, str):
+            error(facts, name)
             return
-        spacing = entry.get("pixel_spacing_mm")
-        if spacing is not None:
-            if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
-                spacing = [spacing, spacing]
-            if not (isinstance(spacing, list) and len(spacing) == 2
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)):
-                error("'pixel_spacing_mm' must be [x, y] in mm, both greater than 0", name)
-                return
-        frame = entry.get("frame")
-        if frame is not None and (not isinstance(frame, int) or isinstance(frame, bool) or frame < 0):
-            error("'frame' must be a whole number ≥ 0", name)
-            return
-        for key in ("view", "body_marker"):
-            if not isinstance(entry.get(key) or "", str):
-                error(f"'{key}' must be text", name)
-                return
+        laterality, frame = facts["laterality"], entry.get("frame")
         regions = entry.get("regions") or []
         if not isinstance(regions, list):
             error("'regions' must be a list", name)
@@ -480,10 +564,6 @@ class _Importer:
         except ImageFileError as failure:
             error(str(failure), name)
             return
-        facts = {"laterality": laterality, "view": (entry.get("view") or "")[:32],
-                 "body_marker": (entry.get("body_marker") or "")[:128], "frame_index": frame or 0}
-        if spacing:
-            facts["pixel_spacing_x_mm"], facts["pixel_spacing_y_mm"] = float(spacing[0]), float(spacing[1])
         if is_dicom(content[:132], name):
             self.dicom_used.add(name)
             self._dicom_file(study, name, content, problems, where=where, regions=regions, frame=frame,
@@ -501,6 +581,22 @@ class _Importer:
 
     def _image(self, study: Study, verified: VerifiedImage, *, name: str, facts: dict, where: str,
                seen: dict[str, str], problems: list[dict]) -> Image | None:
+        smallest = image_min_side()
+        if verified.width < smallest or verified.height < smallest:
+            problems.append({"level": "error", "where": where, "file": name,
+                             "reason": f"the image is {verified.width}×{verified.height} px; an image needs at least "
+                                       f"{smallest} px on each side (IMPORT_IMAGE_MIN_SIDE)"})
+            return None
+        spacing = facts.get("pixel_spacing_x_mm"), facts.get("pixel_spacing_y_mm")
+        if any(value is not None for value in spacing):
+            low, high = spacing_range_mm()
+            if not all(isinstance(v, float) and math.isfinite(v) and low <= v <= high for v in spacing):
+                shown = ", ".join("?" if v is None else f"{v:g}" for v in spacing)
+                problems.append({"level": "warning", "where": where, "file": name,
+                                 "reason": f"pixel spacing ({shown}) mm is outside {low:g}–{high:g} mm per pixel, "
+                                           "not plausible for ultrasound; dropped: the image is imported without "
+                                           "calibration"})
+                facts = {k: v for k, v in facts.items() if k not in ("pixel_spacing_x_mm", "pixel_spacing_y_mm")}
         duplicate = verified.sha256 in seen
         if duplicate:
             problems.append({"level": "warning", "where": where, "file": name,
@@ -509,7 +605,9 @@ class _Importer:
             seen[verified.sha256] = f"{where} '{name}'".replace(" ''", "")
         image = Image.objects.filter(study=study, sha256=verified.sha256).first()
         if image is None:
-            stored = image_store(verified)
+            stored, temporary = image_store_pending(verified)
+            if temporary:
+                self._pending_files.append((temporary, stored))
             last = Image.objects.filter(study=study).order_by("-position").values_list("position", flat=True).first()
             image = Image.objects.create(
                 study=study, file=stored, original_name=name[:255], width=verified.width, height=verified.height,
@@ -549,7 +647,8 @@ class _Importer:
     def _region(self, image: Image, data: Any, *, where: str, name: str, assignment: Assignment | None,
                 problems: list[dict]) -> None:
         def error(reason: str) -> None:
-            problems.append({"level": "error", "where": where, "file": name, "reason": reason})
+            self.report.counts["regions_refused"] += 1
+            problems.append({"level": "error", "where": where, "file": name, "reason": reason, "region": True})
 
         if not isinstance(data, dict):
             error("a region must be an object")
@@ -561,6 +660,18 @@ class _Importer:
             geometry = {key: data[key] for key in ("center", "radii", "rotation") if key in data}
         else:
             geometry = {"points": data.get("points")}
+        source_points = None
+        if shape == "polygon" and not self.options.strict:
+            try:
+                repaired, repairs = polygon_repair(geometry.get("points"), width=image.width, height=image.height)
+            except GeometryError as failure:
+                error(f"geometry: {failure}")
+                return
+            if repairs:
+                source_points, geometry = geometry.get("points"), {"points": repaired}
+                problems.append({"level": "warning", "where": where, "file": name,
+                                 "reason": f"outline repaired: {'; '.join(repairs)}"})
+                self.report.counts["regions_repaired"] += 1
         source_id = data.get("id", "")
         if not isinstance(source_id, (str, int)) or isinstance(source_id, bool):
             error("'id' must be text or a number")
@@ -590,22 +701,25 @@ class _Importer:
                              and r.label == str(label).strip() and r.lesion_key == str(lesion).strip()), None)
         try:
             if existing is None:
-                services.region_create(
+                existing = services.region_create(
                     image=image, author=reader, shape=shape, geometry=geometry, attributes=attributes,
                     label=label, lesion_key=lesion, assignment=assignment,
                     source=Region.Source.READER if reader is not None else Region.Source.IMPORT,
                     source_author="" if reader is not None else author_name, source_id=source_id,
                 )
                 self.report.counts["regions_created"] += 1
-                return
-            if _region_same(existing, shape=shape, geometry=normal, attributes=attributes, label=label,
-                            lesion=lesion, lexicon=self.dataset.lexicon):
+            elif _region_same(existing, shape=shape, geometry=normal, attributes=attributes, label=label,
+                              lesion=lesion, lexicon=self.dataset.lexicon):
                 # Compared first: region_update would record a revision even for identical values.
                 self.report.counts["regions_existing"] += 1
-                return
-            services.region_update(region=existing, actor=reader, expected_version=existing.version, changes={
-                "shape": shape, "geometry": geometry, "attributes": attributes, "label": label, "lesion_key": lesion})
-            self.report.counts["regions_updated"] += 1
+            else:
+                existing = services.region_update(
+                    region=existing, actor=reader, expected_version=existing.version, changes={
+                        "shape": shape, "geometry": geometry, "attributes": attributes, "label": label,
+                        "lesion_key": lesion})
+                self.report.counts["regions_updated"] += 1
+            if existing.source_points != source_points:
+                Region.objects.filter(pk=existing.pk).update(source_points=source_points)
         except ValidationError as failure:
             error(_validation_text(failure))
         except services.RegionConflict:
@@ -749,6 +863,10 @@ class _Importer:
         candidates = [safe_name(posixpath.join(base, file_name)) if base else None, safe_name(file_name)]
         name = next((n for n in candidates if n is not None and self.source.has(n)), None)
         if name is not None:
+            facts = _image_facts(entry)  # checked before the file is read: a bad entry costs no decode
+            if isinstance(facts, str):
+                problems.append({"level": "error", "where": where, "file": file_name, "reason": facts})
+                return None
             try:
                 verified = image_verify(self.source.read(name))
             except (ImageFileError, FileNotFoundError) as failure:
@@ -763,13 +881,6 @@ class _Importer:
                                 exam_date=None, body_part="", metadata={"source": "coco"}, problems=problems)
             if study is None:
                 return None
-            facts = {"laterality": LATERALITY_WORDS.get(str(entry.get("laterality") or "").lower(), ""),
-                     "view": str(entry.get("view") or "")[:32],
-                     "body_marker": str(entry.get("body_marker") or "")[:128],
-                     "frame_index": int(entry.get("frame") or 0)}
-            spacing = entry.get("pixel_spacing_mm")
-            if isinstance(spacing, list) and len(spacing) == 2 and all(isinstance(v, (int, float)) for v in spacing):
-                facts["pixel_spacing_x_mm"], facts["pixel_spacing_y_mm"] = float(spacing[0]), float(spacing[1])
             return self._image(study, verified, name=str(entry.get("original_name") or file_name), facts=facts,
                                where=where, seen={}, problems=problems)
         matches = list(images.filter(original_name=file_name)[:2])
@@ -780,6 +891,37 @@ class _Importer:
                   else "the image is neither in the batch nor in the dataset")
         problems.append({"level": "error", "where": where, "file": file_name, "reason": reason})
         return None
+
+
+def _image_facts(entry: dict) -> dict | str:
+    """The image fields of a manifest or COCO image entry, checked and normalised, or the reason they
+    cannot be (one rule for both formats). Spacing is checked for plausibility later, where it is
+    dropped with a warning rather than refused."""
+    laterality = LATERALITY_WORDS.get(str(entry.get("laterality") or "").strip().lower())
+    if laterality is None:
+        return f"unknown laterality {str(entry.get('laterality'))[:32]!r} (use left, right or bilateral)"
+    frame = entry.get("frame")
+    if frame is not None and (not isinstance(frame, int) or isinstance(frame, bool) or frame < 0):
+        return f"'frame' must be a whole number ≥ 0, got {str(frame)[:32]!r}"
+    if frame is not None and frame > 2**31 - 1:
+        return f"'frame' is out of range ({frame})"
+    for key in ("view", "body_marker"):
+        if not isinstance(entry.get(key) or "", str):
+            return f"'{key}' must be text"
+    facts: dict[str, Any] = {"laterality": laterality, "view": (entry.get("view") or "")[:32],
+                             "body_marker": (entry.get("body_marker") or "")[:128], "frame_index": frame or 0}
+    spacing = entry.get("pixel_spacing_mm")
+    if spacing is not None:
+        if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
+            spacing = [spacing, spacing]
+        if not (isinstance(spacing, list) and len(spacing) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)):
+            return "'pixel_spacing_mm' must be [x, y] in mm, both greater than 0"
+        try:
+            facts["pixel_spacing_x_mm"], facts["pixel_spacing_y_mm"] = float(spacing[0]), float(spacing[1])
+        except OverflowError:  # an integer too large for a float: implausible, dropped later
+            facts["pixel_spacing_x_mm"] = facts["pixel_spacing_y_mm"] = math.inf
+    return facts
 
 
 def _coco_region(annotation: dict, categories: dict) -> dict | str:
@@ -902,7 +1044,9 @@ def import_job_run(*, job_id: int, worker: str = "inline") -> ImportJob | None:
         job_finish(model=ImportJob, job_id=job_id, worker=worker, status=ImportJob.Status.FAILED,
                    errors=[{"level": "error", "line": None, "file": "", "study": "", "where": "",
                             "reason": f"the import stopped: {type(error).__name__}: {error}"[:1000]}])
-        raise
+        # Recorded on the job, which the admin's page shows; not raised, so an in-process run (the
+        # embedded default) cannot turn the upload page into a server error.
+        logger.exception("import job %s stopped", job_id)
     else:
         job_finish(model=ImportJob, job_id=job_id, worker=worker, status=ImportJob.Status.DONE, total=report.total,
                    done=report.done, counts=dict(report.counts), errors=report.problems)

@@ -159,15 +159,41 @@ def test_bad_rows_are_reported_with_line_and_reason_and_good_rows_import(dataset
     assert errors[1] == "line 3 (ACC-B3) images[0]: the file is not an image Pillow can read"
     assert errors[2].startswith("line 4 (ACC-B4) images[1].regions[0]: attributes: echogenicity: 'sparkly' is not "
                                 "a value of echogenicity (allowed: anechoic, hypoechoic")
-    assert errors[3] == ("line 5 (ACC-B5) images[0].regions[0]: geometry: point 1 (500, 10) lies outside the "
-                         "image (320×240 px)")
-    assert errors[4].startswith("line 7: not valid JSON")
-    assert len(errors) == 5
-    assert set(Study.objects.values_list("accession", flat=True)) == {"ACC-B1", "ACC-B6"}
-    # Nothing half-imported: the good first image of ACC-B4 went back with its row.
+    assert errors[3].startswith("line 7: not valid JSON")
+    assert len(errors) == 4
+    # A bad region costs only itself; an outline past the edge is clipped to the image, with a warning.
+    assert _warnings(report) == [
+        "line 5 (ACC-B5) images[0].regions[0]: outline repaired: 1 point outside the image (320×240 px, up to "
+        "180 px past the edge) clipped to it; area 9,800.0 px² as drawn, 8,477.6 px² kept"]
+    assert set(Study.objects.values_list("accession", flat=True)) == {"ACC-B1", "ACC-B4", "ACC-B5", "ACC-B6"}
+    assert Image.objects.filter(original_name="images/third.jpg", regions__isnull=True).exists()
+    clipped = Region.objects.get(image__original_name="images/fifth.jpg")
+    assert clipped.source_points == [[10, 10], [500, 10], [10, 50]] and clipped.area_px == pytest.approx(310 * (40 + 40 * 180 / 490) / 2)
+    assert report.counts["rows_imported"] == 4 and report.counts["rows_failed"] == 3
+    assert report.counts["regions_created"] == 2 and report.counts["regions_refused"] == 1
+    assert report.counts["images_created"] == 5
+
+
+def test_strict_refuses_the_whole_row_of_a_bad_region_and_repairs_nothing(tmp_path):
+    dataset = dataset_make(name="strict")
+    rows = [
+        {"study": "ACC-S1", "patient": "P-1", "images": [
+            {"file": "images/other.jpg"},
+            {"file": "images/third.jpg", "regions": [{"shape": "polygon", "points": SQUARE,
+                                                      "attributes": {"echogenicity": "sparkly"}}]}]},
+        {"study": "ACC-S2", "patient": "P-2", "images": [
+            {"file": "images/fifth.jpg", "regions": [{"shape": "polygon", "points": [[10, 10], [500, 10], [10, 50]]}]}]},
+    ]
+    files = {"images/other.jpg": jpeg_bytes(seed=2), "images/third.jpg": jpeg_bytes(seed=3),
+             "images/fifth.jpg": jpeg_bytes(seed=4)}
+    report = batch_import(dataset=dataset, path=batch_write(tmp_path / "b", rows, files),
+                          options=ImportOptions(strict=True))
+    assert _errors(report)[1] == ("line 2 (ACC-S2) images[0].regions[0]: geometry: point 1 (500, 10) lies outside "
+                                  "the image (320×240 px)")
+    assert not Study.objects.filter(dataset=dataset).exists()
+    # Nothing half-imported: the good first image of ACC-S1 went back with its row.
     assert not Image.objects.filter(original_name="images/other.jpg").exists()
-    assert report.counts["rows_imported"] == 2 and report.counts["rows_failed"] == 5
-    assert report.counts["regions_created"] == 1 and report.counts["images_created"] == 2
+    assert report.counts["rows_failed"] == 2
 
 
 def test_image_limits_decompression_bomb_and_size(dataset, tmp_path, settings):
