@@ -6,6 +6,8 @@ PORT ?= 8000
 STUDIES ?= 60
 SEED ?= 7
 
+# The demo runs in DEBUG mode (production is the default): demo key, eager tasks, SQLite, this machine only.
+demo: export DEBUG = true
 demo:
 	bash scripts/setup.sh requirements.txt
 	.venv/bin/python manage.py migrate --noinput

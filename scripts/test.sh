@@ -16,6 +16,8 @@ case "$DATABASE_URL" in
       || createdb -h 127.0.0.1 -U postgres sonoalign ;;
 esac
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/1}"
+# The checks below and the tests run in DEBUG mode; production (DEBUG unset) would require a real key.
+export DEBUG="${DEBUG:-true}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/2}"
 export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/artifacts}"
 mkdir -p "$ARTIFACTS_DIR"

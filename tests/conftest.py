@@ -34,7 +34,8 @@ def _isolated_media_and_eager_tasks(request, settings, media_root):
 
 
 class WorkerProcess:
-    """A ``celery worker`` subprocess on its own queue, against the test database."""
+    """A ``celery worker`` subprocess on its own queues (``queue``: comma-separated), against the test
+    database."""
 
     def __init__(self, *, env: dict[str, str], queue: str, log_path: Path):
         self.env, self.queue, self.log_path = env, queue, log_path
@@ -87,7 +88,11 @@ def _worker_environment(django_db_setup, django_db_blocker, media_root, tmp_path
             pytest.skip("needs PostgreSQL (DATABASE_URL); `make test` and CI set it")
         db = connection.settings_dict
     url = f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    from django.conf import settings
+
     queue = f"sonoalign-test-{os.getpid()}"
+    # The default queue and every queue CELERY_TASK_ROUTES sends to (prefixed per run by tests/settings.py).
+    queues = [queue, *sorted({route["queue"] for route in settings.CELERY_TASK_ROUTES.values()})]
     env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": broker, "CELERY_QUEUE": queue,
            "MEDIA_ROOT": str(media_root), "DJANGO_SETTINGS_MODULE": "sonoalign.settings",
            "PYTHONUNBUFFERED": "1",
@@ -95,7 +100,7 @@ def _worker_environment(django_db_setup, django_db_blocker, media_root, tmp_path
            "CELERY_VISIBILITY_TIMEOUT": "8", "ALIGNMENT_CLAIM_TIMEOUT": "5"}
     log_dir = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    return {"env": env, "queue": queue, "log_path": log_dir / "celery-worker.log"}
+    return {"env": env, "queue": ",".join(queues), "log_path": log_dir / "celery-worker.log"}
 
 
 @pytest.fixture
@@ -104,9 +109,11 @@ def celery_worker_process(_worker_environment, transactional_db):
     using it see only committed data, hence ``transactional_db``."""
     from sonoalign.celery import app
 
-    app.conf.task_default_queue = _worker_environment["queue"]
+    queues = _worker_environment["queue"].split(",")
+    app.conf.task_default_queue = queues[0]
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(_worker_environment["queue"])
+        for queue in queues:
+            conn.default_channel.queue_purge(queue)
     worker = WorkerProcess(**_worker_environment)
     worker.start()
     yield worker

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class SonoalignConfig(AppConfig):
+    name = "sonoalign"
+    verbose_name = "Sonoalign"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 — registers the deployment checks
