@@ -392,11 +392,6 @@ class _Importer:
                 work(problems)
                 if any(self._fails_row(p) for p in problems):
                     raise RowFailed(problems)
-                if self.options.thumbnails and new_images:
-                    from annotation.tasks import image_thumbnail_make
-
-                    for image_id in new_images:
-                        transaction.on_commit(lambda image_id=image_id: image_thumbnail_make.delay(image_id))
         except Exception as failure:
             # Whatever a row holds, it costs only that row: an unexpected error is its error, with the
             # exception named, and the batch goes on. The row's counts were provisional.
@@ -412,6 +407,12 @@ class _Importer:
             for temporary, final in pending:
                 image_store_commit(temporary, final)
             self.report.counts["rows_imported"] += 1
+            if self.options.thumbnails and new_images:
+                # After the files are in place; outside any transaction on_commit runs at once.
+                from annotation.tasks import image_thumbnail_make
+
+                for image_id in new_images:
+                    transaction.on_commit(lambda image_id=image_id: _thumbnail_queue(image_thumbnail_make, image_id))
         for problem in problems:
             self.report.add(level=problem["level"], reason=problem["reason"], where=problem.get("where", ""),
                             line=line, file=problem.get("file", file), study=study_label)
@@ -891,6 +892,15 @@ class _Importer:
                   else "the image is neither in the batch nor in the dataset")
         problems.append({"level": "error", "where": where, "file": file_name, "reason": reason})
         return None
+
+
+def _thumbnail_queue(task, image_id: int) -> None:
+    """Queue (or, in-process, make) a thumbnail; a failure there is the thumbnail's, never the import's:
+    the image is committed and its thumbnail is made again on demand."""
+    try:
+        task.delay(image_id)
+    except Exception:
+        logger.warning("thumbnail of image %s not made", image_id, exc_info=True)
 
 
 def _image_facts(entry: dict) -> dict | str:
