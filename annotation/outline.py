@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from shapely.geometry import Polygon
+from shapely.geometry import MultiPoint, Polygon
 
 # Polar grid: rays around the centre and candidate radii on each ray.
 RAYS = 96
@@ -37,6 +37,10 @@ BOX_RADII = 48
 MAX_STEP = 2
 MAX_VERTICES = 200
 MIN_BOX_SIDE = 4.0
+# Straight bright runs at least this long (pixels) are taken for marks drawn on the image.
+MARK_RUN = 7
+# Channel spread above which a pixel of an RGB image is taken for a coloured mark (calipers, labels).
+COLOUR_MARK = 40
 
 
 class OutlinePromptError(ValueError):
@@ -68,8 +72,8 @@ def outline_propose(
     them. Raises ``OutlinePromptError`` for an unusable prompt and ``OutlineNotFound`` when the image
     shows no boundary around it.
     """
-    image = _gray(pixels)
-    height, width = image.shape
+    image = _image(pixels)
+    height, width = image.shape[:2]
     if (point is None) == (box is None):
         raise OutlinePromptError("Give either a point or a box.")
     excluded = [_xy(p, "exclude point", width, height) for p in exclude]
@@ -83,13 +87,21 @@ def outline_propose(
 # --- prompts ------------------------------------------------------------------------------------------
 
 
-def _gray(pixels: np.ndarray) -> np.ndarray:
+def _image(pixels: np.ndarray) -> np.ndarray:
     image = np.asarray(pixels)
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        image = image[:, :, :3].mean(axis=2)
-    if image.ndim != 2 or min(image.shape) < 8:
-        raise OutlinePromptError("The image must be a grayscale picture of at least 8x8 pixels.")
-    return image.astype(np.float32, copy=False)
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))) or min(image.shape[:2]) < 8:
+        raise OutlinePromptError("The image must be a grayscale or RGB picture of at least 8x8 pixels.")
+    return image
+
+
+def _gray(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A crop as float gray, and where it is coloured: B-mode is gray, so colour is drawn on it."""
+    if crop.ndim == 2:
+        return crop.astype(np.float32), None
+    red, green, blue = (crop[:, :, channel].astype(np.float32) for channel in range(3))
+    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
+    coloured = ndimage.maximum_filter((spread > COLOUR_MARK).view(np.uint8), size=3).astype(bool)
+    return (red + green + blue) / 3.0, coloured
 
 
 def _number(value, what: str) -> float:
@@ -143,11 +155,14 @@ class _Window:
 
 
 def _window(image: np.ndarray, x0: float, y0: float, x1: float, y1: float, sigma: float) -> _Window:
-    height, width = image.shape
+    height, width = image.shape[:2]
     top, bottom = max(int(y0) - 1, 0), min(int(math.ceil(y1)) + 2, height)
     left, right = max(int(x0) - 1, 0), min(int(math.ceil(x1)) + 2, width)
-    crop = image[top:bottom, left:right]
-    keep = ~_burned_in_marks(crop)
+    crop, coloured = _gray(image[top:bottom, left:right])
+    marks = _burned_in_marks(crop)
+    if coloured is not None:
+        marks |= coloured
+    keep = ~marks
     weight = ndimage.gaussian_filter(keep.astype(np.float32), sigma)
     smooth = ndimage.gaussian_filter(np.where(keep, crop, 0.0).astype(np.float32), sigma)
     smooth = smooth / np.maximum(weight, 1e-3)
@@ -157,11 +172,15 @@ def _window(image: np.ndarray, x0: float, y0: float, x1: float, y1: float, sigma
 
 
 def _burned_in_marks(crop: np.ndarray) -> np.ndarray:
-    """Thin bright structures: caliper crosses, text, dots. Tissue echoes are wider or dimmer."""
+    """Caliper crosses and text drawn in white: bright, thin, with vertical strokes. Tissue echoes are
+    as bright and thin, but they lie across the beam (horizontal); speckle grains do not line up."""
     scale = float(np.percentile(crop, 99)) or 1.0
     tophat = crop - ndimage.grey_opening(crop, size=(5, 5))
-    marks = (tophat > 0.35 * scale) & (crop > 0.6 * scale)
-    return ndimage.binary_dilation(marks, iterations=1)
+    bright = (tophat > 0.3 * scale) & (crop > 0.75 * scale)
+    # Opening with a vertical run, then a generous dilation, as min/max filters (separable, fast).
+    bright = bright.view(np.uint8)
+    strokes = ndimage.maximum_filter(ndimage.minimum_filter(bright, size=(MARK_RUN, 1)), size=(MARK_RUN, 1))
+    return ndimage.maximum_filter(strokes, size=(5, 11)).astype(bool)
 
 
 # --- the contour --------------------------------------------------------------------------------------
@@ -311,7 +330,10 @@ def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> Outline
     along = float(np.mean(contrast[np.arange(RAYS), path]))
     points = np.array(_ring(cx, cy, chosen, angles))
     if stretch:
-        points = _stretch(points, x0, y0, x1, y1)
+        stretched = _stretch(points, x0, y0, x1, y1)
+        # Unless that would take in a point the annotator excluded.
+        if not excluded or not Polygon(stretched).intersects(MultiPoint(excluded)):
+            points = stretched
     if window.spread < 1e-3:
         raise OutlineNotFound("The image is blank inside the box: there is no boundary to follow.")
     return _finish([tuple(p) for p in points], _contrast_score(along), max_vertices)
@@ -328,7 +350,7 @@ def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal
     """Find the lesion's extent first (the best of a few hundred ellipses around the click, by the
     contrast across their rim and between inside and outside), then outline it as inside a box."""
     cx, cy = point
-    height, width = image.shape
+    height, width = image.shape[:2]
     longest = max(height, width)
     reach = POINT_REACH * longest
     sigma = float(np.clip(0.004 * longest, 1.0, 3.0))

@@ -119,8 +119,9 @@ def inscribed_ellipse(box) -> Polygon:
     return Polygon(np.c_[cx + rx * np.cos(angles), cy + ry * np.sin(angles)])
 
 
-def gray(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
+def pixels_of(path: Path) -> np.ndarray:
+    # RGB, as the endpoint reads it: coloured caliper marks are told apart by their colour.
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def percentile_line(name: str, values: list[float]) -> str:
@@ -148,9 +149,9 @@ def measure_quality(outlines: list[Traced], worst: int, artifacts: Path | None) 
     scores = {"box": [], "point": [], "ellipse": [], "disc": []}
     cases = {"box": [], "point": []}
     failures = {"box": 0, "point": 0}
-    pixels_of: dict[Path, np.ndarray] = {}
+    loaded: dict[Path, np.ndarray] = {}
     for traced in outlines:
-        pixels = pixels_of.setdefault(traced.image, gray(traced.image))
+        pixels = loaded.setdefault(traced.image, pixels_of(traced.image))
         for kind, prompt in (("box", traced.box), ("point", traced.point)):
             try:
                 proposal = outline_propose(pixels=pixels, **{kind: prompt})

@@ -1,0 +1,171 @@
+"""Outline proposals on generated ultrasound-like images whose lesion is known exactly (no database)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from shapely import contains_xy
+from shapely.geometry import Point, Polygon
+
+from annotation.outline import OutlineNotFound, OutlinePromptError, outline_propose
+
+WIDTH, HEIGHT = 480, 360
+BANNER_ROWS = 28
+
+
+def lesion_outline(cx: float = 230, cy: float = 170, rx: float = 70, ry: float = 48) -> Polygon:
+    """A lobulated blob, not an ellipse, so that fitting an ellipse to the box is not enough."""
+    angles = np.linspace(0, 2 * math.pi, 180, endpoint=False)
+    wobble = 1 + 0.12 * np.sin(3 * angles + 0.4) + 0.06 * np.cos(5 * angles)
+    return Polygon(np.c_[cx + rx * wobble * np.cos(angles), cy + ry * wobble * np.sin(angles)])
+
+
+def scan(lesion: Polygon, *, calipers: bool = True, banner: bool = True, seed: int = 7) -> np.ndarray:
+    """Speckle background, a darker lesion with brighter tissue below it (posterior enhancement), a
+    burned-in banner with text at the top and caliper crosses at the ends of the lesion's long axis."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH] + 0.5
+    inside = contains_xy(lesion, xs, ys)
+    echo = np.full((HEIGHT, WIDTH), 120.0)
+    echo[inside] = 60.0
+    x0, _, x1, y1 = lesion.bounds
+    below = (xs > x0 + 10) & (xs < x1 - 10) & (ys > y1) & (ys < y1 + 50)
+    echo[below] = 150.0
+    image = echo * rng.rayleigh(1.0, echo.shape) / math.sqrt(math.pi / 2)
+    if banner:
+        image[:BANNER_ROWS] = 0.0
+        for column in range(10, WIDTH - 10, 9):  # glyph-like strokes of burned-in text
+            image[8:20, column : column + 2] = 255.0
+            image[8:10, column : column + 6] = 255.0
+    if calipers:
+        for x, y in caliper_marks(lesion):
+            image[y - 5 : y + 6, x] = 255.0
+            image[y, x - 5 : x + 6] = 255.0
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def caliper_marks(lesion: Polygon) -> list[tuple[int, int]]:
+    x0, y0, x1, y1 = (int(round(v)) for v in lesion.bounds)
+    middle = int(round(lesion.centroid.y))
+    return [(x0 - 6, middle), (x1 + 6, middle)]
+
+
+def iou(a: Polygon, b: Polygon) -> float:
+    return a.intersection(b).area / a.union(b).area
+
+
+def inscribed_ellipse(box) -> Polygon:
+    x0, y0, x1, y1 = box
+    angles = np.linspace(0, 2 * math.pi, 64, endpoint=False)
+    return Polygon(np.c_[(x0 + x1) / 2 + (x1 - x0) / 2 * np.cos(angles), (y0 + y1) / 2 + (y1 - y0) / 2 * np.sin(angles)])
+
+
+@pytest.fixture(scope="module")
+def lesion() -> Polygon:
+    return lesion_outline()
+
+
+@pytest.fixture(scope="module")
+def pixels(lesion) -> np.ndarray:
+    return scan(lesion)
+
+
+def test_box_prompt_outlines_the_lesion_better_than_the_inscribed_ellipse(lesion, pixels):
+    proposal = outline_propose(pixels=pixels, box=lesion.bounds)
+    outline = Polygon(proposal.points)
+    assert outline.is_valid
+    assert iou(outline, lesion) >= 0.86
+    assert iou(outline, lesion) >= iou(inscribed_ellipse(lesion.bounds), lesion) + 0.04
+    assert 0.0 <= proposal.score <= 1.0
+
+
+def test_click_inside_the_lesion_outlines_it(lesion, pixels):
+    click = lesion.representative_point()
+    proposal = outline_propose(pixels=pixels, point=(click.x, click.y))
+    assert iou(Polygon(proposal.points), lesion) >= 0.75
+
+
+def test_click_off_centre_still_finds_the_whole_lesion(lesion, pixels):
+    x0, y0, x1, y1 = lesion.bounds
+    proposal = outline_propose(pixels=pixels, point=(x0 + 0.3 * (x1 - x0), (y0 + y1) / 2))
+    assert iou(Polygon(proposal.points), lesion) >= 0.7
+
+
+def test_caliper_marks_do_not_pull_the_outline(lesion, pixels):
+    clean = scan(lesion, calipers=False)
+    click = lesion.representative_point()
+    for prompt in ({"box": lesion.bounds}, {"point": (click.x, click.y)}):
+        marked = Polygon(outline_propose(pixels=pixels, **prompt).points)
+        unmarked = Polygon(outline_propose(pixels=clean, **prompt).points)
+        assert iou(marked, unmarked) >= 0.9, prompt
+        for x, y in caliper_marks(lesion):
+            assert not marked.contains(Point(x, y)), prompt
+
+
+def test_banner_above_a_lesion_near_the_top_stays_out_of_the_outline():
+    high = lesion_outline(cx=240, cy=BANNER_ROWS + 50, rx=60, ry=36)
+    pixels = scan(high)
+    click = high.representative_point()
+    outline = Polygon(outline_propose(pixels=pixels, point=(click.x, click.y)).points)
+    assert outline.bounds[1] >= BANNER_ROWS - 2
+    assert iou(outline, high) >= 0.7
+
+
+def test_excluded_click_is_left_outside(lesion, pixels):
+    x0, y0, x1, y1 = lesion.bounds
+    excluded = (x1 - 0.2 * (x1 - x0), (y0 + y1) / 2)
+    proposal = outline_propose(pixels=pixels, box=lesion.bounds, exclude=[excluded])
+    assert not Polygon(proposal.points).contains(Point(excluded))
+
+
+def test_outline_is_one_ring_of_at_most_a_few_hundred_vertices(lesion, pixels):
+    proposal = outline_propose(pixels=pixels, box=lesion.bounds, max_vertices=40)
+    assert 3 <= len(proposal.points) <= 40
+    assert proposal.points[0] != proposal.points[-1]
+    assert Polygon(proposal.points).is_valid
+
+
+def test_colour_pixels_are_read_as_gray(lesion, pixels):
+    rgb = np.repeat(pixels[:, :, None], 3, axis=2)
+    gray = outline_propose(pixels=pixels, box=lesion.bounds)
+    colour = outline_propose(pixels=rgb, box=lesion.bounds)
+    assert gray.points == colour.points
+
+
+def test_blank_image_finds_nothing():
+    blank = np.full((HEIGHT, WIDTH), 90, dtype=np.uint8)
+    with pytest.raises(OutlineNotFound):
+        outline_propose(pixels=blank, point=(200, 150))
+    with pytest.raises(OutlineNotFound):
+        outline_propose(pixels=blank, box=(150, 100, 250, 200))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ({"point": (WIDTH + 5, 10)}, "outside"),
+        ({"point": (-1, 10)}, "outside"),
+        ({"point": (float("nan"), 10)}, "finite"),
+        ({"point": (10,)}, "two numbers"),
+        ({"point": ("10", 10)}, "numbers"),
+        ({"box": (100, 100, 100, 180)}, "too small"),
+        ({"box": (100, 100, 180, 102)}, "too small"),
+        ({"box": (100, 100, float("inf"), 180)}, "finite"),
+        ({"box": (WIDTH + 10, 10, WIDTH + 50, 60)}, "outside"),
+        ({"box": (1, 2, 3)}, "four numbers"),
+        ({}, "either"),
+        ({"point": (10, 10), "box": (0, 0, 50, 50)}, "either"),
+        ({"point": (100, 100), "exclude": [(float("nan"), 3)]}, "finite"),
+    ],
+)
+def test_bad_prompt_is_refused_with_a_reason(pixels, prompt, message):
+    with pytest.raises(OutlinePromptError, match=message):
+        outline_propose(pixels=pixels, **prompt)
+    assert issubclass(OutlinePromptError, ValueError)
+
+
+def test_box_drawn_from_any_corner_is_the_same_box(lesion, pixels):
+    x0, y0, x1, y1 = lesion.bounds
+    assert outline_propose(pixels=pixels, box=(x1, y1, x0, y0)) == outline_propose(pixels=pixels, box=(x0, y0, x1, y1))
