@@ -66,6 +66,8 @@ class DicomHeader:
 class DicomFrame:
     index: int
     png: bytes
+    width: int
+    height: int
 
 
 def is_dicom(head: bytes, name: str = "") -> bool:
@@ -156,21 +158,57 @@ def dicom_header(content: bytes) -> DicomHeader:
     )
 
 
-def _to_8bit(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    array = array.astype(np.float64)
-    low, high = float(array.min()), float(array.max())
-    if high <= low:
-        return np.zeros(array.shape, dtype=np.uint8)
-    return ((array - low) * (255.0 / (high - low))).round().astype(np.uint8)
+class _Display:
+    """Turns decoded frames of one file into 8-bit display pixels the same way for every frame: the
+    modality LUT (rescale), then one VOI window for the whole file — the header's window (or VOI LUT)
+    when it has one, else the value range of the first frame shown — so a cine does not flicker from
+    frame to frame; MONOCHROME1 is inverted; palette colour goes through its LUT; colour stays RGB
+    (pydicom has already converted YBR_FULL / YBR_FULL_422 and the JPEG colour spaces to RGB)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+        self.photometric = str(getattr(ds, "PhotometricInterpretation", "") or "").upper()
+        self.has_voi = "WindowCenter" in ds or "VOILUTSequence" in ds
+        self.window: tuple[float, float] | None = None
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+        if self.photometric == "PALETTE COLOR":
+            array = apply_color_lut(array, self.ds)
+            return array if array.dtype == np.uint8 else (array >> 8).astype(np.uint8)
+        if array.ndim == 3 and array.shape[-1] == 3:  # RGB
+            if array.dtype == np.uint8:
+                return array
+            return self._scale(array.astype(np.float64), 0.0, float(2 ** int(self.ds.BitsStored) - 1))
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        array = apply_modality_lut(array, self.ds)
+        if self.has_voi:
+            array = apply_voi_lut(array, self.ds, index=0)  # index 0: one window for every frame
+        if self.window is None:
+            if array.dtype == np.uint8 and not self.has_voi:
+                self.window = (0.0, 255.0)
+            else:
+                self.window = (float(array.min()), float(array.max()))
+        low, high = self.window
+        pixels = self._scale(np.asarray(array, dtype=np.float64), low, high)
+        return 255 - pixels if self.photometric == "MONOCHROME1" else pixels
+
+    @staticmethod
+    def _scale(array: np.ndarray, low: float, high: float) -> np.ndarray:
+        if high <= low:
+            return np.zeros(array.shape, dtype=np.uint8)
+        return np.clip((array - low) * (255.0 / (high - low)), 0, 255).round().astype(np.uint8)
 
 
 def dicom_frames(content: bytes, *, frames: list[int] | None = None, frame_step: int = 1,
                  banner: tuple[int, int, int, int] | None = None) -> Iterator[DicomFrame]:
-    """Yield the chosen frames as PNG bytes, decoding one frame at a time (a long cine never sits in
-    memory whole). ``frames`` picks exact indices; otherwise every ``frame_step``-th frame from 0. The
-    banner rectangle, if any, is painted black before encoding."""
+    """Yield the chosen frames as PNG bytes with their size, decoding one frame at a time (a long cine
+    never sits in memory whole) through pydicom's pixel handlers: uncompressed, RLE, JPEG baseline and
+    extended, JPEG lossless, JPEG-LS and JPEG 2000 (the pylibjpeg plugins). ``frames`` picks exact
+    indices; otherwise every ``frame_step``-th frame from 0. The banner rectangle, if any, is painted
+    black before encoding."""
     from pydicom.pixels import pixel_array
 
     ds = _read(content, pixels=True)
@@ -181,21 +219,21 @@ def dicom_frames(content: bytes, *, frames: list[int] | None = None, frame_step:
     if pixels > settings.IMAGE_MAX_PIXELS:
         # Checked before decoding: the decoder would allocate the whole frame first.
         raise DicomFileError(f"the frames have too many pixels ({pixels:,}; limit {settings.IMAGE_MAX_PIXELS:,})")
+    display = _Display(ds)
     wanted = frames if frames is not None else list(range(0, total, max(1, int(frame_step))))
     for index in wanted:
         if not 0 <= index < total:
             raise DicomFileError(f"frame {index} does not exist (the file has {total})")
         try:
-            array = pixel_array(ds, index=index if total > 1 else None)
+            array = display(np.asarray(pixel_array(ds, index=index if total > 1 else None)))
         except Exception as error:  # any decoder failure means "cannot read the pixels"
             raise DicomFileError(f"cannot decode the pixels ({type(error).__name__}: {error})") from error
-        array = _to_8bit(np.asarray(array))
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
         if banner is not None:
             x, y, width, height = banner
             array = array.copy()
             array[max(0, y):max(0, y + height), max(0, x):max(0, x + width)] = 0
         buffer = io.BytesIO()
-        PILImage.fromarray(np.ascontiguousarray(array)).save(buffer, "PNG")
-        yield DicomFrame(index=index, png=buffer.getvalue())
+        # compress_level 1: the PNG is a lossless carrier; level 6 costs several times the time for a
+        # few per cent of size on speckle.
+        PILImage.fromarray(np.ascontiguousarray(array)).save(buffer, "PNG", compress_level=1)
+        yield DicomFrame(index=index, png=buffer.getvalue(), width=int(array.shape[1]), height=int(array.shape[0]))

@@ -24,6 +24,7 @@ Promises:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -60,7 +61,7 @@ from annotation.media import (
 )
 from annotation.models import Assignment, Dataset, Image, Membership, Region, Report, Study
 
-from .dicom import DicomFileError, DicomHeader, dicom_frames, dicom_header, is_dicom
+from .dicom import DicomFileError, DicomHeader, dicom_frames, dicom_header, is_dicom, pseudonym
 from .jobs import job_claim, job_finish, job_progress_recorder
 from .models import ImportJob
 
@@ -781,12 +782,14 @@ class _Importer:
             frames = dicom_frames(content, frames=None if frame is None else [frame],
                                   frame_step=self.options.frame_step, banner=self.options.banner)
             for decoded in frames:
-                label = name if header.frames == 1 else f"{name}#frame={decoded.index}"
-                try:
-                    verified = image_verify(decoded.png)
-                except ImageFileError as failure:
-                    error(f"frame {decoded.index}: {failure}")
-                    continue
+                # Named from the pseudonymised identifiers, never the source path (which often holds the
+                # patient's name or record number).
+                label = f"dicom/{header.accession}/{header.sop_uid or pseudonym('file', name)[:16]}"
+                if header.frames > 1:
+                    label += f"#frame={decoded.index}"
+                # The PNG was made here from decoded pixels: its facts are known, no second decode.
+                verified = VerifiedImage(content=decoded.png, sha256=hashlib.sha256(decoded.png).hexdigest(),
+                                         width=decoded.width, height=decoded.height, format="PNG")
                 image = self._image(study, verified, name=label, facts=facts | {"frame_index": decoded.index},
                                     where=where or label, seen=seen, problems=problems)
                 if image is not None and regions:

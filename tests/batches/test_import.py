@@ -67,9 +67,12 @@ def test_standard_batch_imports_manifest_studies_and_dicom_frames(dataset, tmp_p
 def test_dicom_spacing_laterality_frames_and_phi_removed(dataset, tmp_path):
     batch_import(dataset=dataset, path=standard_batch(tmp_path / "batch"))
     study = Study.objects.get(dataset=dataset, metadata__source="dicom")
-    frames = study.images.filter(original_name__startswith="dicom/study9/cine.dcm").order_by("frame_index")
+    frames = study.images.filter(original_name__contains="#frame=").order_by("frame_index")
     assert [i.frame_index for i in frames] == [0, 1, 2, 3]
-    single = study.images.get(original_name="dicom/study9/single.dcm")
+    single = study.images.exclude(original_name__contains="#frame=").get()
+    # Named from the pseudonymised accession and SOP Instance UID, never from the source path.
+    assert single.original_name == f"dicom/{study.accession}/{single.sop_instance_uid}"
+    assert frames[2].original_name == f"dicom/{study.accession}/{frames[2].sop_instance_uid}#frame=2"
     # PhysicalDeltaX/Y are in cm in the Sequence of Ultrasound Regions.
     assert single.pixel_spacing_x_mm == pytest.approx(0.08) and single.pixel_spacing_y_mm == pytest.approx(0.09)
     assert single.laterality == "right" and frames[0].laterality == "left"
@@ -82,6 +85,15 @@ def test_dicom_spacing_laterality_frames_and_phi_removed(dataset, tmp_path):
         assert phi not in stored, f"{phi} reached the database"
     assert study.patient.startswith("P-") and study.accession.startswith("US-")
     assert single.study_instance_uid.startswith("2.25.")
+
+
+def test_a_dicom_path_naming_the_patient_never_reaches_the_database(dataset, tmp_path):
+    files = {"DOE^JANE_MRN4455123/US_DOE_JANE_19700101.dcm": dicom_bytes(study_uid="1.2.3.9", seed=4)}
+    report = batch_import(dataset=dataset, path=batch_write(tmp_path / "b", None, files))
+    assert _errors(report) == []
+    stored = json.dumps(list(Image.objects.values()), default=str)
+    for phi in ("DOE", "JANE", "4455123", "19700101"):
+        assert phi not in stored
 
 
 def test_frame_step_keeps_every_nth_frame(dataset, tmp_path):
