@@ -313,3 +313,27 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.language or 'browser language'}"
+
+
+class AuditEvent(models.Model):
+    """One consequential action: who did what, to which dataset, when. Append-only, so the trail cannot
+    be rewritten from the pages; ``action`` is a dotted name (``membership.add``, ``work.assign``, and
+    later ``auth.login`` or ``export.start``), ``detail`` the facts that action needs to be read again."""
+
+    actor = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    action = models.CharField(max_length=64)
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["dataset", "at"], name="audit_dataset_at"),
+                   models.Index(fields=["action", "at"], name="audit_action_at")]
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

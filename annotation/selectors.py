@@ -216,3 +216,86 @@ def user_language(*, user) -> str:
     from .models import UserPreference
 
     return UserPreference.objects.filter(user=user).values_list("language", flat=True).first() or ""
+
+
+
+# ---------------------------------------------------------------------------------------------- dataset administration
+
+
+def user_may_create_datasets(*, user) -> bool:
+    """Staff, and anyone who already administers a dataset, may open a new one."""
+    from .models import Membership
+
+    if not user.is_authenticated or not user.is_active:
+        return False
+    return user.is_staff or Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists()
+
+
+def dataset_members(*, dataset: Dataset) -> list[dict]:
+    """Every member of ``dataset`` once, with the roles they hold (in the order annotator, reviewer,
+    admin), sorted by username."""
+    from .models import Membership
+
+    order = {role: position for position, role in enumerate(Membership.Role.values)}
+    members: dict[int, dict] = {}
+    for membership in Membership.objects.filter(dataset=dataset).select_related("user").order_by("user__username"):
+        row = members.setdefault(membership.user_id, {"user": membership.user, "roles": []})
+        row["roles"].append(membership.role)
+    for row in members.values():
+        row["roles"].sort(key=order.__getitem__)
+    return list(members.values())
+
+
+def dataset_member_get(*, dataset: Dataset, user_id: int):
+    """A member of ``dataset`` by user id; 404 for anyone else."""
+    from .models import Membership
+
+    membership = Membership.objects.select_related("user").filter(dataset=dataset, user_id=user_id).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership.user
+
+
+def dataset_annotators(*, dataset: Dataset) -> list:
+    from django.contrib.auth import get_user_model
+
+    from .models import Membership
+
+    return list(get_user_model().objects.filter(
+        memberships__dataset=dataset, memberships__role=Membership.Role.ANNOTATOR).order_by("username"))
+
+
+def annotator_progress(*, dataset: Dataset, days: int = 14, today=None) -> dict:
+    """Each annotator's readings in ``dataset``: to do, in progress and submitted counts, and readings
+    submitted per day over the last ``days`` days (the dataset's time zone is the site's). Returns
+    ``{"days": [date, ...], "rows": [{"user", "assigned", "in_progress", "submitted", "per_day": [n, ...],
+    "unstarted_images": n}]}``, annotators without any reading included."""
+    from datetime import timedelta
+
+    from django.db.models.functions import TruncDate
+    from django.utils import timezone
+
+    today = today or timezone.localdate()
+    window = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    rows = {user.pk: {"user": user, **{status: 0 for status in Assignment.Status.values},
+                      "per_day": [0] * days} for user in dataset_annotators(dataset=dataset)}
+    readings = Assignment.objects.filter(image__study__dataset=dataset)
+    for row in readings.values("annotator_id", "status").annotate(n=Count("id")):
+        if row["annotator_id"] in rows:
+            rows[row["annotator_id"]][row["status"]] = row["n"]
+    start = timezone.make_aware(timezone.datetime.combine(window[0], timezone.datetime.min.time()))
+    position = {day: index for index, day in enumerate(window)}
+    for row in (readings.filter(status=Assignment.Status.SUBMITTED, submitted_at__gte=start)
+                .annotate(day=TruncDate("submitted_at")).values("annotator_id", "day").annotate(n=Count("id"))):
+        if row["annotator_id"] in rows and row["day"] in position:
+            rows[row["annotator_id"]]["per_day"][position[row["day"]]] = row["n"]
+    for row in rows.values():
+        row["per_day_max"] = max(row["per_day"]) or 1
+    return {"days": window, "rows": list(rows.values())}
+
+
+def audit_events_for_dataset(*, dataset: Dataset, limit: int = 20):
+    """The latest audit events of ``dataset``, newest first."""
+    from .models import AuditEvent
+
+    return AuditEvent.objects.filter(dataset=dataset).select_related("actor").order_by("-at", "-id")[:limit]

@@ -7,6 +7,7 @@ disagree about what a valid region is.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,11 +16,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .geometry import GeometryError, geometry_measures, geometry_validate
 from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash, lexicon_systems
 from .models import (
     Assignment,
+    AuditEvent,
     Dataset,
     Image,
     Lexicon,
@@ -416,3 +419,174 @@ def user_language_set(*, user, language: str) -> UserPreference:
         raise ValidationError({"language": f"unknown interface language '{language[:16]}'"})
     preference, _ = UserPreference.objects.update_or_create(user=user, defaults={"language": language})
     return preference
+
+
+# ---------------------------------------------------------------------------------------------- dataset administration
+# What a dataset admin does from the pages: open a dataset, take members in, give and take roles, hand
+# out work. Each change is written together with its AuditEvent, in one transaction.
+
+INVITE_ROLES = tuple(Membership.Role.values)
+
+
+def audit_record(*, actor, action: str, dataset: Dataset | None = None, detail: Mapping | None = None) -> AuditEvent:
+    """Append one audit event. Callers write it inside the transaction of the change it records."""
+    return AuditEvent.objects.create(actor=actor if getattr(actor, "pk", None) else None, dataset=dataset,
+                                     action=action, detail=dict(detail or {}))
+
+
+@transaction.atomic
+def dataset_open(*, actor, name: str, lexicon_system: str, annotators_per_image: int, blind_reading: bool = True,
+                 description: str = "") -> Dataset:
+    """Create a dataset for ``actor``, who becomes its first admin. Preconditions: the caller checked
+    ``selectors.user_may_create_datasets``. Raises ``ValidationError`` for a taken name, an unknown
+    lexicon or a reader count outside 1-3."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": _("A dataset needs a name.")})
+    from .lexicons import lexicon_systems
+
+    if lexicon_system not in lexicon_systems():
+        raise ValidationError({"lexicon": _("Unknown lexicon.")})
+    dataset = dataset_create(name=name, lexicon_system=lexicon_system, annotators_per_image=annotators_per_image,
+                             description=description, created_by=actor,
+                             settings={"blind_reading": bool(blind_reading)})
+    audit_record(actor=actor, dataset=dataset, action="dataset.create", detail={
+        "name": name, "lexicon": f"{dataset.lexicon.system} {dataset.lexicon.version}",
+        "annotators_per_image": dataset.annotators_per_image, "blind_reading": bool(blind_reading)})
+    return dataset
+
+
+def _user_lookup(identifier: str):
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    identifier = identifier.strip()
+    if "@" in identifier:
+        return User.objects.filter(email__iexact=identifier).order_by("id").first()
+    return User.objects.filter(username=identifier).first()
+
+
+@transaction.atomic
+def member_add_or_invite(*, actor, dataset: Dataset, identifier: str, role: str) -> tuple[Any, bool]:
+    """Give ``role`` in ``dataset`` to the user named by ``identifier`` (a username, or an email
+    address). When nobody has that username or address, an account is created for them with no usable
+    password: they set one through the one-time link of ``invite_link_parts``. Returns
+    ``(user, created)``. Raises ``ValidationError`` for an unknown role or an unusable name."""
+    from django.contrib.auth import get_user_model
+    from django.core.validators import validate_email
+
+    if role not in INVITE_ROLES:
+        raise ValidationError({"role": _("Unknown role.")})
+    identifier = (identifier or "").strip()
+    if not identifier:
+        raise ValidationError({"identifier": _("Enter a username or an email address.")})
+    user = _user_lookup(identifier)
+    created = False
+    if user is None:
+        User = get_user_model()
+        email = ""
+        username = identifier
+        if "@" in identifier:
+            validate_email(identifier)
+            email = identifier
+            base = re.sub(r"[^\w.+-]", "", identifier.split("@")[0])[:140] or "user"
+            username, n = base, 1
+            while User.objects.filter(username=username).exists():
+                n += 1
+                username = f"{base}{n}"
+        else:
+            try:
+                User.username_validator(username)
+            except ValidationError as error:
+                raise ValidationError({"identifier": error.messages}) from error
+        user = User(username=username, email=email)
+        user.set_unusable_password()
+        user.save()
+        created = True
+    elif not user.is_active:
+        raise ValidationError({"identifier": _("This account is disabled.")})
+    membership_add(dataset=dataset, user=user, role=role)
+    audit_record(actor=actor, dataset=dataset, action="membership.invite" if created else "membership.add",
+                 detail={"user": user.username, "user_id": user.pk, "role": role})
+    return user, created
+
+
+def invite_link_parts(*, user) -> tuple[str, str]:
+    """``(uidb64, token)`` of the set-password link for ``user``. The token is Django's password-reset
+    token: it stops working once the password is set (the token covers the password hash) and after
+    ``PASSWORD_RESET_TIMEOUT``, so the link works once."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    return urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
+
+
+@transaction.atomic
+def member_roles_set(*, actor, dataset: Dataset, user, roles: Iterable[str]) -> set[str]:
+    """Make ``user``'s roles in ``dataset`` exactly ``roles`` (none: they leave the dataset). Promises
+    that the dataset keeps at least one admin: taking the admin role from its last admin raises
+    ``ValidationError``. The dataset row is locked, so two admins demoting each other at the same moment
+    cannot both succeed. Returns the roles now held."""
+    wanted = set(roles)
+    unknown = wanted - set(Membership.Role.values)
+    if unknown:
+        raise ValidationError({"roles": _("Unknown role.")})
+    Dataset.objects.select_for_update().filter(pk=dataset.pk).first()
+    held = set(Membership.objects.filter(dataset=dataset, user=user).values_list("role", flat=True))
+    if Membership.Role.ADMIN in held and Membership.Role.ADMIN not in wanted:
+        others = Membership.objects.filter(dataset=dataset, role=Membership.Role.ADMIN, user__is_active=True)
+        if not others.exclude(user=user).exists():
+            raise ValidationError({"roles": _("A dataset keeps at least one admin: make someone else admin first.")})
+    removed, added = held - wanted, wanted - held
+    Membership.objects.filter(dataset=dataset, user=user, role__in=removed).delete()
+    for role in sorted(added):
+        membership_add(dataset=dataset, user=user, role=role)
+    if removed or added:
+        audit_record(actor=actor, dataset=dataset, action="membership.remove" if not wanted else "membership.roles",
+                     detail={"user": user.username, "user_id": user.pk, "added": sorted(added),
+                             "removed": sorted(removed)})
+    return wanted
+
+
+@transaction.atomic
+def work_hand_out(*, actor, dataset: Dataset, annotators: Iterable, annotators_per_image: int) -> int:
+    """Set the readers per image and hand out the dataset's images among ``annotators`` (each must hold
+    the annotator role): what ``assign_work`` does, recorded. Returns the assignments created."""
+    annotators = list(annotators)
+    if not 1 <= int(annotators_per_image) <= 3:
+        raise ValidationError({"annotators_per_image": _("Readers per image must be 1, 2 or 3.")})
+    members = set(Membership.objects.filter(dataset=dataset, role=Membership.Role.ANNOTATOR)
+                  .values_list("user_id", flat=True))
+    if not annotators or any(user.pk not in members for user in annotators):
+        raise ValidationError({"annotators": _("Choose annotators of this dataset.")})
+    if dataset.annotators_per_image != int(annotators_per_image):
+        dataset.annotators_per_image = int(annotators_per_image)
+        dataset.save(update_fields=["annotators_per_image"])
+    created = assign_work(dataset=dataset, annotators=annotators)
+    audit_record(actor=actor, dataset=dataset, action="work.assign", detail={
+        "annotators": [user.username for user in annotators], "annotators_per_image": dataset.annotators_per_image,
+        "created": created})
+    return created
+
+
+@transaction.atomic
+def work_reassign(*, actor, dataset: Dataset, source, target) -> tuple[int, int]:
+    """Move ``source``'s unstarted readings in ``dataset`` to ``target`` (an annotator of the dataset).
+    Readings already opened stay with their reader, and an image ``target`` already reads stays with
+    ``source`` (nobody reads an image twice). One conditional UPDATE: a reading opened meanwhile is not
+    moved. Returns ``(moved, kept)``."""
+    if source.pk == target.pk:
+        raise ValidationError({"target": _("Choose another annotator.")})
+    if not Membership.objects.filter(dataset=dataset, user=target, role=Membership.Role.ANNOTATOR).exists():
+        raise ValidationError({"target": _("Choose annotators of this dataset.")})
+    unstarted = Assignment.objects.filter(annotator=source, status=Assignment.Status.ASSIGNED,
+                                          image__study__dataset=dataset)
+    already = Assignment.objects.filter(annotator=target, image__study__dataset=dataset).values("image_id")
+    movable = unstarted.exclude(image_id__in=already)
+    moved = Assignment.objects.filter(pk__in=list(movable.values_list("pk", flat=True)),
+                                      status=Assignment.Status.ASSIGNED).update(annotator=target)
+    kept = unstarted.count()
+    audit_record(actor=actor, dataset=dataset, action="work.reassign", detail={
+        "from": source.username, "to": target.username, "moved": moved, "kept": kept})
+    return moved, kept

@@ -27,7 +27,10 @@ def home(request):
         roles = selectors.dataset_roles(user=request.user, dataset_id=dataset.pk)
         datasets.append({"dataset": dataset, "roles": sorted(roles)})
     counts = selectors.queue_counts(user=request.user)
-    return render(request, "sonoalign/home.html", {"datasets": datasets, "queue_counts": counts})
+    return render(request, "sonoalign/home.html", {
+        "datasets": datasets, "queue_counts": counts,
+        "may_create_datasets": selectors.user_may_create_datasets(user=request.user),
+    })
 
 
 @login_required
