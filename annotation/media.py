@@ -14,6 +14,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -129,3 +130,12 @@ def thumbnail_make(*, file_name: str) -> str:
     if saved != name:
         default_storage.delete(saved)
     return name
+
+
+def image_pixels(*, file_name: str):
+    """The decoded pixels of a stored image as a numpy array: 2-D for grayscale files, RGB otherwise
+    (colour on an ultrasound frame is drawn on it: calipers, labels, which the outline proposer masks)."""
+    with default_storage.open(file_name, "rb") as handle, PILImage.open(handle) as image:
+        if image.mode in ("L", "LA", "I;16", "I", "F", "1"):
+            return np.asarray(image.convert("L"))
+        return np.asarray(image.convert("RGB"))
