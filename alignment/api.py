@@ -9,11 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors as annotation_selectors
+from annotation.permissions import REVIEW_ROLES
 
 from . import selectors, services
 from .models import Alignment, Sentence
-
-REVIEW_ROLES = ["reviewer", "admin"]
 
 
 def _image_param(request, study) -> object | None:

@@ -15,13 +15,12 @@ from django.db.models import Prefetch
 
 from annotation import selectors as annotation_selectors
 from annotation.models import Image, Region, Report, Study
+from annotation.permissions import may_review
 from annotation.selectors import dataset_roles, regions_visible
 
 from . import matching
 from .models import Alignment, Finding, Sentence
 from .nlp import PIPELINE_VERSION
-
-REVIEW_ROLES = frozenset({"reviewer", "admin"})
 
 
 def sentences_current(*, report: Report | None) -> list[Sentence]:
@@ -50,7 +49,7 @@ def report_sentences(*, report: Report | None) -> list[dict]:
 
 def _visible_region_ids(*, user, study: Study, images: Iterable[Image] | None = None) -> set[int] | None:
     """Ids of the study's live regions ``user`` may see, or None for "all of them" (reviewers, admins)."""
-    if dataset_roles(user=user, dataset_id=study.dataset_id) & REVIEW_ROLES:
+    if may_review(dataset_roles(user=user, dataset_id=study.dataset_id)):
         return None
     if images is None:
         # An annotator sees only the images assigned to them (as ``image_get_for_user`` rules).

@@ -12,11 +12,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors as annotation_selectors
 from annotation.models import Report
+from annotation.permissions import ADMIN_ROLES, REVIEW_ROLES, may_review
 
 from . import selectors, services
 from .models import Sentence
-
-REVIEW_ROLES = ["reviewer", "admin"]
 
 
 def _int(value) -> int | None:
@@ -28,8 +27,7 @@ def _int(value) -> int | None:
 
 def _report_panel(request, image, region_id: int | None):
     study = image.study
-    can_review = bool(annotation_selectors.dataset_roles(user=request.user, dataset_id=study.dataset_id)
-                      & set(REVIEW_ROLES))
+    can_review = may_review(annotation_selectors.dataset_roles(user=request.user, dataset_id=study.dataset_id))
     # Link controls only for a region on this image the reviewer has selected.
     if region_id is not None and not (
         can_review and annotation_selectors.regions_visible(user=request.user, image=image).filter(pk=region_id).exists()
@@ -91,7 +89,7 @@ def alignment_run_start(request, dataset_id: int):
 
     from . import tasks
 
-    dataset = annotation_selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=["admin"])
+    dataset = annotation_selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=ADMIN_ROLES)
     run = services.dataset_align_start(dataset=dataset, created_by=request.user)
     transaction.on_commit(lambda: tasks.dataset_align.delay(dataset.pk, run.pk))
     return redirect("dataset", dataset_id=dataset.pk)

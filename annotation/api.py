@@ -11,7 +11,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
-from . import selectors, services
+from . import permissions, selectors, services
 from .models import Region, RegionRevision
 from .services import RegionConflict
 
@@ -22,7 +22,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, RegionConflict):
         return Response(
             {"detail": "This region was changed elsewhere since you loaded it.", "changed": exc.changed,
-             "current": RegionOutput(exc.current).data},
+             "current": RegionOutput(exc.current, context={"request": context.get("request")}).data},
             status=status.HTTP_409_CONFLICT,
         )
     if isinstance(exc, DjangoValidationError):
@@ -54,15 +54,28 @@ class MeApi(APIView):
 
 
 class RegionOutput(serializers.ModelSerializer):
+    """A region as the caller sees it; ``can_edit`` is the permission module's answer for the caller
+    (the workspace asks it instead of deciding in JavaScript)."""
+
     author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    can_edit = serializers.SerializerMethodField()
 
     class Meta:
         model = Region
         fields = [
             "id", "image", "author", "source", "source_author", "source_id", "assignment", "shape", "geometry",
             "label", "lesion_key", "attributes", "bbox", "area_px", "area_mm2", "long_axis_mm", "short_axis_mm",
-            "version", "created_at", "updated_at",
+            "version", "created_at", "updated_at", "can_edit",
         ]
+
+    def get_can_edit(self, region: Region) -> bool:
+        request = self.context.get("request")
+        if request is None:
+            return False
+        held = self.context.get("held")
+        if held is None:
+            held = selectors.dataset_roles(user=request.user, dataset_id=region.image.study.dataset_id)
+        return permissions.may_edit_region(user=request.user, region=region, held=held)
 
 
 class RegionListCreateApi(APIView):
@@ -84,24 +97,19 @@ class RegionListCreateApi(APIView):
             raise exceptions.ValidationError({"image": "give ?image=<image id>"}) from error
         image = selectors.image_get_for_user(user=request.user, image_id=image_id)
         regions = selectors.regions_visible(user=request.user, image=image).order_by("id")
-        return Response({"results": RegionOutput(regions, many=True).data})
+        held = selectors.dataset_roles(user=request.user, dataset_id=image.study.dataset_id)
+        return Response({"results": RegionOutput(regions, many=True, context={"request": request, "held": held}).data})
 
     def post(self, request):
         data = self.CreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        image = selectors.image_get_for_user(user=request.user, image_id=data.validated_data["image"])
-        assignment = image.assignments.filter(annotator=request.user).first()
-        if assignment is None and not selectors.dataset_roles(
-            user=request.user, dataset_id=image.study.dataset_id
-        ) & {"reviewer", "admin"}:
-            raise exceptions.PermissionDenied("This image is not assigned to you.")
-        if assignment is not None and assignment.status == assignment.Status.SUBMITTED:
-            raise exceptions.PermissionDenied("You have submitted this image; its reading is closed.")
+        image, assignment, held = _image_for_drawing(request, data.validated_data["image"])
         region = services.region_create(
             image=image, author=request.user, assignment=assignment,
             **{k: v for k, v in data.validated_data.items() if k != "image"},
         )
-        return Response(RegionOutput(region).data, status=status.HTTP_201_CREATED)
+        return Response(RegionOutput(region, context={"request": request, "held": held}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class RegionDetailApi(APIView):
@@ -117,36 +125,38 @@ class RegionDetailApi(APIView):
         lesion_key = serializers.CharField(required=False, allow_blank=True)
         seen = serializers.JSONField(required=False)
 
-    def _editable(self, request, region_id: int) -> Region:
+    def _editable(self, request, region_id: int) -> tuple[Region, bool]:
+        """The region and whether the caller may change it even in a closed reading (an admin)."""
         region = selectors.region_get_for_user(user=request.user, region_id=region_id)
-        roles = selectors.dataset_roles(user=request.user, dataset_id=region.image.study.dataset_id)
-        if region.author_id != request.user.pk and not roles & {"admin"}:
-            raise exceptions.PermissionDenied("Only the region's author can change it.")
-        if region.assignment and region.assignment.status == region.assignment.Status.SUBMITTED and "admin" not in roles:
+        held = selectors.dataset_roles(user=request.user, dataset_id=region.image.study.dataset_id)
+        if not permissions.may_edit_region(user=request.user, region=region, held=held):
+            if region.author_id != request.user.pk:
+                raise exceptions.PermissionDenied("Only the region's author can change it.")
             raise exceptions.PermissionDenied("This reading was submitted; its regions are closed.")
-        return region
+        return region, permissions.may_administer(held)
 
     def get(self, request, region_id: int):
-        return Response(RegionOutput(selectors.region_get_for_user(user=request.user, region_id=region_id)).data)
+        region = selectors.region_get_for_user(user=request.user, region_id=region_id)
+        return Response(RegionOutput(region, context={"request": request}).data)
 
     def patch(self, request, region_id: int):
-        region = self._editable(request, region_id)
+        region, admin = self._editable(request, region_id)
         data = self.UpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         changes = {k: v for k, v in data.validated_data.items() if k not in ("version", "seen")}
         region = services.region_update(
             region=region, actor=request.user, expected_version=data.validated_data["version"], changes=changes,
-            seen=data.validated_data.get("seen"),
+            seen=data.validated_data.get("seen"), allow_closed=admin,
         )
-        return Response(RegionOutput(region).data)
+        return Response(RegionOutput(region, context={"request": request}).data)
 
     def delete(self, request, region_id: int):
-        region = self._editable(request, region_id)
+        region, admin = self._editable(request, region_id)
         try:
             version = int(request.query_params.get("version", ""))
         except ValueError as error:
             raise exceptions.ValidationError({"version": "give ?version=<the version you last saw>"}) from error
-        services.region_delete(region=region, actor=request.user, expected_version=version)
+        services.region_delete(region=region, actor=request.user, expected_version=version, allow_closed=admin)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -154,16 +164,19 @@ class RegionRestoreApi(APIView):
     """``POST`` brings back a region its author deleted (undo), with its id and history intact."""
 
     def post(self, request, region_id: int):
-        region = Region.objects.select_related("image", "assignment").filter(pk=region_id, is_deleted=True).first()
+        region = Region.objects.select_related("image__study", "assignment").filter(pk=region_id).first()
         if region is None:
             raise exceptions.NotFound("No deleted region with that id.")
         selectors.image_get_for_user(user=request.user, image_id=region.image_id)
-        roles = selectors.dataset_roles(user=request.user, dataset_id=region.image.study.dataset_id)
-        if region.author_id != request.user.pk and "admin" not in roles:
-            raise exceptions.PermissionDenied("Only the region's author can restore it.")
-        if region.assignment and region.assignment.status == region.assignment.Status.SUBMITTED and "admin" not in roles:
+        held = selectors.dataset_roles(user=request.user, dataset_id=region.image.study.dataset_id)
+        if not permissions.may_edit_region(user=request.user, region=region, held=held):
+            if region.author_id != request.user.pk:
+                # Another reader's region is not revealed, deleted or not (blind reading).
+                raise exceptions.NotFound("No deleted region with that id.")
             raise exceptions.PermissionDenied("This reading was submitted; its regions are closed.")
-        return Response(RegionOutput(services.region_restore(region=region, actor=request.user)).data)
+        region = services.region_restore(region=region, actor=request.user,
+                                         allow_closed=permissions.may_administer(held))
+        return Response(RegionOutput(region, context={"request": request}).data)
 
 
 class RegionHistoryApi(APIView):
@@ -178,7 +191,7 @@ class RegionHistoryApi(APIView):
                       "attributes", "created_at"]
 
     def get(self, request, region_id: int):
-        region = selectors.region_get_for_user(user=request.user, region_id=region_id, roles=["reviewer", "admin"])
+        region = selectors.region_get_for_user(user=request.user, region_id=region_id, roles=permissions.REVIEW_ROLES)
         return Response({"results": self.Output(region.revisions.select_related("actor"), many=True).data})
 
 

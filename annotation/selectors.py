@@ -10,27 +10,16 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from .models import Assignment, Dataset, Image, Membership, Region, RegionRevision, Report, Study
-
-ALL_ROLES = frozenset(Membership.Role.values)
-
-
-def dataset_roles(*, user, dataset_id: int) -> frozenset[str]:
-    """The roles ``user`` holds in a dataset; staff hold every role everywhere."""
-    if not user.is_authenticated or not user.is_active:
-        return frozenset()
-    if user.is_staff:
-        return ALL_ROLES
-    return frozenset(
-        Membership.objects.filter(user=user, dataset_id=dataset_id).values_list("role", flat=True)
-    )
+from . import permissions
+from .models import Assignment, Dataset, Image, Region, RegionRevision, Report, Study
+from .permissions import dataset_roles
 
 
 def _check_roles(*, user, dataset_id: int, roles: Iterable[str] | None) -> frozenset[str]:
     held = dataset_roles(user=user, dataset_id=dataset_id)
     if not held:
         raise Http404("No such object.")
-    if roles is not None and not held & set(roles):
+    if not permissions.roles_allow(held, roles):
         raise PermissionDenied("Your role in this dataset does not allow this.")
     return held
 
@@ -51,10 +40,13 @@ def dataset_get_for_user(*, user, dataset_id: int, roles: Iterable[str] | None =
 
 
 def study_get_for_user(*, user, study_id: int, roles: Iterable[str] | None = None) -> Study:
+    """The study, if ``user`` may read it: an annotator only a study with an image assigned to them."""
     study = Study.objects.select_related("dataset__lexicon").filter(pk=study_id).first()
     if study is None:
         raise Http404("No such study.")
-    _check_roles(user=user, dataset_id=study.dataset_id, roles=roles)
+    held = _check_roles(user=user, dataset_id=study.dataset_id, roles=roles)
+    if not permissions.may_read_study(user=user, study=study, held=held):
+        raise Http404("No such study.")
     return study
 
 
@@ -64,12 +56,14 @@ def image_get_for_user(*, user, image_id: int, roles: Iterable[str] | None = Non
     if image is None:
         raise Http404("No such image.")
     held = _check_roles(user=user, dataset_id=image.study.dataset_id, roles=roles)
-    if held == {"annotator"} and not Assignment.objects.filter(image=image, annotator=user).exists():
+    if not permissions.may_read_image(user=user, image=image, held=held):
         raise Http404("No such image.")
     return image
 
 
 def region_get_for_user(*, user, region_id: int, roles: Iterable[str] | None = None) -> Region:
+    """A live region ``user`` may see; anything else, including another reader's region under blind
+    reading, is 404 — the answer never tells whether the id exists."""
     region = (
         Region.objects.select_related("image__study__dataset__lexicon", "assignment")
         .filter(pk=region_id, is_deleted=False)
@@ -77,34 +71,36 @@ def region_get_for_user(*, user, region_id: int, roles: Iterable[str] | None = N
     )
     if region is None:
         raise Http404("No such region.")
-    held = _check_roles(user=user, dataset_id=region.image.study.dataset_id, roles=roles)
-    # One's own reading is always visible; only other regions need the blind-reading check (which
-    # costs queries on the hot path of every save).
-    own = region.author_id == user.pk and region.source == Region.Source.READER
-    if held == {"annotator"} and not own and not regions_visible(user=user, image=region.image).filter(
-        pk=region.pk
-    ).exists():
+    held = dataset_roles(user=user, dataset_id=region.image.study.dataset_id)
+    if not held or not _region_visible(user=user, region=region, held=held):
         raise Http404("No such region.")
+    if not permissions.roles_allow(held, roles):
+        raise PermissionDenied("Your role in this dataset does not allow this.")
     return region
 
 
+def _region_visible(*, user, region: Region, held: frozenset[str]) -> bool:
+    # One's own reading is always visible; only other regions need the blind-reading check (which
+    # costs queries on the hot path of every save).
+    if permissions.may_review(held) or permissions.is_own_reading(user=user, region=region):
+        return True
+    if not permissions.may_read_image(user=user, image=region.image, held=held):
+        return False
+    return region.source == Region.Source.IMPORT or permissions.may_see_others_on_image(
+        user=user, image=region.image, held=held)
+
+
 def image_readers_all_submitted(*, image: Image) -> bool:
-    statuses = list(image.assignments.values_list("status", flat=True))
-    return bool(statuses) and all(status == Assignment.Status.SUBMITTED for status in statuses)
+    return permissions.image_readers_all_submitted(image=image)
 
 
 def regions_visible(*, user, image: Image) -> QuerySet[Region]:
-    """Live regions of ``image`` that ``user`` may see.
-
-    Blind double reading: an annotator sees their own regions and imported pre-annotations; other
-    readers' regions and the consensus only once every reader of the image has submitted. Reviewers
-    and admins see everything.
-    """
-    live = Region.objects.filter(image=image, is_deleted=False).select_related("author")
+    """Live regions of ``image`` that ``user`` may see (``permissions``: blind double reading)."""
+    live = Region.objects.filter(image=image, is_deleted=False).select_related("author", "assignment")
     held = dataset_roles(user=user, dataset_id=image.study.dataset_id)
-    if held & {"reviewer", "admin"}:
-        return live
-    if image_readers_all_submitted(image=image):
+    if not permissions.may_read_image(user=user, image=image, held=held):
+        return live.none()
+    if permissions.may_see_others_on_image(user=user, image=image, held=held):
         return live
     return live.filter(Q(author=user, source=Region.Source.READER) | Q(source=Region.Source.IMPORT))
 
@@ -154,7 +150,7 @@ def assignment_get_for_user(*, user, assignment_id: int) -> Assignment:
         raise Http404("No such assignment.")
     if assignment.annotator_id == user.pk:
         return assignment
-    _check_roles(user=user, dataset_id=assignment.image.study.dataset_id, roles=["reviewer", "admin"])
+    _check_roles(user=user, dataset_id=assignment.image.study.dataset_id, roles=permissions.REVIEW_ROLES)
     return assignment
 
 

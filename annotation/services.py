@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -38,6 +38,10 @@ from .signals import reading_submitted, report_changed, send_on_commit
 REGION_FIELDS = ("shape", "geometry", "label", "lesion_key", "attributes")
 LABEL_MAX = 64
 LESION_KEY_MAX = 32
+
+
+class ReadingClosed(PermissionDenied):
+    """The region belongs to a submitted reading: a submitted reading is closed to its reader."""
 
 
 class RegionConflict(Exception):
@@ -178,10 +182,15 @@ def _revision(region: Region, *, action: str, actor, changed: Sequence[str]) -> 
 def region_create(
     *, image: Image, author, shape: str, geometry: Any, attributes: Any = None, label: str = "lesion",
     lesion_key: str = "", assignment: Assignment | None = None, source: str = Region.Source.READER,
-    source_author: str = "", source_id: str = "",
+    source_author: str = "", source_id: str = "", allow_closed: bool = False,
 ) -> Region:
     """Create a region after validating geometry against the image and attributes against the dataset's
-    pinned lexicon. Records revision 1. Raises ``ValidationError`` with a message per field."""
+    pinned lexicon. Records revision 1. Raises ``ValidationError`` with a message per field, and
+    ``ReadingClosed`` when ``assignment`` is submitted (unless ``allow_closed``: an admin's correction,
+    an import of readings submitted elsewhere). The assignment row is locked, so a submit sent at the
+    same moment waits and then sees this region."""
+    if assignment is not None:
+        assignment = _reading_lock(assignment, allow_closed=allow_closed)
     lexicon = image.study.dataset.lexicon
     clean = _validated(image=image, lexicon=lexicon, shape=shape, geometry=geometry,
                        attributes=attributes or {}, label=label, lesion_key=lesion_key)
@@ -197,16 +206,21 @@ def region_create(
 
 @transaction.atomic
 def region_update(*, region: Region, actor, expected_version: int, changes: Mapping[str, Any],
-                  seen: Mapping[str, Any] | None = None) -> Region:
+                  seen: Mapping[str, Any] | None = None, allow_closed: bool = False) -> Region:
     """Apply ``changes`` (any of shape, geometry, label, lesion_key, attributes) if the region is still
     at ``expected_version``; otherwise raise ``RegionConflict`` — never overwrite someone else's save.
 
     The version check and the write are one conditional UPDATE, so two concurrent saves of the same
-    version cannot both succeed.
+    version cannot both succeed. A region of a submitted reading raises ``ReadingClosed`` unless
+    ``allow_closed``. A save that changes nothing records no revision.
+    if region.assignment_id is not None:
+        _reading_lock(region.assignment, allow_closed=allow_closed)
     """
     unknown = set(changes) - set(REGION_FIELDS)
     if unknown:
         raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
+    if not changed and region.version == expected_version and not region.is_deleted:
+        return region
     image = region.image
     merged = {name: changes.get(name, getattr(region, name)) for name in REGION_FIELDS}
     clean = _validated(image=image, lexicon=image.study.dataset.lexicon, **merged)
@@ -233,9 +247,11 @@ def region_update(*, region: Region, actor, expected_version: int, changes: Mapp
     _revision(region, action=RegionRevision.Action.UPDATE, actor=actor, changed=changed)
     return region
 
+    if region.assignment_id is not None:
+        _reading_lock(region.assignment, allow_closed=allow_closed)
 
 @transaction.atomic
-def region_delete(*, region: Region, actor, expected_version: int) -> Region:
+def region_delete(*, region: Region, actor, expected_version: int, allow_closed: bool = False) -> Region:
     """Soft-delete: the row and its history stay; it disappears from lists and exports."""
     updated = Region.objects.filter(pk=region.pk, version=expected_version, is_deleted=False).update(
         is_deleted=True, deleted_at=timezone.now(), version=F("version") + 1, updated_at=timezone.now()
@@ -248,11 +264,26 @@ def region_delete(*, region: Region, actor, expected_version: int) -> Region:
 
 
 @transaction.atomic
-def region_restore(*, region: Region, actor) -> Region:
-    Region.objects.filter(pk=region.pk, is_deleted=True).update(
+def region_restore(*, region: Region, actor, allow_closed: bool = False) -> Region:
+    """Bring back a deleted region (undo) with its id and history. A region that is not deleted raises
+    ``RegionConflict`` (someone restored it already)."""
+    if region.assignment_id is not None:
+    if not updated:
+        raise RegionConflict(Region.objects.get(pk=region.pk), ["deleted"])
+        _reading_lock(region.assignment, allow_closed=allow_closed)
+    updated = Region.objects.filter(pk=region.pk, is_deleted=True).update(
         is_deleted=False, deleted_at=None, version=F("version") + 1, updated_at=timezone.now()
     )
     region.refresh_from_db()
+def _reading_lock(assignment: Assignment, *, allow_closed: bool) -> Assignment:
+    """Lock the reading's assignment row for the rest of the transaction (region writes and submit
+    take it in the same order, so they serialise) and refuse a write to a submitted reading."""
+    locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if locked.status == Assignment.Status.SUBMITTED and not allow_closed:
+        raise ReadingClosed("This reading was submitted; its regions are closed.")
+    return locked
+
+
     _revision(region, action=RegionRevision.Action.RESTORE, actor=actor, changed=["deleted"])
     return region
 
@@ -274,7 +305,11 @@ def assignment_start(*, assignment: Assignment) -> Assignment:
 def assignment_submit(*, assignment: Assignment) -> Assignment:
     """Mark the reading submitted after checking that every live region of it carries the lexicon's
     required attributes. Raises ``ValidationError`` listing the incomplete regions."""
-    if assignment.status == Assignment.Status.SUBMITTED:
+    # Locked first, as region writes lock it: a region saved at the same moment either lands before
+    # this check (and is checked) or waits and then finds the reading closed.
+    locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if locked.status == Assignment.Status.SUBMITTED:
+        assignment.refresh_from_db()
         return assignment
     lexicon = assignment.image.study.dataset.lexicon
     problems: list[str] = []

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import permissions, selectors, services
 from .geometry import geometry_measures
 
 # ---------------------------------------------------------------------------------------------- workspace
@@ -60,7 +60,7 @@ def annotate(request, image_id: int):
     siblings = list(image.study.images.order_by("position", "id").values_list("id", flat=True))
     return render(request, "annotation/annotate.html", {
         "image": image, "study": image.study, "dataset": dataset, "assignment": assignment,
-        "editable": editable, "can_review": bool(roles & {"reviewer", "admin"}),
+        "editable": editable, "can_review": permissions.may_review(roles),
         "report": report, "sentences": selectors.report_sentences_plain(report=report),
         "attributes": dataset.lexicon.content.get("attributes", []),
         "counts": selectors.queue_counts(user=request.user),
@@ -91,14 +91,14 @@ def region_list(request, image_id: int):
              "px": None if image.has_spacing else geometry_measures(region.shape, region.geometry)}
             for region in regions]
     return render(request, "annotation/_region_list.html", {
-        "image": image, "rows": rows, "can_review": bool(roles & {"reviewer", "admin"}),
+        "image": image, "rows": rows, "can_review": permissions.may_review(roles),
     })
 
 
 @login_required
 def region_history(request, region_id: int):
     """Who changed what when; reviewers and admins only (the same check as the API)."""
-    region = selectors.region_get_for_user(user=request.user, region_id=region_id, roles=["reviewer", "admin"])
+    region = selectors.region_get_for_user(user=request.user, region_id=region_id, roles=permissions.REVIEW_ROLES)
     context = {"region": region, "revisions": selectors.region_history(region=region)}
     template = "annotation/_region_history.html" if request.htmx else "annotation/region_history.html"
     return render(request, template, context)

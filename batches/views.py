@@ -13,12 +13,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from annotation import selectors
+from annotation.permissions import ADMIN_ROLES
 
 from .exporting import FORMATS, STATUSES, ExportError, export_job_create, split_parse
 from .importing import import_job_create, problem_text
 from .models import ExportJob, ImportJob
 
-ADMIN = ["admin"]
+ADMIN = ADMIN_ROLES
 RECENT = 20
 PROBLEMS_SHOWN = 500
 

@@ -26,15 +26,15 @@ from django.http import Http404
 from django.utils import timezone
 
 from alignment.models import Alignment, Disagreement
-from annotation import services
+from annotation import permissions, services
 from annotation.models import Assignment, Dataset, Image, Membership, Region
 from annotation.selectors import dataset_roles
 
 from . import metrics
 from .models import AdjudicationDecision, DatasetMetrics, LesionConsensus
 
-REVIEW_ROLES = ("reviewer",)
-DASHBOARD_ROLES = ("reviewer", "admin")
+REVIEW_ROLES = permissions.REVIEW_ROLES
+DASHBOARD_ROLES = permissions.REVIEW_ROLES
 AREA_SHAPES = ("polygon", "rectangle", "ellipse")
 Action = AdjudicationDecision.Action
 
@@ -71,7 +71,7 @@ def disagreement_get_for_user(*, user, disagreement_id: int, roles: Iterable[str
     held = dataset_roles(user=user, dataset_id=disagreement.dataset_id)
     if not held:
         raise Http404("No such disagreement.")
-    if not held & set(roles):
+    if not permissions.roles_allow(held, roles):
         raise PermissionDenied("Only reviewers of this dataset can adjudicate.")
     return disagreement
 

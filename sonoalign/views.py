@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 
 from alignment.models import AlignmentRun
 from alignment.services import alignment_run_refresh, disagreement_counts
-from annotation import selectors
+from annotation import permissions, selectors
 from annotation.models import Image
 
 
@@ -45,6 +45,7 @@ def dataset_detail(request, dataset_id: int):
     run = alignment_run_refresh(run_id=latest.pk) if latest else None
     return render(request, "sonoalign/dataset.html", {
         "dataset": dataset, "roles": sorted(roles), "status_counts": status_counts,
+        "may_review": permissions.may_review(roles), "may_administer": permissions.may_administer(roles),
         "image_total": sum(status_counts.values()), "run": run,
         "counts": disagreement_counts(dataset=dataset) if run else None,
     })

@@ -453,7 +453,8 @@
     const region = regions.get(id);
     if (!region) return;
     const mine = region.author === config.user;
-    const editable = config.editable && mine;
+    // Whether this region may be changed is the server's answer (annotation/permissions.py), per region.
+    const editable = config.editable && region.can_edit;
     $("#region-form-title").textContent = `${region.shape[0].toUpperCase()}${region.shape.slice(1)} #${region.id}` + (mine ? "" : ` · ${region.author || region.source}`);
     $("#region-version").textContent = `v${region.version}`;
     $("#region-measures").innerHTML = measureRows(region)
@@ -712,7 +713,7 @@
   async function applyFindings() {
     const id = formFor;
     const region = regions.get(id);
-    if (!region || !config.editable || region.author !== config.user) return;
+    if (!region || !config.editable || !region.can_edit) return;
     suggestNote.textContent = "Reading the report…";
     const url = root.dataset.reportFindingsUrl.replace("/regions/0/", `/regions/${region.id}/`);
     const { status, data } = await api("GET", url);
@@ -800,7 +801,7 @@
     const selected = anno.getSelected();
     const id = (selected && selected[0] && selected[0].id) || formFor;
     if (!id || !regions.has(id)) return;
-    if (regions.get(id).author !== config.user) return;
+    if (!regions.get(id).can_edit) return;
     enqueue(id, () => deleteRegion(id));
   }
 

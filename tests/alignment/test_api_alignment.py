@@ -105,7 +105,7 @@ def test_image_filter_must_be_an_image_of_the_study(world):
     assert client.get(f"/api/v1/studies/{world['study'].pk}/alignment/?image=x").status_code == 400
 
 
-@pytest.mark.parametrize("role, expected", [("annotator", 403), ("second", 403), ("outsider", 404),
+@pytest.mark.parametrize("role, expected", [("annotator", 403), ("second", 404), ("outsider", 404),
                                             ("reviewer", 201), ("admin", 201)])
 def test_manual_decision_permissions(world, role, expected):
     response = _api(world[role]).post("/api/v1/alignments/", {

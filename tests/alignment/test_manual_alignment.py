@@ -25,7 +25,7 @@ def _force_rerun(world) -> None:
     """Change the region so the study's inputs change and ``study_align`` really runs again."""
     region = world["region"]
     region.refresh_from_db()
-    annotation_services.region_update(region=region, actor=world["admin"], expected_version=region.version,
+    annotation_services.region_update(region=region, actor=world["admin"], expected_version=region.version, allow_closed=True,
                                       changes={"label": "nodule"})
 
 
