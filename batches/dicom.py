@@ -186,8 +186,9 @@ class _Display:
         array = apply_modality_lut(array, self.ds)
         if self.has_voi:
             array = apply_voi_lut(array, self.ds, index=0)  # index 0: one window for every frame
+            self.window = self.window or _voi_output_range(self.ds)
         if self.window is None:
-            if array.dtype == np.uint8 and not self.has_voi:
+            if array.dtype == np.uint8:
                 self.window = (0.0, 255.0)
             else:
                 self.window = (float(array.min()), float(array.max()))
@@ -200,6 +201,23 @@ class _Display:
         if high <= low:
             return np.zeros(array.shape, dtype=np.uint8)
         return np.clip((array - low) * (255.0 / (high - low)), 0, 255).round().astype(np.uint8)
+
+
+def _voi_output_range(ds) -> tuple[float, float]:
+    """The range the VOI transform maps onto (PS3.3 C.11.2.1.2): a VOI LUT's own output depth, else the
+    stored values' range carried through the modality LUT or rescale, as pydicom's windowing does."""
+    lut = (ds.get("VOILUTSequence") or [None])[0]
+    if lut is not None and "WindowCenter" not in ds:
+        return 0.0, float(2 ** int(lut.LUTDescriptor[2]) - 1)
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(ds.BitsStored)
+    low, high = (0.0, 2.0 ** bits - 1) if not ds.get("PixelRepresentation") else (-(2.0 ** (bits - 1)),
+                                                                                  2.0 ** (bits - 1) - 1)
+    if ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        low, high = sorted((low * slope + intercept, high * slope + intercept))
+    return low, high
 
 
 def dicom_frames(content: bytes, *, frames: list[int] | None = None, frame_step: int = 1,
