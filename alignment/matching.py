@@ -13,8 +13,10 @@ they repeat.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,12 @@ MATCH_THRESHOLD = 1.5  # the score a pair needs to beat "no match"
 REPEAT_THRESHOLD = 3.0  # a second mention of an already matched lesion needs firmer evidence
 SIZE_TOLERANCE = 0.30  # relative difference of the long axis still counted as the same size
 SIZE_MIN_ABS_MM = 2.0  # below this absolute difference sizes always agree (caliper placement)
-IOU_THRESHOLD = 0.5
+IOU_THRESHOLD = 0.5  # below it two outlines are two lesions
+VETO = -100.0  # a contradicting location: no score elsewhere can make the pair a match
+SIZE_VETO_RATIO = 2.0  # long axes further apart than this, with no location agreement, are two lesions
+CONSENSUS = "consensus"  # the source name of the reviewers' consensus regions
+MEASUREMENT = "organ_measurement"  # the parser's kind for an organ measured rather than a lesion
+CALIPER_SHAPES = frozenset({"line"})
 _SUSPICIOUS = {
     ("shape", "irregular"), ("margins", "ill_defined_indistinct"), ("posterior_acoustics", "shadowing"),
     ("internal_characteristics", "calcifications"), ("vascularity", "increased_vascularity"),
@@ -89,6 +96,13 @@ class FindingInput:
         return (not self.negated and not self.hypothetical and not self.historical
                 and self.lesion not in NON_FOCAL_KINDS and bool(self.lesion or self.size_mm))
 
+    @property
+    def is_measurement(self) -> bool:
+        """Does this finding measure an organ ("Right lobe: 4.9 x 1.6 x 1.8 cm")? Such a finding is no
+        lesion (never "reported, not drawn"), but a caliper drawn on that organ aligns to it."""
+        return (self.lesion == MEASUREMENT and bool(self.size_mm) and not self.negated
+                and not self.hypothetical and not self.historical)
+
 
 @dataclass(frozen=True)
 class LesionInput:
@@ -108,6 +122,12 @@ class LesionInput:
     label: str | None = None
     ordinal: int | None = None
     attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    shapes: tuple[str, ...] = ()
+
+    @property
+    def is_caliper(self) -> bool:
+        """Is it drawn only as caliper lines (a measurement, which may be of an organ)?"""
+        return bool(self.shapes) and set(self.shapes) <= CALIPER_SHAPES
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,35 @@ class Match:
     score: float
     evidence: dict
     repeat: bool = False
+
+
+@dataclass(frozen=True)
+class StatedValues:
+    """What a finding says of each attribute in the dataset's lexicon: ``asserted`` and ``denied``
+    values per attribute code, in the order the report gives them."""
+
+    asserted: dict[str, tuple[str, ...]]
+    denied: dict[str, tuple[str, ...]]
+
+
+def stated_values(attributes: Iterable[Mapping[str, Any]], *, lexicon: str, inferred: bool = False) -> StatedValues:
+    """The one rule for which of a finding's parsed attributes are statements: values of ``lexicon``
+    only; a negated value is denied, an uncertain one is neither asserted nor denied. Values the
+    parser inferred (no text of their own, e.g. the organ implied by "breast") are evidence, not
+    statements to hold an annotator to; ``inferred=True`` keeps them (a suggestion may use them)."""
+    asserted: dict[str, dict[str, None]] = defaultdict(dict)
+    denied: dict[str, dict[str, None]] = defaultdict(dict)
+    for attribute in attributes:
+        if attribute.get("lexicon") != lexicon or not (inferred or attribute.get("text")):
+            continue
+        name, value = attribute.get("name"), attribute.get("value")
+        if not name or value is None:
+            continue
+        if attribute.get("negated"):
+            denied[name][value] = None
+        elif not attribute.get("uncertain"):
+            asserted[name][value] = None
+    return StatedValues({k: tuple(v) for k, v in asserted.items()}, {k: tuple(v) for k, v in denied.items()})
 
 
 # ----------------------------------------------------------------------------------------- evidence
@@ -141,7 +190,8 @@ def body_marker_parse(text: str | None) -> dict[str, Any]:
     if distance:
         out["distance_cm"] = float(distance.group(1))
     for word, site in (("UP", "upper"), ("UPPER", "upper"), ("MID", "mid"), ("LOW", "lower"), ("LOWER", "lower"),
-                       ("ISTH", "isthmus"), ("ISTHMUS", "isthmus")):
+                       ("ISTH", "isthmus"), ("ISTHMUS", "isthmus"), ("AXILLA", "axilla"), ("AX", "axilla"),
+                       ("AXILLARY", "axilla")):
         if re.search(rf"\b{word}\b", upper):
             out["site"] = site
             break
@@ -257,7 +307,46 @@ def pair_score(finding: FindingInput, lesion: LesionInput) -> tuple[float, dict]
     if finding.ordinal and lesion.ordinal:
         # Lesion keys are the annotator's own numbering: weak evidence either way.
         add("order", finding.ordinal, lesion.ordinal, 0.75 if finding.ordinal == lesion.ordinal else -0.25)
+    veto = location_veto(finding, lesion, evidence)
+    if veto:
+        add("veto", veto[0], veto[1], VETO)
     return round(sum(item["score"] for item in evidence.values()), 3), evidence
+
+
+_LOCATION_FEATURES = ("clock", "quadrant", "distance_from_nipple", "site")
+
+
+def _is_axilla(text: str | None) -> bool:
+    return bool(text) and term_code(text).startswith("axilla")
+
+
+def location_veto(finding: FindingInput, lesion: LesionInput, evidence: Mapping[str, Mapping]) -> tuple | None:
+    """Why the pair cannot be one lesion whatever else agrees, as (report side, annotation side), or
+    None. Laterality and a shared attribute are common to most lesions of a study; a place that
+    contradicts them is not: another organ, the axilla against a position on the breast's clock face,
+    the isthmus against a lobe, or a long axis more than ``SIZE_VETO_RATIO`` times the other's when
+    no clock, quadrant, distance or site agrees."""
+    if evidence.get("organ", {}).get("score", 0) < 0:
+        return finding.organ, lesion.organ
+    finding_axilla = "axilla" in finding.site or _is_axilla(finding.organ)
+    lesion_axilla = "axilla" in lesion.site or _is_axilla(lesion.organ)
+    finding_face = bool(finding.clock or finding.quadrant or finding.distance_cm is not None)
+    lesion_face = bool(lesion.clock or lesion.distance_cm is not None)
+    if lesion_axilla and not finding_axilla and finding_face:
+        return finding.clock or finding.quadrant or f"{finding.distance_cm:g} cm FN", "axilla"
+    if finding_axilla and not lesion_axilla and lesion_face:
+        return "axilla", lesion.clock or f"{lesion.distance_cm:g} cm FN"
+    levels = {"upper", "mid", "lower", "isthmus"}
+    finding_site, lesion_site = set(finding.site) & levels, set(lesion.site) & levels
+    if finding_site and lesion_site and ("isthmus" in finding_site) != ("isthmus" in lesion_site):
+        return sorted(finding_site), sorted(lesion_site)
+    if finding.size_mm and lesion.long_axis_mm:
+        reported = max(finding.size_mm)
+        ratio = max(reported, lesion.long_axis_mm) / max(min(reported, lesion.long_axis_mm), 1e-6)
+        located = any(evidence.get(name, {}).get("score", 0) > 0 for name in _LOCATION_FEATURES)
+        if ratio > SIZE_VETO_RATIO and not located:
+            return reported, round(lesion.long_axis_mm, 1)
+    return None
 
 
 def _assign(findings: Sequence[FindingInput], lesions: Sequence[LesionInput], scores: np.ndarray,
@@ -319,6 +408,56 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
     return matches
 
 
+def measurement_score(finding: FindingInput, lesion: LesionInput) -> tuple[float, dict] | None:
+    """Score an organ measurement against a caliper: None when the caliper cannot be of that organ
+    (another organ, side or part of it); otherwise agreement of side and site, and of the drawn length
+    with the nearest reported dimension."""
+    evidence: dict[str, dict] = {}
+
+    def add(name: str, report: Any, annotation: Any, score: float) -> None:
+        evidence[name] = {"report": report, "annotation": annotation, "score": round(score, 2)}
+
+    if finding.organ and lesion.organ:
+        a, b = term_code(finding.organ), term_code(lesion.organ)
+        if not (a == b or a.startswith(b) or b.startswith(a)):
+            return None
+        add("organ", finding.organ, lesion.organ, 1.0)
+    if finding.laterality in ("left", "right") and lesion.laterality:
+        if finding.laterality != lesion.laterality:
+            return None
+        add("laterality", finding.laterality, lesion.laterality, 1.0)
+    levels = {"upper", "mid", "lower", "isthmus"}
+    finding_site, lesion_site = set(finding.site) & levels, set(lesion.site) & levels
+    if finding_site and lesion_site:
+        if ("isthmus" in finding_site) != ("isthmus" in lesion_site):
+            return None
+        add("site", sorted(finding_site), sorted(lesion_site), 0.5)
+    if lesion.long_axis_mm:
+        reported = _reported_size(finding, lesion)
+        relative = abs(reported - lesion.long_axis_mm) / max(reported, lesion.long_axis_mm)
+        add("size", reported, round(lesion.long_axis_mm, 1), 1.0 * (1 - relative))
+    return round(MATCH_THRESHOLD + 0.5 + sum(item["score"] for item in evidence.values()), 3), evidence
+
+
+def match_measurements(findings: Sequence[FindingInput], lesions: Sequence[LesionInput],
+                       taken: Iterable[str] = ()) -> list[Match]:
+    """Align organ measurements of the report to the calipers of one source that no lesion finding
+    took: one-to-one, a caliper of that organ, side and part only (see ``measurement_score``)."""
+    findings = [f for f in findings if f.is_measurement]
+    taken = set(taken)
+    calipers = [lesion for lesion in lesions if lesion.is_caliper and lesion.key not in taken]
+    if not findings or not calipers:
+        return []
+    scores = np.full((len(findings), len(calipers)), -1e3)
+    evidence: dict[tuple[int, int], dict] = {}
+    for i, finding in enumerate(findings):
+        for j, caliper in enumerate(calipers):
+            scored = measurement_score(finding, caliper)
+            if scored is not None:
+                scores[i, j], evidence[i, j] = scored
+    return _assign(findings, calipers, scores, evidence, list(range(len(findings))), list(range(len(calipers))))
+
+
 def findings_merge_continuations(findings: Sequence[FindingInput]) -> list[FindingInput]:
     """Fold a finding that only goes on describing the lesion before it ("The lesion is round.", "It
     has indistinct margins.") into that lesion's finding: no location or size of its own, no other
@@ -364,6 +503,32 @@ def _consistent(evidence: Mapping[str, Mapping]) -> bool:
 
 
 @dataclass(frozen=True)
+class Denied:
+    """A value the report denies ("no internal vascularity") on the report's side of a conflict. Stored
+    in the disagreement's values as the text ``"no <code>"``, which reviewers read and earlier rows hold."""
+
+    value: str
+    PREFIX = "no "
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX}{self.value}"
+
+    @classmethod
+    def parse(cls, stored: Any) -> Denied | None:
+        """The denied value a stored side value holds, or None for an asserted one."""
+        text = str(stored)
+        return cls(text[len(cls.PREFIX):]) if text.startswith(cls.PREFIX) else None
+
+
+class Outline(StrEnum):
+    """A reader's side of a reader-vs-reader conflict about a region: they drew it, or drew nothing that
+    overlaps it by ``IOU_THRESHOLD``. Stored as these texts."""
+
+    DRAWN = "drawn"
+    MISSING = "no matching region"
+
+
+@dataclass(frozen=True)
 class Conflict:
     """A disagreement before it is stored: ``identity`` names it across re-runs (what it is about),
     ``values`` the values on each side."""
@@ -396,16 +561,24 @@ def attribute_conflicts(finding: FindingInput, lesion: LesionInput,
         tagged = lesion.attributes.get(name) or frozenset()
         if denied & tagged:
             conflicts.append(Conflict("report_vs_annotation", ("neg", finding.key, lesion.key, name), name,
-                                      {"report": [f"no {v}" for v in sorted(denied & tagged)],
+                                      {"report": [str(Denied(v)) for v in sorted(denied & tagged)],
                                        "annotation": sorted(tagged)},
                                       finding.key, lesion.key, lesion.region_ids))
     return conflicts
 
 
+def _reported_size(finding: FindingInput, lesion: LesionInput) -> float:
+    """The reported size a drawn length is held to: a lesion's long axis is its largest dimension; a
+    caliper on an organ measures whichever dimension the view shows, so the nearest one."""
+    if finding.is_measurement:
+        return min(finding.size_mm, key=lambda size: abs(size - lesion.long_axis_mm))
+    return max(finding.size_mm)
+
+
 def size_conflict(finding: FindingInput, lesion: LesionInput) -> Conflict | None:
     if not finding.size_mm or not lesion.long_axis_mm:
         return None
-    reported = max(finding.size_mm)
+    reported = _reported_size(finding, lesion)
     diff = abs(reported - lesion.long_axis_mm)
     if diff <= SIZE_MIN_ABS_MM or diff / max(reported, lesion.long_axis_mm) <= SIZE_TOLERANCE:
         return None
@@ -506,6 +679,29 @@ def assessment_conflict(finding: FindingInput, lesion: LesionInput | None, *, ti
     return None
 
 
+def iou_matrix(first: Sequence[tuple[str, Mapping]], second: Sequence[tuple[str, Mapping]]) -> np.ndarray:
+    """IoU of every (first, second) pair of outlines, given as ``(shape, geometry)``."""
+    return np.array([[geometry_iou(sa, ga, sb, gb) for sb, gb in second] for sa, ga in first]).reshape(
+        len(first), len(second))
+
+
+def pairs_by_iou(iou: np.ndarray, *, threshold: float = IOU_THRESHOLD) -> list[tuple[int, int, float]]:
+    """The one rule that says which outlines of two readers show the same lesion: the Hungarian
+    assignment on 1 − IoU, keeping pairs with IoU ≥ ``threshold``; ``(row, column, IoU)``."""
+    if not iou.size:
+        return []
+    rows, columns = linear_sum_assignment(1 - iou)
+    return [(int(i), int(j), float(iou[i, j])) for i, j in zip(rows, columns) if iou[i, j] >= threshold]
+
+
+def regions_pair(first: Sequence[tuple[str, Mapping]], second: Sequence[tuple[str, Mapping]], *,
+                 threshold: float = IOU_THRESHOLD) -> list[tuple[int, int, float]]:
+    """Pair two readers' outlines on one image (see ``pairs_by_iou``)."""
+    if not first or not second:
+        return []
+    return pairs_by_iou(iou_matrix(first, second), threshold=threshold)
+
+
 @dataclass(frozen=True)
 class ReaderRegion:
     region_id: int
@@ -516,10 +712,10 @@ class ReaderRegion:
 
 
 def reader_conflicts(image_id: int, regions: Sequence[ReaderRegion], readers: Iterable[str] = ()) -> list[Conflict]:
-    """Annotator vs annotator on one image: regions of different readers are paired by IoU (Hungarian
-    on 1 − IoU); a region with no partner above ``IOU_THRESHOLD`` is a conflict, and so is each
-    attribute whose values differ on a matched pair. ``readers`` names every reader who submitted the
-    image, so a reader who drew nothing still disagrees with one who drew a lesion."""
+    """Annotator vs annotator on one image: regions of different readers are paired by IoU
+    (``pairs_by_iou``); a region with no partner is a conflict, and so is each attribute whose values
+    differ on a matched pair. ``readers`` names every reader who submitted the image, so a reader who
+    drew nothing still disagrees with one who drew a lesion."""
     by_source: dict[str, list[ReaderRegion]] = {reader: [] for reader in readers}
     for region in regions:
         if region.shape in ("polygon", "rectangle", "ellipse"):
@@ -529,13 +725,9 @@ def reader_conflicts(image_id: int, regions: Sequence[ReaderRegion], readers: It
     for a_index, a_source in enumerate(sources):
         for b_source in sources[a_index + 1:]:
             a_regions, b_regions = by_source[a_source], by_source[b_source]
-            iou = np.array([[geometry_iou(a.shape, a.geometry, b.shape, b.geometry) for b in b_regions]
-                            for a in a_regions])
-            rows, cols = linear_sum_assignment(1 - iou) if iou.size else ([], [])
+            iou = iou_matrix([(r.shape, r.geometry) for r in a_regions], [(r.shape, r.geometry) for r in b_regions])
             paired_a, paired_b = set(), set()
-            for i, j in zip(rows, cols):
-                if iou[i, j] < IOU_THRESHOLD:
-                    continue
+            for i, j, overlap in pairs_by_iou(iou):
                 paired_a.add(i)
                 paired_b.add(j)
                 a, b = a_regions[i], b_regions[j]
@@ -544,7 +736,7 @@ def reader_conflicts(image_id: int, regions: Sequence[ReaderRegion], readers: It
                     if va != vb:
                         conflicts.append(Conflict(
                             "reader_vs_reader", ("rr-attr", image_id, a.region_id, b.region_id, name), name,
-                            {a_source: sorted(va), b_source: sorted(vb), "iou": round(float(iou[i, j]), 3)},
+                            {a_source: sorted(va), b_source: sorted(vb), "iou": round(overlap, 3)},
                             region_ids=(a.region_id, b.region_id), image_id=image_id))
             for index, region in enumerate(a_regions):
                 if index not in paired_a:
@@ -559,5 +751,107 @@ def reader_conflicts(image_id: int, regions: Sequence[ReaderRegion], readers: It
 
 def _unpaired(image_id: int, region: ReaderRegion, other: str, best_iou: float) -> Conflict:
     return Conflict("reader_vs_reader", ("rr-region", image_id, region.region_id, other), "region",
-                    {region.source: "drawn", other: "no matching region", "best_iou": round(best_iou, 3)},
+                    {region.source: Outline.DRAWN, other: Outline.MISSING, "best_iou": round(best_iou, 3)},
                     region_ids=(region.region_id,), image_id=image_id)
+
+
+# ----------------------------------------------------------------------------------------- a whole study
+
+
+@dataclass(frozen=True)
+class StudyInput:
+    """Everything the matcher needs of one study, as plain data.
+
+    ``image_ids`` are the study's images; ``readers_of`` maps each image to the readers who submitted
+    it; ``fully_read`` says every reading is submitted (or, with no readings, that imports are all there
+    is); ``single_valued``
+    names the lexicon's one-value attributes; ``tirads_level_of(points)`` and ``tirads_points_of(tags)``
+    are the TI-RADS tables (the latter only for a TI-RADS lexicon).
+    """
+
+    findings: Sequence[FindingInput]
+    lesions: Sequence[LesionInput]
+    image_ids: Sequence[int] = ()
+    reader_regions: Mapping[int, Sequence[ReaderRegion]] = field(default_factory=dict)
+    readers_of: Mapping[int, Sequence[str]] = field(default_factory=dict)
+    fully_read: bool = False
+    single_valued: frozenset[str] = frozenset()
+    tirads_level_of: Callable[[int], str | None] | None = None
+    tirads_points_of: Callable[[Mapping], int] | None = None
+
+
+@dataclass(frozen=True)
+class StudyMatch:
+    matches: list[Match]
+    conflicts: list[Conflict]
+
+
+def study_match(study: StudyInput) -> StudyMatch:
+    """Align a study's findings to the lesions of each annotation source and list its conflicts.
+
+    Each source (a reader, an import, the consensus) is matched on its own. The consensus is what
+    reviewers decided: it is aligned but never argued with. A lesion can be called missing only once
+    every image of the study has been read (or came with imported regions) — until then it may be on
+    an image nobody has opened — and then a reading that drew nothing is a reading too: each located
+    lesion finding no source drew is ``reported_not_annotated``.
+    """
+    findings, lesions = study.findings, study.lesions
+    by_source: dict[str, list[LesionInput]] = defaultdict(list)
+    for lesion in lesions:
+        by_source[lesion.source].append(lesion)
+    lesion_by_key = {lesion.key: lesion for lesion in lesions}
+    finding_by_key = {finding.key: finding for finding in findings}
+    matches: list[Match] = []
+    for source_lesions in by_source.values():
+        found = match_source(findings, source_lesions)
+        found += match_measurements(findings, source_lesions, taken={m.lesion for m in found})
+        matches.extend(found)
+
+    conflicts: list[Conflict] = []
+    for match in matches:
+        finding, lesion = finding_by_key[match.finding], lesion_by_key[match.lesion]
+        if match.repeat or lesion.source == CONSENSUS:
+            continue  # a restatement is compared through the mention it repeats; the consensus is the answer
+        if not finding.is_measurement:
+            conflicts.extend(attribute_conflicts(finding, lesion, study.single_valued))
+        size = size_conflict(finding, lesion)
+        if size:
+            conflicts.append(size)
+    seen_assessment = set()
+    for finding in findings:
+        lesion = next((lesion_by_key[m.lesion] for m in matches
+                       if m.finding == finding.key and lesion_by_key[m.lesion].source != CONSENSUS), None)
+        conflict = assessment_conflict(finding, lesion, tirads_level_of=study.tirads_level_of,
+                                       tirads_points_of=study.tirads_points_of)
+        if conflict and conflict.identity not in seen_assessment:
+            seen_assessment.add(conflict.identity)
+            conflicts.append(conflict)
+
+    argued = [lesion for lesion in lesions if lesion.source != CONSENSUS]
+    readers = sorted({reader for names in study.readers_of.values() for reader in names})
+    # Nothing drawn anywhere is a finding of its own only when every image was read by someone.
+    nothing_drawn = bool(readers) and all(study.readers_of.get(image_id) for image_id in study.image_ids)
+    if study.fully_read and (argued or nothing_drawn):
+        argued_matched = {m.finding for m in matches if lesion_by_key[m.lesion].source != CONSENSUS}
+        matched_lesions = {m.lesion for m in matches}
+        # With nothing drawn, the readers who submitted are the sources that saw no lesion.
+        sources = sorted({lesion.source for lesion in argued}) or readers
+        for finding in findings:
+            if (finding.is_lesion and finding.is_located and not finding.uncertain
+                    and finding.key not in argued_matched):
+                conflicts.append(Conflict(
+                    "reported_not_annotated", ("unmatched-finding", finding.key), "",
+                    {"report": {"lesion": finding.lesion, "size_mm": list(finding.size_mm),
+                                "laterality": finding.laterality, "clock": finding.clock},
+                     "annotation": None, "sources": sources}, finding.key))
+        for lesion in argued:
+            if lesion.key not in matched_lesions:
+                conflicts.append(Conflict(
+                    "annotated_not_reported", ("unmatched-lesion", lesion.key), "",
+                    {"report": None, "annotation": {"label": lesion.label, "long_axis_mm": lesion.long_axis_mm,
+                                                    "source": lesion.source}},
+                    None, lesion.key, lesion.region_ids, lesion.image_ids[0]))
+    for image_id, image_readers in study.readers_of.items():
+        if len(image_readers) > 1:
+            conflicts.extend(reader_conflicts(image_id, study.reader_regions.get(image_id, ()), image_readers))
+    return StudyMatch(matches, conflicts)

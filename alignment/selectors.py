@@ -157,10 +157,8 @@ def attributes_suggested(*, findings: Iterable[Finding], lexicon) -> dict[str, A
     for finding in findings:
         if finding.negated or finding.uncertain:
             continue
-        for attribute in finding.attributes or []:
-            name, value = attribute.get("name"), attribute.get("value")
-            if attribute.get("lexicon") != lexicon.system or attribute.get("negated") or attribute.get("uncertain"):
-                continue
+        stated = matching.stated_values(finding.attributes or [], lexicon=lexicon.system, inferred=True)
+        for name, value in ((name, value) for name, values in stated.asserted.items() for value in values):
             if name not in allowed or value not in allowed[name][1]:
                 continue
             if allowed[name][0] == "many":
@@ -174,15 +172,9 @@ def attributes_suggested(*, findings: Iterable[Finding], lexicon) -> dict[str, A
 
 def _image_lesion(region: Region) -> matching.LesionInput:
     """The region as the matcher sees a lesion: where the image's body marker puts it, its size."""
-    image = region.image
-    marker = matching.body_marker_parse(image.body_marker)
-    return matching.LesionInput(
-        key=f"r{region.pk}", source="suggestion", region_ids=(region.pk,), image_ids=(image.pk,),
-        laterality=image.laterality or marker.get("laterality"), clock=marker.get("clock"),
-        distance_cm=marker.get("distance_cm"), view=image.view or marker.get("view"),
-        organ=image.study.body_part or None, long_axis_mm=region.long_axis_mm, label=region.label or None,
-        ordinal=matching.ordinal_of(region.lesion_key),
-    )
+    from . import services
+
+    return services.lesion_input(key=f"r{region.pk}", source="suggestion", regions=[region], study=region.image.study)
 
 
 def region_report_findings(*, user, region: Region) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotation.lexicons import lexicon_load, lexicon_systems, tirads_level, tirads_points
-from annotation.models import Assignment, Dataset, Region, Report, Study
+from annotation.models import Assignment, Dataset, Image, Region, Report, Study
 
 from . import matching
 from .models import Alignment, AlignmentRun, Disagreement, Finding, Sentence, StudyAlignmentState
@@ -30,7 +30,6 @@ from .nlp import PIPELINE_VERSION, parse_report
 from .signals import disagreements_changed
 
 log = logging.getLogger(__name__)
-CONSENSUS = "consensus"
 
 
 @lru_cache(maxsize=1)
@@ -111,17 +110,7 @@ def _finding_inputs(sentences: list[Sentence], lexicon_system: str) -> tuple[lis
     for sentence in sentences:
         for finding in sentence.findings.all():
             data = finding.data or {}
-            asserted: dict[str, set] = defaultdict(set)
-            denied: dict[str, set] = defaultdict(set)
-            for attribute in data.get("attributes", []):
-                # Values the parser inferred (no text of their own, e.g. the organ implied by "breast")
-                # are evidence for matching but not statements to hold an annotator to.
-                if attribute.get("lexicon") != lexicon_system or not attribute.get("text"):
-                    continue
-                if attribute.get("negated"):
-                    denied[attribute["name"]].add(attribute["value"])
-                elif not attribute.get("uncertain"):
-                    asserted[attribute["name"]].add(attribute["value"])
+            stated = matching.stated_values(data.get("attributes", []), lexicon=lexicon_system)
             key = f"s{sentence.index}f{finding.index}"
             start, end = data.get("start", sentence.start), data.get("end", sentence.end)
             inputs.append(matching.FindingInput(
@@ -130,8 +119,8 @@ def _finding_inputs(sentences: list[Sentence], lexicon_system: str) -> tuple[lis
                 distance_cm=data.get("distance_from_nipple_cm"), size_mm=tuple(data.get("size_mm") or ()),
                 site=tuple(data.get("site") or ()), section=sentence.section or None,
                 lesion=data.get("lesion"), ordinal=matching.ordinal_of(sentence.text),
-                attributes={k: frozenset(v) for k, v in asserted.items()},
-                negated_attributes={k: frozenset(v) for k, v in denied.items()},
+                attributes={k: frozenset(v) for k, v in stated.asserted.items()},
+                negated_attributes={k: frozenset(v) for k, v in stated.denied.items()},
                 assessment=data.get("assessment"), negated=bool(data.get("negated")),
                 uncertain=bool(data.get("uncertain")), hypothetical=bool(data.get("hypothetical")),
                 historical=bool(data.get("historical")),
@@ -145,7 +134,7 @@ def _source_name(region: Region) -> str:
         return region.author.username if region.author else f"reader-{region.author_id}"
     if region.source == Region.Source.IMPORT:
         return f"import:{region.source_author or 'import'}"
-    return "consensus"
+    return matching.CONSENSUS
 
 
 def _study_regions(study: Study) -> list[Region]:
@@ -159,38 +148,51 @@ def _study_regions(study: Study) -> list[Region]:
     )
 
 
-def _lesion_inputs(study: Study, regions: list[Region]) -> list[matching.LesionInput]:
-    organ_labels = {}
-    for attribute in study.dataset.lexicon.content["attributes"]:
+def _region_values(region: Region) -> dict[str, frozenset[str]]:
+    return {k: frozenset([v] if isinstance(v, str) else v) for k, v in (region.attributes or {}).items()}
+
+
+def lesion_input(*, key: str, source: str, regions: list[Region], study: Study) -> matching.LesionInput:
+    """One lesion as the matcher sees it: the regions that draw it (one per image, first one's image
+    giving the body marker), their tags, longest axis and shapes; the organ from the tags, else the
+    study's body part. Precondition: ``regions`` is not empty, their images and ``study.dataset.lexicon``
+    are loaded."""
+    first = regions[0]
+    marker = matching.body_marker_parse(first.image.body_marker)
+    attributes: dict[str, set] = defaultdict(set)
+    for region in regions:
+        for name, values in _region_values(region).items():
+            attributes[name].update(values)
+    organ_code = next(iter(attributes.get("organ_level", ())), None)
+    lengths = [r.long_axis_mm for r in regions if r.long_axis_mm]
+    return matching.LesionInput(
+        key=key, source=source, region_ids=tuple(r.pk for r in regions),
+        image_ids=tuple(dict.fromkeys(r.image_id for r in regions)),
+        laterality=first.image.laterality or marker.get("laterality"), clock=marker.get("clock"),
+        distance_cm=marker.get("distance_cm"), view=first.image.view or marker.get("view"),
+        site=tuple(filter(None, [marker.get("site")])),
+        organ=_organ_labels(study.dataset.lexicon).get(organ_code) or study.body_part or None,
+        long_axis_mm=max(lengths) if lengths else None, label=first.label,
+        ordinal=matching.ordinal_of(first.lesion_key), attributes={k: frozenset(v) for k, v in attributes.items()},
+        shapes=tuple(dict.fromkeys(r.shape for r in regions)),
+    )
+
+
+def _organ_labels(lexicon) -> dict[str, str]:
+    for attribute in lexicon.content["attributes"]:
         if attribute["code"] == "organ_level":
-            organ_labels = {v["code"]: v["label"] for v in attribute["values"]}
+            return {v["code"]: v["label"] for v in attribute["values"]}
+    return {}
+
+
+def _lesion_inputs(study: Study, regions: list[Region]) -> list[matching.LesionInput]:
     groups: dict[str, list[Region]] = defaultdict(list)
     for region in regions:
         if region.shape == "point":
             continue
-        source = _source_name(region)
-        groups[f"{source}:{region.lesion_key or f'r{region.pk}'}"].append(region)
-    lesions = []
-    for key, members in groups.items():
-        first = members[0]
-        marker = matching.body_marker_parse(first.image.body_marker)
-        attributes: dict[str, set] = defaultdict(set)
-        for region in members:
-            for name, value in (region.attributes or {}).items():
-                attributes[name].update([value] if isinstance(value, str) else value)
-        organ_code = next(iter(attributes.get("organ_level", ())), None)
-        lengths = [r.long_axis_mm for r in members if r.long_axis_mm]
-        lesions.append(matching.LesionInput(
-            key=key, source=_source_name(first), region_ids=tuple(r.pk for r in members),
-            image_ids=tuple(dict.fromkeys(r.image_id for r in members)),
-            laterality=first.image.laterality or marker.get("laterality"), clock=marker.get("clock"),
-            distance_cm=marker.get("distance_cm"), view=first.image.view or marker.get("view"),
-            site=tuple(filter(None, [marker.get("site")])),
-            organ=organ_labels.get(organ_code) or study.body_part or None,
-            long_axis_mm=max(lengths) if lengths else None, label=first.label,
-            ordinal=matching.ordinal_of(first.lesion_key), attributes={k: frozenset(v) for k, v in attributes.items()},
-        ))
-    return lesions
+        groups[f"{_source_name(region)}:{region.lesion_key or f'r{region.pk}'}"].append(region)
+    return [lesion_input(key=key, source=_source_name(members[0]), regions=members, study=study)
+            for key, members in groups.items()]
 
 
 # ---------------------------------------------------------------------------------------------- aligning
@@ -258,28 +260,52 @@ def study_align(*, study_id: int, worker: str = "inline") -> str:
 def _align_and_record(
     study: Study, sentences: list[Sentence], regions: list[Region], manual: list[Alignment], assignments: list[tuple]
 ) -> None:
-    """Precondition: ``manual`` are the study's manual alignments and ``assignments`` its assignments as
+    """Match the study (``matching.study_match``, pure) and record its links and disagreements.
+
+    Precondition: ``manual`` are the study's manual alignments and ``assignments`` its assignments as
     (id, image id, status, annotator username), both read in this run."""
     lexicon = study.dataset.lexicon
     sentences = list(Sentence.objects.filter(pk__in=[s.pk for s in sentences]).prefetch_related("findings")
                      .order_by("index"))
     findings, finding_rows = _finding_inputs(sentences, lexicon.system)
     lesions = _lesion_inputs(study, regions)
-    by_source: dict[str, list[matching.LesionInput]] = defaultdict(list)
-    for lesion in lesions:
-        by_source[lesion.source].append(lesion)
+    reader_regions: dict[int, list[matching.ReaderRegion]] = defaultdict(list)
+    for region in regions:
+        if region.source == Region.Source.READER:
+            reader_regions[region.image_id].append(matching.ReaderRegion(
+                region.pk, _source_name(region), region.shape, region.geometry, _region_values(region)))
+    readers_of: dict[int, list[str]] = defaultdict(list)
+    for _, image_id, status, username in assignments:
+        if status == Assignment.Status.SUBMITTED:
+            readers_of[image_id].append(username)
+    result = matching.study_match(matching.StudyInput(
+        findings=findings, lesions=lesions, image_ids=list(Image.objects.filter(study=study).values_list("id", flat=True)),
+        reader_regions=reader_regions, readers_of=readers_of,
+        fully_read=all(status == Assignment.Status.SUBMITTED for _, _, status, _ in assignments),
+        single_valued=frozenset(a["code"] for a in lexicon.content["attributes"] if a["cardinality"] == "one"),
+        tirads_level_of=lambda points: tirads_level(lexicon_tirads(), points),
+        tirads_points_of=(lambda tags: tirads_points(lexicon, tags)) if lexicon.system == "tirads" else None,
+    ))
     lesion_by_key = {lesion.key: lesion for lesion in lesions}
+    region_image = {r.pk: r.image_id for r in regions}
+    _alignments_record(study, sentences, result.matches, findings, finding_rows, lesion_by_key, region_image, manual)
+    touched = _record_disagreements(study, result.conflicts, finding_rows, lesion_by_key, region_image)
+    # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be); an
+    # image whose disagreements did not change keeps its status, so only a change is news.
+    if touched is None or touched:
+        image_ids = None if touched is None else sorted(touched)
+        transaction.on_commit(lambda: disagreements_changed.send(sender=Study, study_id=study.pk, image_ids=image_ids))
+
+
+def _alignments_record(study: Study, sentences: list[Sentence], matches: list[matching.Match],
+                       findings: list[matching.FindingInput], finding_rows: dict, lesion_by_key: dict,
+                       region_image: dict[int, int], manual: list[Alignment]) -> None:
+    """Replace the study's automatic links by ``matches``: every sentence a finding spans to every
+    region of its lesion. Manual decisions win: an unlink removes the automatic link."""
     finding_by_key = {finding.key: finding for finding in findings}
-
-    matches: list[matching.Match] = []
-    for source_lesions in by_source.values():
-        matches.extend(matching.match_source(findings, source_lesions))
-
-    # Manual decisions win: an unlink removes the automatic link, a link adds one.
     unlinked = {(m.sentence_id, m.region_id) for m in manual if not m.linked}
     Alignment.objects.filter(image__study=study, source=Alignment.Source.AUTO).delete()
     rows, linked = [], set()
-    region_image = {r.pk: r.image_id for r in regions}
     for match in matches:
         finding = finding_by_key[match.finding]
         lesion = lesion_by_key[match.lesion]
@@ -296,70 +322,6 @@ def _align_and_record(
                     evidence={**match.evidence, "repeat_mention": match.repeat, "lesion": lesion.key},
                 ))
     Alignment.objects.bulk_create(rows)
-
-    conflicts: list[matching.Conflict] = []
-    single_valued = {a["code"] for a in lexicon.content["attributes"] if a["cardinality"] == "one"}
-    matched_lesions = {m.lesion for m in matches}
-    for match in matches:
-        finding, lesion = finding_by_key[match.finding], lesion_by_key[match.lesion]
-        if match.repeat or lesion.source == CONSENSUS:
-            continue  # a restatement is compared through the mention it repeats; the consensus is the answer
-        conflicts.extend(matching.attribute_conflicts(finding, lesion, single_valued))
-        size = matching.size_conflict(finding, lesion)
-        if size:
-            conflicts.append(size)
-    seen_assessment = set()
-    for finding in findings:
-        lesion = next((lesion_by_key[m.lesion] for m in matches
-                       if m.finding == finding.key and lesion_by_key[m.lesion].source != CONSENSUS), None)
-        conflict = matching.assessment_conflict(
-            finding, lesion, tirads_level_of=lambda p: tirads_level(lexicon_tirads(), p),
-            tirads_points_of=(lambda a: tirads_points(lexicon, a)) if lexicon.system == "tirads" else None)
-        if conflict and conflict.identity not in seen_assessment:
-            seen_assessment.add(conflict.identity)
-            conflicts.append(conflict)
-    # The consensus is what reviewers decided; it is aligned (for exports) but never argued with.
-    argued = [lesion for lesion in lesions if lesion.source != CONSENSUS]
-    argued_matched = {m.finding for m in matches if lesion_by_key[m.lesion].source != CONSENSUS}
-    # A lesion can only be called missing once every image of the study has been read (or came with
-    # imported regions): until then it may simply be on an image nobody has opened yet.
-    fully_read = all(status == Assignment.Status.SUBMITTED for _, _, status, _ in assignments)
-    if argued and fully_read:
-        sources = sorted({lesion.source for lesion in argued})
-        for finding in findings:
-            if (finding.is_lesion and finding.is_located and not finding.uncertain
-                    and finding.key not in argued_matched):
-                conflicts.append(matching.Conflict(
-                    "reported_not_annotated", ("unmatched-finding", finding.key), "",
-                    {"report": {"lesion": finding.lesion, "size_mm": list(finding.size_mm),
-                                "laterality": finding.laterality, "clock": finding.clock},
-                     "annotation": None, "sources": sources}, finding.key))
-        for lesion in argued:
-            if lesion.key not in matched_lesions:
-                conflicts.append(matching.Conflict(
-                    "annotated_not_reported", ("unmatched-lesion", lesion.key), "",
-                    {"report": None, "annotation": {"label": lesion.label, "long_axis_mm": lesion.long_axis_mm,
-                                                    "source": lesion.source}},
-                    None, lesion.key, lesion.region_ids, lesion.image_ids[0]))
-    reader_regions = defaultdict(list)
-    for region in regions:
-        if region.source == Region.Source.READER:
-            reader_regions[region.image_id].append(matching.ReaderRegion(
-                region.pk, _source_name(region), region.shape, region.geometry,
-                {k: frozenset([v] if isinstance(v, str) else v) for k, v in (region.attributes or {}).items()}))
-    readers_of = defaultdict(list)
-    for _, image_id, status, username in assignments:
-        if status == Assignment.Status.SUBMITTED:
-            readers_of[image_id].append(username)
-    for image_id, readers in readers_of.items():
-        if len(readers) > 1:
-            conflicts.extend(matching.reader_conflicts(image_id, reader_regions.get(image_id, []), readers))
-    touched = _record_disagreements(study, conflicts, finding_rows, lesion_by_key, region_image)
-    # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be); an
-    # image whose disagreements did not change keeps its status, so only a change is news.
-    if touched is None or touched:
-        image_ids = None if touched is None else sorted(touched)
-        transaction.on_commit(lambda: disagreements_changed.send(sender=Study, study_id=study.pk, image_ids=image_ids))
 
 
 def lexicon_tirads():

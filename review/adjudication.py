@@ -25,6 +25,7 @@ from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
+from alignment import matching
 from alignment.models import Alignment, Disagreement
 from annotation import permissions, services
 from annotation.models import Assignment, Dataset, Image, Membership, Region
@@ -154,7 +155,7 @@ def _filtered(*, user, filters: ReviewFilters, with_kind: bool = True) -> QueryS
 def review_queue(*, user, filters: ReviewFilters) -> QuerySet:
     """Open disagreements of the user's review datasets, highest impact first, then oldest."""
     return (_filtered(user=user, filters=filters).annotate(impact=IMPACT)
-            .select_related("study", "image", "dataset").order_by("-impact", "created_at", "id"))
+            .select_related("study", "image", "dataset__lexicon").order_by("-impact", "created_at", "id"))
 
 
 def review_counts(*, user, filters: ReviewFilters) -> dict[str, int]:
@@ -217,7 +218,8 @@ class Side:
 def disagreement_sides(disagreement) -> list[Side]:
     """The two sides, left (key A) then right (key S)."""
     values = disagreement.values or {}
-    regions = list(disagreement.regions.select_related("author").order_by("id"))
+    # ``.all()`` so a queue page that prefetched the regions and their authors asks nothing per row.
+    regions = sorted(disagreement.regions.all(), key=lambda region: region.pk)
     by_author = {r.author.username: r for r in regions if r.author_id and r.source == Region.Source.READER}
     first_region = regions[0] if regions else None
     kind = disagreement.kind
@@ -226,7 +228,7 @@ def disagreement_sides(disagreement) -> list[Side]:
         sides = []
         for reader in sorted(readers):
             region = by_author.get(reader)
-            drawn = values[reader] != "no matching region"
+            drawn = values[reader] != matching.Outline.MISSING
             sides.append(Side(reader, reader, values[reader], region.pk if region else None, claims_lesion=drawn))
         return sides
     annotation_label = "Annotation"
@@ -249,7 +251,7 @@ def disagreement_sides(disagreement) -> list[Side]:
 
 def _lesion_members(image: Image, region_ids: Iterable[int]) -> list[Region]:
     """The original regions on ``image`` that show the same lesion as ``region_ids``: regions of
-    different readers paired by IoU (``metrics.regions_pair``), joined transitively, plus whatever
+    different readers paired by IoU (``matching.regions_pair``), joined transitively, plus whatever
     is already linked to the same consensus region."""
     live = list(Region.objects.filter(image=image, is_deleted=False, source__in=[Region.Source.READER, Region.Source.IMPORT],
                                       shape__in=AREA_SHAPES).order_by("id"))
@@ -270,7 +272,7 @@ def _lesion_members(image: Image, region_ids: Iterable[int]) -> list[Region]:
     groups = list(by_author.values())
     for i, first in enumerate(groups):
         for second in groups[i + 1:]:
-            for a, b, _ in metrics.regions_pair([(r.shape, r.geometry) for r in first],
+            for a, b, _ in matching.regions_pair([(r.shape, r.geometry) for r in first],
                                                 [(r.shape, r.geometry) for r in second]):
                 parent[find(first[a].pk)] = find(second[b].pk)
     links = {link.region_id: link.consensus_id for link in LesionConsensus.objects.filter(region__in=live)}
@@ -405,14 +407,39 @@ def _snapshot(disagreement) -> dict:
             ]}
 
 
-def _plan(disagreement, *, action: str, side: str, value: Any, geometry: dict | None) -> dict:
-    """Turn a reviewer's action into what it means for the lesion: exists or not, which side's
-    region is the template, which attribute value is decided. Raises ``ValidationError`` for an
-    action that does not fit the disagreement."""
+@dataclass
+class AdjudicationPlan:
+    """What a reviewer's action means for the lesion, before anything is written.
+
+    ``action`` is the action applied (a "report is wrong" becomes accepting the annotation), ``side``
+    the side picked; ``lesion`` says the lesion is there (True), is not (False) or is not in question
+    (None); ``template`` is the region whose outline a new consensus copies; with ``set_attribute``,
+    ``value`` is the attribute's decided value; ``resolves`` says the disagreement closes."""
+
+    action: str
+    side: str = ""
+    lesion: bool | None = None
+    template: int | None = None
+    set_attribute: bool = False
+    value: Any = None
+    resolves: bool = True
+
+
+def _picked_values(picked: Any, tagged: Iterable[str] | None) -> Any:
+    """The values a reviewer means by accepting the report's side: where the report denies values
+    ("no shadowing"), the tagged values without the denied ones; otherwise the report's values."""
+    denied = {d.value for d in (matching.Denied.parse(v) for v in picked or []) if d is not None}
+    if not denied:
+        return picked
+    return [v for v in tagged or [] if v not in denied]
+
+
+def _plan(disagreement, *, action: str, side: str, value: Any, geometry: dict | None) -> AdjudicationPlan:
+    """Turn a reviewer's action into what it means for the lesion (see ``AdjudicationPlan``). Raises
+    ``ValidationError`` for an action that does not fit the disagreement."""
     kind, attribute = disagreement.kind, disagreement.attribute
     sides = {s.key: s for s in disagreement_sides(disagreement)}
     attribute_kind = kind in ("report_vs_annotation", "reader_vs_reader") and attribute not in ("region", "")
-    plan: dict[str, Any] = {"lesion": None, "template": None, "set_attribute": False, "value": None, "resolves": True}
     if action == Action.ACCEPT_REPORT:
         side = "report"
     elif action == Action.REPORT_WRONG:
@@ -424,44 +451,42 @@ def _plan(disagreement, *, action: str, side: str, value: Any, geometry: dict | 
             raise ValidationError({"value": "Say which value is right (Other value) or redraw the outline."})
         else:
             action = Action.OTHER_VALUE if value is not None else Action.EDIT_GEOMETRY
-    plan["side"] = side
+    plan = AdjudicationPlan(action=action, side=side)
     if action in (Action.ACCEPT_REPORT, Action.ACCEPT_ANNOTATION):
         if side not in sides:
             raise ValidationError({"side": f"'{side}' is not a side of this disagreement ({', '.join(sides)})"})
         chosen = sides[side]
-        plan["template"] = chosen.region_id
+        plan.template = chosen.region_id
         if attribute_kind:
-            plan["lesion"], plan["set_attribute"] = True, True
+            plan.lesion, plan.set_attribute = True, True
             picked = chosen.values
-            if side == "report" and kind == "report_vs_annotation" and any(str(v).startswith("no ") for v in picked or []):
-                denied = {str(v)[3:] for v in picked}
-                tagged = sides["annotation"].values or []
-                picked = [v for v in tagged if v not in denied]
-            plan["value"] = _as_attribute_value(disagreement.dataset, attribute, picked)
+            if side == "report" and kind == "report_vs_annotation":
+                picked = _picked_values(picked, sides["annotation"].values)
+            plan.value = _as_attribute_value(disagreement.dataset, attribute, picked)
         elif kind == "assessment_inconsistent":
-            plan["lesion"] = None  # the category is the report's business: recorded, no outline changes
+            plan.lesion = None  # the category is the report's business: recorded, no outline changes
         elif kind == "size_mismatch":
-            plan["lesion"] = True
+            plan.lesion = True
         else:  # a lesion one side drew and the other did not
-            plan["lesion"] = chosen.claims_lesion
+            plan.lesion = chosen.claims_lesion
             if chosen.claims_lesion and chosen.region_id is None and geometry is None:
                 raise ValidationError({"geometry": "Nobody outlined this lesion: draw its outline on the image, "
                                                    "then accept the report."})
     elif action == Action.OTHER_VALUE:
         if not attribute_kind:
             raise ValidationError({"value": "This disagreement is not about an attribute value."})
-        plan.update(lesion=True, set_attribute=True, value=_as_attribute_value(disagreement.dataset, attribute, value))
+        plan.lesion, plan.set_attribute = True, True
+        plan.value = _as_attribute_value(disagreement.dataset, attribute, value)
     elif action == Action.EDIT_GEOMETRY:
         if not geometry:
             raise ValidationError({"geometry": "Draw the outline first."})
-        plan["lesion"] = True
-        plan["resolves"] = kind in ("size_mismatch", "reported_not_annotated") or attribute == "region" \
-            or kind == "annotated_not_reported"
+        plan.lesion = True
+        plan.resolves = kind in ("size_mismatch", "reported_not_annotated", "annotated_not_reported") \
+            or attribute == "region"
     elif action == Action.NOT_A_LESION:
-        plan["lesion"] = False
+        plan.lesion = False
     elif action in (Action.DISMISS, Action.COMMENT):
-        plan["resolves"] = action == Action.DISMISS
-    plan["action"] = action
+        plan.resolves = action == Action.DISMISS
     return plan
 
 
@@ -497,17 +522,17 @@ def disagreement_resolve(*, disagreement, actor, action: str, side: str = "", va
     before = _snapshot(disagreement)
     decision = AdjudicationDecision.objects.create(
         dataset_id=disagreement.dataset_id, image_id=disagreement.image_id, disagreement=disagreement, actor=actor,
-        action=action, side=plan["side"] or "", attribute=disagreement.attribute, value=plan["value"],
+        action=action, side=plan.side or "", attribute=disagreement.attribute, value=plan.value,
         before=before, comment=comment,
     )
-    effect = _Effect(lesion=plan["lesion"], attribute=disagreement.attribute if plan["set_attribute"] else "",
-                     value=plan["value"])
+    effect = _Effect(lesion=plan.lesion, attribute=disagreement.attribute if plan.set_attribute else "",
+                     value=plan.value)
     regions = list(disagreement.regions.filter(is_deleted=False).select_related("image__study__dataset__lexicon"))
-    template_id = plan["template"]
+    template_id = plan.template
     by_image: dict[int, list[Region]] = defaultdict(list)
     for region in regions:
         by_image[region.image_id].append(region)
-    if not by_image and plan["lesion"] and geometry is not None:
+    if not by_image and plan.lesion and geometry is not None:
         target = image or disagreement.image or disagreement.study.images.order_by("position", "id").first()
         if target is None or target.study_id != disagreement.study_id:
             raise ValidationError({"image": "Choose an image of this study to outline the lesion on."})
@@ -519,25 +544,25 @@ def disagreement_resolve(*, disagreement, actor, action: str, side: str = "", va
             r for r in image_regions if r.shape in AREA_SHAPES]
         effect.images.add(image_id)
         effect.members.update(m.pk for m in members)
-        if plan["lesion"] is False:
+        if plan.lesion is False:
             _not_a_lesion(image=target, members=members, actor=actor)
-        elif plan["lesion"] is True:
+        elif plan.lesion is True:
             template = next((r for r in members + image_regions if r.pk == template_id), None)
             consensus = _consensus_write(
-                image=target, members=members, actor=actor, template=template, decision_value=plan["value"],
-                attribute=disagreement.attribute, shape=shape, geometry=geometry, set_attribute=plan["set_attribute"],
-                copy_geometry=template is not None and not plan["set_attribute"])
+                image=target, members=members, actor=actor, template=template, decision_value=plan.value,
+                attribute=disagreement.attribute, shape=shape, geometry=geometry, set_attribute=plan.set_attribute,
+                copy_geometry=template is not None and not plan.set_attribute)
             effect.consensus = consensus
             consensus_ids.append(consensus.pk)
     if effect.consensus is not None:
         AdjudicationDecision.objects.filter(pk=decision.pk).update(consensus_region=effect.consensus)
         decision.consensus_region = effect.consensus
-    if plan["resolves"]:
+    if plan.resolves:
         status = Disagreement.Status.DISMISSED if action == Action.DISMISS else Disagreement.Status.RESOLVED
-        resolution = {"action": plan["action"], "requested": action, "side": plan["side"] or "",
-                      "attribute": disagreement.attribute, "value": plan["value"], "comment": comment,
+        resolution = {"action": plan.action, "requested": action, "side": plan.side or "",
+                      "attribute": disagreement.attribute, "value": plan.value, "comment": comment,
                       "decision": decision.pk, "consensus_regions": consensus_ids,
-                      "lesion": plan["lesion"]}
+                      "lesion": plan.lesion}
         Disagreement.objects.filter(pk=disagreement.pk).update(
             status=status, resolution=resolution, resolved_by=actor, resolved_at=timezone.now())
         _settle_others(disagreement=disagreement, decision=decision, effect=effect, actor=actor)
@@ -813,7 +838,7 @@ def dataset_metrics_compute(*, dataset: Dataset, batch: int = 5000) -> dict:
             base = readers[0]
             unit_of = {row[0]: f"{row[1]}:{row[0]}" for row in by_reader[base]}
             for other in readers[1:]:
-                for a, b, iou in metrics.regions_pair([(r[4], r[5]) for r in by_reader[base]],
+                for a, b, iou in matching.regions_pair([(r[4], r[5]) for r in by_reader[base]],
                                                       [(r[4], r[5]) for r in by_reader[other]]):
                     ious.append(iou)
                     unit_of[by_reader[other][b][0]] = unit_of[by_reader[base][a][0]]
@@ -823,7 +848,7 @@ def dataset_metrics_compute(*, dataset: Dataset, batch: int = 5000) -> dict:
                     readings.append(metrics.LesionReading(unit=unit, reader=reader, attributes=row[6] or {}))
         if consensus:
             for reader in readers:
-                for a, b, _ in metrics.regions_pair([(r[4], r[5]) for r in by_reader[reader]],
+                for a, b, _ in matching.regions_pair([(r[4], r[5]) for r in by_reader[reader]],
                                                     [(r[4], r[5]) for r in consensus]):
                     mine, truth = by_reader[reader][a][6] or {}, consensus[b][6] or {}
                     for name in set(mine) | set(truth):
@@ -861,12 +886,8 @@ def _report_annotation_pairs(*, dataset: Dataset):
             .order_by("finding_id", "region_id"))
     system = dataset.lexicon.system
     for _finding, _region, data, attributes in rows.iterator(chunk_size=5000):
-        stated: dict[str, set] = defaultdict(set)
-        for attribute in (data or {}).get("attributes", []):
-            if attribute.get("lexicon") == system and attribute.get("text") and not attribute.get("negated") \
-                    and not attribute.get("uncertain"):
-                stated[attribute["name"]].add(attribute["value"])
-        yield stated, attributes or {}
+        stated = matching.stated_values((data or {}).get("attributes", []), lexicon=system)
+        yield {name: set(values) for name, values in stated.asserted.items()}, attributes or {}
 
 
 def dataset_metrics_refresh(*, dataset_id: int) -> DatasetMetrics | None:

@@ -5,7 +5,8 @@ Cohen's kappa comes from scikit-learn and Krippendorff's alpha from the ``krippe
 implementations the field cites); what is ours is how annotation data becomes their input:
 
 - a *unit* is one lesion on one image as the readers saw it: regions of different readers paired by
-  IoU (Hungarian assignment, the same rule the alignment job uses for reader-vs-reader conflicts);
+  IoU with ``alignment.matching.regions_pair``, the rule the alignment job uses for reader-vs-reader
+  conflicts;
 - an attribute's value is a category: a one-value attribute its code, a many-value attribute the sorted
   codes joined by ``|``; a reader who drew the lesion but left the attribute empty said "not tagged",
   which is a category of its own (leaving it out would hide exactly the disagreements reviewers fix).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,6 @@ from typing import Any
 import numpy as np
 
 NOT_TAGGED = "(not tagged)"
-IOU_THRESHOLD = 0.5  # as alignment.matching.IOU_THRESHOLD: below it two outlines are two lesions
 
 
 # ---------------------------------------------------------------------------------------------- values
@@ -97,22 +97,6 @@ def percent_agreement(units: Sequence[Sequence[Hashable | None]]) -> float | Non
 def dice_from_iou(iou: float) -> float:
     """Dice = 2·IoU / (1 + IoU): the two are one measure on two scales."""
     return 2 * iou / (1 + iou) if iou > 0 else 0.0
-
-
-def regions_pair(first: Sequence[tuple[str, dict]], second: Sequence[tuple[str, dict]], *,
-                 threshold: float = IOU_THRESHOLD) -> list[tuple[int, int, float]]:
-    """Pair two readers' outlines on one image: ``(index in first, index in second, IoU)`` for each
-    pair the Hungarian assignment on 1 − IoU makes with IoU ≥ ``threshold``. Regions are
-    ``(shape, geometry)`` in the formats of ``annotation.geometry``."""
-    if not first or not second:
-        return []
-    from scipy.optimize import linear_sum_assignment
-
-    from annotation.geometry import geometry_iou
-
-    iou = np.array([[geometry_iou(sa, ga, sb, gb) for sb, gb in second] for sa, ga in first])
-    rows, columns = linear_sum_assignment(1 - iou)
-    return [(int(i), int(j), float(iou[i, j])) for i, j in zip(rows, columns) if iou[i, j] >= threshold]
 
 
 def distribution(values: Iterable[float], *, bins: int = 10, low: float = 0.0, high: float = 1.0) -> dict:
@@ -208,17 +192,3 @@ def consensus_agreement(rows: Iterable[tuple[Hashable, str, Any, Any]]) -> dict[
         result[annotator] = {"n": len(mine), "agree": agree, "agreement": agree / len(mine) if mine else None,
                              "cohen_kappa": cohen_kappa(mine, truth)}
     return result
-
-
-def counts_by_day(days: Iterable[Any]) -> list[tuple[str, int]]:
-    """Events per day (ISO dates), oldest first, for the progress chart."""
-    counter = Counter(str(day) for day in days if day is not None)
-    return sorted(counter.items())
-
-
-def cumulative(series: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-    total, out = 0, []
-    for day, n in series:
-        total += n
-        out.append((day, total))
-    return out

@@ -98,3 +98,45 @@ def test_aligning_a_study_takes_a_bounded_number_of_queries(django_capture_on_co
     with django_assert_max_num_queries(28):
         assert services.study_align(study_id=study.pk) == "aligned"
     assert Disagreement.objects.filter(study=study).count() == 1
+
+
+def test_a_submitted_reading_with_nothing_drawn_sends_the_reported_nodule_to_review(django_capture_on_commit_callbacks):
+    reader, study, image = _study(django_capture_on_commit_callbacks)
+    assignment = assignment_make(image, reader)
+    services.study_align(study_id=study.pk)
+    assert not Disagreement.objects.filter(study=study).exists()  # still being read: it may yet be drawn
+    with django_capture_on_commit_callbacks(execute=True):
+        annotation_services.assignment_submit(assignment=assignment)
+    missing = Disagreement.objects.get(study=study)
+    assert missing.kind == "reported_not_annotated" and missing.values["sources"] == [reader.username]
+    assert missing.values["report"]["size_mm"] == [12.0, 8.0]
+    assert missing.sentence is not None and "12 x 8 mm" in missing.sentence.text
+
+
+def test_a_study_that_fails_to_align_is_marked_failed_and_its_run_ends_failed(
+        django_capture_on_commit_callbacks, monkeypatch):
+    from alignment import matching
+    from alignment.models import AlignmentRun
+
+    _, study, _, _ = _submitted_reading(django_capture_on_commit_callbacks, echogenicity="isoechoic")
+    run = services.dataset_align_start(dataset=study.dataset)
+    StudyAlignmentState.objects.filter(study=study).update(input_hash="")  # its inputs "changed"
+
+    def broken(_study_input):
+        raise ValueError("matcher broke")
+
+    monkeypatch.setattr(matching, "study_match", broken)
+    with pytest.raises(ValueError):
+        services.study_align(study_id=study.pk)
+    state = StudyAlignmentState.objects.get(study=study)
+    assert state.status == StudyAlignmentState.Status.FAILED and state.error == "ValueError: matcher broke"
+    assert state.claimed_by == ""  # released: a later run may take it again
+    # the dataset run's chunk task records the failure and goes on; the run ends failed
+    from alignment import tasks
+
+    assert tasks.alignment_chunk.apply(args=(run.pk, [study.pk])).get() == 0
+    run.refresh_from_db()
+    assert (run.status, run.done, run.failed) == (AlignmentRun.Status.FAILED, 0, 1)
+    assert run.finished_at is not None
+    # what the last good run recorded is kept
+    assert Disagreement.objects.filter(study=study, kind="report_vs_annotation").exists()

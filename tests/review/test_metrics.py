@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from alignment.matching import regions_pair
 from review import metrics
 
 
@@ -95,10 +96,11 @@ def test_regions_pair_uses_the_best_assignment_and_the_threshold():
     b = [("polygon", {"points": [[21, 0], [31, 0], [31, 10], [21, 10]]}),
          ("polygon", {"points": [[1, 0], [11, 0], [11, 10], [1, 10]]}),
          ("polygon", {"points": [[100, 100], [110, 100], [110, 110]]})]
-    pairs = metrics.regions_pair(a, b)
+    pairs = regions_pair(a, b)
     assert [(i, j) for i, j, _ in pairs] == [(0, 1), (1, 0)]
     assert pairs[0][2] == pytest.approx(90 / 110)
-    assert metrics.regions_pair(a, b, threshold=0.95) == []
+    assert regions_pair(a, b, threshold=0.95) == []
+    assert regions_pair(a, []) == [] and regions_pair([], b) == []
 
 
 def test_distribution_histogram_and_quantiles():

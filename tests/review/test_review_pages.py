@@ -98,3 +98,24 @@ def test_dashboard_shows_snapshot_and_csv(client, case):
     assert rows[0] == ["section", "key", "measure", "value"]
     assert ["images", "adjudicated", "count", "1"] in rows
     assert any(r[0] == "reader_agreement" and r[1] == "echogenicity" for r in rows)
+
+
+def test_queue_page_costs_the_same_queries_for_twenty_rows_as_for_two(client, case, django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _login(client, case["reviewer"])
+    with CaptureQueriesContext(connection) as two_rows:
+        assert client.get(reverse("review:queue"), HTTP_HX_REQUEST="true").content.decode().count(
+            'class="review-row"') == 2
+    template = Disagreement.objects.filter(study=case["study"]).exclude(kind="reader_vs_reader").first()
+    regions = list(template.regions.all())
+    for number in range(18):
+        copy = Disagreement.objects.create(
+            dataset=template.dataset, study=template.study, image=template.image, sentence=template.sentence,
+            kind=template.kind, attribute=template.attribute, values=template.values,
+            fingerprint=f"copy-{number}", input_hash="copy")
+        copy.regions.set(regions)
+    with django_assert_max_num_queries(len(two_rows)):
+        body = client.get(reverse("review:queue"), HTTP_HX_REQUEST="true").content.decode()
+    assert body.count('class="review-row"') == 20
