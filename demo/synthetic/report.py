@@ -1,8 +1,9 @@
 """Free-text reports (English and Chinese) written from the lesions a synthetic study holds.
 
 The writer records every sentence it emits with its character span, the lesions it describes and the
-values it states (as UDAF codes), so the report is its own ground truth. Phrasing varies by template,
-clause order, size/clock/distance formats and section layout; wording follows LEXICONS.md.
+values it states (as lexicon codes), so the report is its own ground truth. Phrasing varies by template,
+clause order, size/clock/distance formats and section layout. Labels, field names and TI-RADS points
+come from the lexicon files; the tables here hold only the report's own wording variants.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .scene import LesionEntity
-from .truth import TIRADS_POINTS, SentenceTruth
+from .lexicon import TIRADS, UDAF, attribute_label, value_label, value_points
+from .scene import COMPOSITION_INTERNAL, LesionEntity
+from .truth import SentenceTruth
 
-# Wording per UDAF code. Every phrase listed here names its code unambiguously.
+# Wording variants per UDAF code. Every phrase listed here names its code unambiguously.
 EN_ECHO = {
     "anechoic": ["anechoic"],
     "hypoechoic": ["hypoechoic"],
@@ -60,20 +62,12 @@ EN_VASC = {
         "There is increased vascularity within the lesion.",
     ],
 }
-EN_NOUN = {"nodule": "nodule", "mass": "mass", "cyst": "cyst"}
 EN_SITE = {
     "upper": ["upper pole", "superior pole"],
     "mid": ["mid portion", "interpolar region"],
     "lower": ["lower pole", "inferior pole"],
 }
 
-ZH_ECHO = {
-    "anechoic": ["无回声"],
-    "hypoechoic": ["低回声"],
-    "isoechoic": ["等回声"],
-    "hyperechoic": ["高回声"],
-    "mixed_echogenicity": ["混合回声"],
-}
 ZH_SHAPE = {
     "oval": ["呈椭圆形", "形态规则，呈椭圆形"],
     "round": ["呈圆形", "形态规则，呈圆形"],
@@ -94,13 +88,22 @@ ZH_VASC = {
     "normal_regular_vascularity": ["CDFI：内部血流分布正常。", "CDFI：其内血流未见异常。"],
     "increased_vascularity": ["CDFI：内可见较丰富血流信号。", "CDFI：其内血流信号丰富。"],
 }
-ZH_NOUN = {"nodule": "结节", "mass": "肿块", "cyst": "囊肿"}
 ZH_SITE = {"upper": "上极", "mid": "中部", "lower": "下极"}
 ZH_SIDE = {"right": "右", "left": "左"}
 
+def _en_word(attribute: str, code: str) -> str:
+    """The UDAF label of a value as it reads inside an English sentence ("hypoechoic", "nodule")."""
+    return value_label(UDAF, attribute, code).lower()
+
+
+def _zh_word(attribute: str, code: str) -> str:
+    """The UDAF Chinese label of a value ("低回声", "结节")."""
+    return value_label(UDAF, attribute, code, "zh")
+
+
 # Words each code may appear as in a report, for checks that a planted value is really in the text.
 WORDING: dict[str, dict[str, list[str]]] = {
-    "echogenicity": {code: EN_ECHO[code] + ZH_ECHO[code] for code in EN_ECHO},
+    "echogenicity": {code: [*EN_ECHO[code], _zh_word("echogenicity", code)] for code in EN_ECHO},
     "shape": {code: EN_SHAPE[code] + [p.split("，")[-1] for p in ZH_SHAPE[code]] for code in EN_SHAPE},
     "margins": {
         code: [p.split(",")[-1].strip() for p in EN_MARGIN[code]] + ["边界清", "边界不清", "边界欠清", "毛刺"]
@@ -119,24 +122,16 @@ WORDING["margins"]["ill_defined_indistinct"] = [
     "毛刺",
 ]
 
-TIRADS_EN = {
-    "composition": {
-        "cystic": "cystic or almost completely cystic",
-        "mixed_cystic_and_solid": "mixed cystic and solid",
-        "solid": "solid or almost completely solid",
-        "spongiform": "spongiform",
-    },
-    "echogenic_foci": {
-        "none": "none or large comet-tail artifacts",
-        "macrocalcifications": "macrocalcifications",
-        "peripheral_rim_calcifications": "peripheral (rim) calcifications",
-        "punctate_echogenic_foci": "punctate echogenic foci",
-    },
+# A thyroid nodule's TI-RADS composition as the noun phrase says it ("a solid hypoechoic nodule").
+EN_COMPOSITION = {
+    "cystic_or_almost_completely_cystic": "cystic",
+    "mixed_cystic_and_solid": "mixed cystic and solid",
+    "solid_or_almost_completely_solid": "solid",
 }
-COMPOSITION_UDAF = {
-    "cystic": "cystic_components",
-    "mixed_cystic_and_solid": "mixed_cystic_and_solid_mass",
-    "solid": "solid_components",
+ZH_COMPOSITION = {
+    "cystic_or_almost_completely_cystic": "囊性",
+    "mixed_cystic_and_solid": "囊实性",
+    "solid_or_almost_completely_solid": "实性",
 }
 FOCI_ZH = {
     "macrocalcifications": "内见粗大钙化",
@@ -279,13 +274,11 @@ def _en_noun_phrase(rng: random.Random, lesion: ReportLesion, attrs: dict, with_
         attrs["shape"] = w["shape"]
     if lesion.entity.body_part == "thyroid" and w["diagnosis"] != "cyst":
         comp = lesion.entity.assessment["features"]["composition"]
-        words.append(
-            {"solid": "solid", "mixed_cystic_and_solid": "mixed cystic and solid"}.get(comp, "cystic")
-        )
-        attrs["internal_characteristics"] = [COMPOSITION_UDAF[comp]]
+        words.append(EN_COMPOSITION[comp])
+        attrs["internal_characteristics"] = [COMPOSITION_INTERNAL[comp]]
     words.append(rng.choice(EN_ECHO[w["echogenicity"]]))
     attrs["echogenicity"] = w["echogenicity"]
-    words.append(EN_NOUN[w["diagnosis"]])
+    words.append(_en_word("diagnosis", w["diagnosis"]))
     attrs["diagnosis"] = w["diagnosis"]
     return " ".join(words)
 
@@ -394,52 +387,52 @@ def _en_tirads_fields(rng: random.Random, out: _Writer, lesion: ReportLesion, si
     sizes.append(max(written))
     comp = features["composition"]
     out.sentence(
-        f"Composition: {TIRADS_EN['composition'][comp]} ({TIRADS_POINTS['composition'][comp]}).",
+        _tirads_field("composition", comp),
         [key],
-        {"internal_characteristics": [COMPOSITION_UDAF[comp]], "tirads_composition": comp},
+        {"internal_characteristics": [COMPOSITION_INTERNAL[comp]], "tirads_composition": comp},
     )
+    # Echogenicity and a lobulated or irregular margin are written in the UDAF words the region is
+    # tagged with, so the field also states its UDAF value; the points stay those of the TI-RADS value.
     echo = w["echogenicity"]
-    points = {"anechoic": 0, "hypoechoic": 2}.get(features["echogenicity"], 1)
-    echo_word = {"mixed_echogenicity": "mixed, predominantly isoechoic"}.get(echo, echo)
-    out.sentence(f"Echogenicity: {echo_word} ({points}).", [key], {"echogenicity": echo})
-    ttw = features["shape"] == "taller_than_wide"
+    echo_word = "mixed, predominantly isoechoic" if echo == "mixed_echogenicity" else _en_word("echogenicity", echo)
     out.sentence(
-        f"Shape: {'taller-than-wide (3)' if ttw else 'wider-than-tall (0)'}.",
-        [key],
-        {"tirads_shape": features["shape"]},
+        _tirads_field("echogenicity", features["echogenicity"], word=echo_word), [key], {"echogenicity": echo}
     )
+    out.sentence(_tirads_field("shape", features["shape"]), [key], {"tirads_shape": features["shape"]})
     margin = features["margin"]
     margin_attrs: dict = {"tirads_margin": margin}
+    margin_word = None
     if margin == "smooth":
-        margin_text = "smooth (0)"
         margin_attrs["margins"] = "well_defined"
     elif margin == "ill_defined":
-        margin_text = "ill-defined (0)"
         margin_attrs["margins"] = "ill_defined_indistinct"
     else:
-        margin_text = f"{w['shape']} (2)"
+        margin_word = _en_word("shape", w["shape"])
         margin_attrs["shape"] = w["shape"]
-    out.sentence(f"Margin: {margin_text}.", [key], margin_attrs)
+    out.sentence(_tirads_field("margin", margin, word=margin_word), [key], margin_attrs)
     foci = features["echogenic_foci"]
-    foci_points = {
-        "none": 0,
-        "macrocalcifications": 1,
-        "peripheral_rim_calcifications": 2,
-        "punctate_echogenic_foci": 3,
-    }
     foci_attrs: dict = {"tirads_echogenic_foci": list(foci)}
-    if foci == ["none"]:
+    if foci == ["none_or_large_comet_tail_artifacts"]:
         foci_attrs["negated"] = {"internal_characteristics": ["calcifications"]}
     else:
         foci_attrs["internal_characteristics"] = ["calcifications"]
-    foci_text = ", ".join(f"{TIRADS_EN['echogenic_foci'][f]} ({foci_points[f]})" for f in foci)
-    out.sentence(f"Echogenic foci: {foci_text}.", [key], foci_attrs)
+    out.sentence(_tirads_field("echogenic_foci", *foci), [key], foci_attrs)
     points_total = entity.assessment["points"]
     out.sentence(
         f"ACR TI-RADS total points: {points_total} ({lesion.category}).",
         [key],
         {"tirads_points": points_total, "tirads_level": lesion.category},
     )
+
+
+def _tirads_field(attribute: str, *codes: str, word: str | None = None) -> str:
+    """ "Label: value (points)." for TI-RADS feature values: the field name, each value's label and its
+    points as the TI-RADS lexicon gives them; `word` replaces the label of a single value."""
+    values = ", ".join(
+        f"{word or value_label(TIRADS, attribute, code).lower()} ({value_points(attribute, code)})"
+        for code in codes
+    )
+    return f"{attribute_label(TIRADS, attribute)}: {values}."
 
 
 def _recommendation(body_part: str, category: str, largest_cm: float) -> str:
@@ -476,7 +469,7 @@ def _recommendation_en(body_part: str, category: str, largest_cm: float) -> str:
 def _en_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, largest_mm: float) -> None:
     key, entity, w = lesion.key, lesion.entity, lesion.written
     attrs: dict = {"laterality": entity.laterality, "diagnosis": w["diagnosis"]}
-    noun = EN_NOUN[w["diagnosis"]]
+    noun = _en_word("diagnosis", w["diagnosis"])
     if entity.body_part == "breast":
         attrs["clock"] = entity.clock
         attrs["birads"] = lesion.category
@@ -574,7 +567,7 @@ def _en_pair_sentence(rng: random.Random, out: _Writer, lesions: list[ReportLesi
         w, entity = lesion.written, lesion.entity
         size, mm = _one_size(rng, max(lesion.size_mm), "en")
         echo = rng.choice(EN_ECHO[w["echogenicity"]])
-        noun = f"{echo} {EN_NOUN[w['diagnosis']]}"
+        noun = f"{echo} {_en_word('diagnosis', w['diagnosis'])}"
         where = f"at {_en_clock(rng, entity.clock or '')}"
         if not same_side:
             where = f"in the {entity.laterality} breast {where}"
@@ -640,15 +633,15 @@ def _zh_lesion_findings(rng: random.Random, out: _Writer, lesion: ReportLesion, 
     prefix = ""
     if entity.body_part == "thyroid" and w["diagnosis"] != "cyst":
         comp = entity.assessment["features"]["composition"]
-        prefix = {"solid": "实性", "mixed_cystic_and_solid": "囊实性"}.get(comp, "囊性")
-        attrs["internal_characteristics"] = [COMPOSITION_UDAF[comp]]
+        prefix = ZH_COMPOSITION[comp]
+        attrs["internal_characteristics"] = [COMPOSITION_INTERNAL[comp]]
     if w["diagnosis"] == "cyst" and echo == "anechoic" and rng.random() < 0.6:
         noun = "无回声区"
     else:
-        noun = f"{prefix}{ZH_ECHO[echo][0]}{ZH_NOUN[w['diagnosis']]}"
+        noun = f"{prefix}{_zh_word('echogenicity', echo)}{_zh_word('diagnosis', w['diagnosis'])}"
         attrs["diagnosis"] = w["diagnosis"]
         if w["diagnosis"] == "cyst":
-            noun = f"{ZH_ECHO[echo][0]}囊性结节"
+            noun = f"{_zh_word('echogenicity', echo)}囊性结节"
     size, attrs["size_mm"] = _size_text(rng, lesion.size_mm, "zh")
     sizes.append(max(attrs["size_mm"]))
     clauses = [f"大小约{size}" if rng.random() < 0.8 else f"范围约{size}"]
@@ -706,13 +699,13 @@ def _zh_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, large
     key, entity, w = lesion.key, lesion.entity, lesion.written
     side = ZH_SIDE[entity.laterality]
     attrs: dict = {"laterality": entity.laterality, "diagnosis": w["diagnosis"]}
-    noun = ZH_NOUN[w["diagnosis"]]
+    noun = _zh_word("diagnosis", w["diagnosis"])
     if entity.body_part == "breast":
         hour = (entity.clock or "12:00").split(":")[0]
         attrs["clock"] = entity.clock
         attrs["birads"] = lesion.category
         if w["diagnosis"] != "cyst" or rng.random() < 0.5:
-            noun = ZH_ECHO[w["echogenicity"]][0] + noun
+            noun = _zh_word("echogenicity", w["echogenicity"]) + noun
             attrs["echogenicity"] = w["echogenicity"]
         label = rng.choice(
             (
@@ -727,7 +720,7 @@ def _zh_impression(rng: random.Random, out: _Writer, lesion: ReportLesion, large
         attrs["site"] = list(entity.site)
         comp = entity.assessment["features"]["composition"]
         if w["diagnosis"] != "cyst":
-            noun = {"solid": "实性", "mixed_cystic_and_solid": "囊实性"}.get(comp, "") + noun
+            noun = ZH_COMPOSITION[comp] + noun
         level = lesion.category[2:]
         label = rng.choice((f"ACR TI-RADS {lesion.category}", f"TI-RADS {level}类", f"{lesion.category}类"))
         if rng.random() < 0.5:
@@ -802,7 +795,8 @@ def _zh_pair_sentence(rng: random.Random, out: _Writer, lesions: list[ReportLesi
         size, mm = _one_size(rng, max(lesion.size_mm), "zh")
         hour = (entity.clock or "12:00").split(":")[0]
         where = f"{hour}点钟方向" if same_side else f"{ZH_SIDE[entity.laterality]}乳{hour}点钟方向"
-        parts.append(f"{where}{ZH_ECHO[w['echogenicity']][0]}{ZH_NOUN[w['diagnosis']]}，大小约{size}")
+        echo, noun = _zh_word("echogenicity", w["echogenicity"]), _zh_word("diagnosis", w["diagnosis"])
+        parts.append(f"{where}{echo}{noun}，大小约{size}")
         by_lesion[lesion.key] = {
             "laterality": entity.laterality,
             "clock": entity.clock,

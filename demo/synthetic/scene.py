@@ -17,7 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .truth import birads_category, tirads_level, tirads_points
+from .lexicon import body_system
+from .truth import birads_category, tirads_assessment
 
 IMAGE_SIZES = ((640, 480), (720, 540), (768, 576), (800, 600))
 TOP_PX = 40  # field starts below the header line
@@ -25,6 +26,12 @@ BOTTOM_PX = 56  # body marker and labels sit below the field
 CONVEX_R0 = 110  # convex probe: radius of the skin line from the virtual apex, pixels
 VIEW_ABBREV = {"transverse": "TRV", "longitudinal": "LON", "radial": "RAD", "antiradial": "ARAD"}
 SIDE_ABBREV = {"right": "RT", "left": "LT"}
+# The UDAF internal characteristic that says a thyroid nodule's TI-RADS composition.
+COMPOSITION_INTERNAL = {
+    "cystic_or_almost_completely_cystic": "cystic_components",
+    "mixed_cystic_and_solid": "mixed_cystic_and_solid_mass",
+    "solid_or_almost_completely_solid": "solid_components",
+}
 
 
 def weighted(rng: random.Random, values: tuple, weights: tuple[float, ...]) -> object:
@@ -169,7 +176,7 @@ def _breast_lesion(rng: random.Random) -> tuple[str, dict, float]:
     kind = weighted(
         rng, ("cyst", "complicated", "fibroadenoma", "suspicious", "complex", "hyper"), (24, 6, 28, 30, 7, 5)
     )
-    base = {"organ_level": "breast", "body_system_level": "breast_and_axilla"}
+    base = {"organ_level": "breast", "body_system_level": body_system("breast")}
     if kind in ("cyst", "complicated"):
         attrs = {
             "diagnosis": "cyst",
@@ -224,42 +231,50 @@ def _breast_lesion(rng: random.Random) -> tuple[str, dict, float]:
 
 def _thyroid_lesion(rng: random.Random) -> tuple[str, dict, float, dict]:
     """(label, attributes, long axis mm, TI-RADS features) of a thyroid nodule or cyst."""
-    base = {"organ_level": "thyroid_gland", "body_system_level": "head_and_neck"}
-    composition = weighted(rng, ("cystic", "mixed_cystic_and_solid", "solid"), (15, 25, 60))
-    if composition == "cystic":
+    base = {"organ_level": "thyroid_gland", "body_system_level": body_system("thyroid_gland")}
+    composition = weighted(
+        rng,
+        ("cystic_or_almost_completely_cystic", "mixed_cystic_and_solid", "solid_or_almost_completely_solid"),
+        (15, 25, 60),
+    )
+    if composition == "cystic_or_almost_completely_cystic":
         attrs = {
             "diagnosis": "cyst",
             "shape": rng.choice(("oval", "round")),
             "margins": "well_defined",
             "echogenicity": "anechoic",
-            "internal_characteristics": ["cystic_components"],
+            "internal_characteristics": [COMPOSITION_INTERNAL[composition]],
             "posterior_acoustics": "enhancement",
             "vascularity": "no_vascularity",
         }
         features = {
-            "composition": "cystic",
+            "composition": composition,
             "echogenicity": "anechoic",
             "shape": "wider_than_tall",
             "margin": "smooth",
-            "echogenic_foci": ["none"],
+            "echogenic_foci": ["none_or_large_comet_tail_artifacts"],
         }
         return "cyst", base | attrs, rng.uniform(5, 25), features
     echo = weighted(rng, ("hypoechoic", "isoechoic", "hyperechoic"), (55, 35, 10))
+    internal = [COMPOSITION_INTERNAL[composition]]
     if composition == "mixed_cystic_and_solid":
-        internal = ["mixed_cystic_and_solid_mass"]
         udaf_echo = rng.choice((echo, "mixed_echogenicity")) if echo != "hypoechoic" else echo
     else:
-        internal = ["solid_components"]
         udaf_echo = echo
     shape = weighted(rng, ("oval", "round", "lobulated", "irregular"), (45, 15, 15, 25))
     margins = rng.choice(("well_defined", "well_defined", "ill_defined_indistinct"))
-    taller = echo == "hypoechoic" and composition == "solid" and rng.random() < 0.25
+    taller = echo == "hypoechoic" and composition == "solid_or_almost_completely_solid" and rng.random() < 0.25
     foci = weighted(
         rng,
-        ("none", "macrocalcifications", "peripheral_rim_calcifications", "punctate_echogenic_foci"),
+        (
+            "none_or_large_comet_tail_artifacts",
+            "macrocalcifications",
+            "peripheral_rim_calcifications",
+            "punctate_echogenic_foci",
+        ),
         (55, 15, 5, 25),
     )
-    if foci != "none":
+    if foci != "none_or_large_comet_tail_artifacts":
         internal = [*internal, "calcifications"]
     attrs = {
         "diagnosis": "nodule",
@@ -301,13 +316,7 @@ def lesion_entity(seed: int, body_part: str, entity_id: str) -> LesionEntity:
         taller = False
     else:
         label, attrs, long_mm, features = _thyroid_lesion(rng)
-        points = tirads_points(features)
-        assessment = {
-            "system": "acr_tirads",
-            "features": features,
-            "points": points,
-            "level": tirads_level(points),
-        }
+        assessment = tirads_assessment(features)
         clock, distance = None, None
         site = (rng.choice(("upper", "mid", "mid", "lower")),)
         view_names = ("transverse", "longitudinal")

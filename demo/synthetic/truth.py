@@ -1,118 +1,19 @@
-"""Ground-truth records of a synthetic study, the UDAF vocabulary they use, and the assessment rules.
+"""Ground-truth records of a synthetic study and the assessment rules.
 
 Everything here is plain Python (no Django, no numpy) so the plan stays fast and the records can be
 stored as JSON beside the seeded rows and read back by benchmarks that score the alignment engine.
+Codes, category labels and TI-RADS points come from the lexicon files (`lexicon`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# --- UDAF vocabulary (US-365K), written as in LEXICONS.md; codes come from `udaf_code` -----------------
-UDAF_LABELS: dict[str, list[str]] = {
-    "diagnosis": ["nodule", "cyst", "mass", "fluid collection", "normal appearance"],
-    "body_system_level": [
-        "Abdomen and retroperitoneum",
-        "Urinary Tract and male reproductive system",
-        "Gynaecology",
-        "Head and Neck",
-        "Breast and Axilla",
-        "Musculoskeletal Joints and Tendons",
-        "Thorax",
-        "Pediatrics",
-        "Peripheral vessels",
-    ],
-    "organ_level": [
-        "Liver",
-        "Gallbladder and bile ducts",
-        "Pancreas",
-        "Spleen",
-        "Appendix",
-        "Gastrointestinal tract",
-        "Peritoneum mesentery and omentum",
-        "Retroperitoneum and great vessels",
-        "Adrenal glands",
-        "Abdominal wall",
-        "Kidney and ureter",
-        "Bladder",
-        "Scrotum",
-        "Penis and perineum",
-        "Uterus",
-        "Adnexa",
-        "Vagina",
-        "Thyroid gland",
-        "Parathyroid glands",
-        "Salivary glands",
-        "Lymph nodes",
-        "Ocular",
-        "Ear",
-        "Larynx",
-        "Breast",
-        "Axilla",
-        "Shoulder",
-        "Elbow",
-        "Wrist and carpus",
-        "Fingers",
-        "Hip groin and buttock",
-        "Knee",
-        "Ankle",
-        "Foot",
-        "Peripheral nerves",
-        "Soft tissues",
-        "Skull",
-        "Pulmonary",
-        "Pleural space",
-        "Heart and mediastinum",
-        "Thoracic wall",
-        "Pediatric abdomen and retroperitoneum",
-        "Pediatric urinary tract",
-        "Pediatric scrotum",
-        "Pediatric gynaecological pathology and infant breast",
-        "Pediatric head and neck",
-        "Neonatal brain and spine",
-        "Infant hip and knee",
-        "Pediatric thorax",
-        "Peripheral arteries",
-        "Peripheral veins",
-        "Dialysis fistula",
-    ],
-    "shape": ["round", "oval", "lobulated", "tubular/linear", "nodular", "flattened", "irregular"],
-    "margins": ["well-defined", "ill-defined/indistinct"],
-    "echogenicity": ["anechoic", "hypoechoic", "isoechoic", "hyperechoic", "mixed echogenicity"],
-    "internal_characteristics": [
-        "cystic components",
-        "calcifications",
-        "septations",
-        "solid components",
-        "mixed cystic and solid mass",
-        "complex cystic solid",
-    ],
-    "posterior_acoustics": ["enhancement", "shadowing"],
-    "vascularity": [
-        "reduced/diminished vascularity",
-        "normal/regular vascularity",
-        "no vascularity",
-        "increased vascularity",
-        "indeterminate/inhomogeneous vascularity",
-    ],
-}
-# Dimensions whose value is a list (cardinality "many"); the others hold one code.
-UDAF_MANY = frozenset({"internal_characteristics"})
+from annotation.lexicons import tirads_level, tirads_points
 
+from .lexicon import BIRADS, TIRADS, category_label
 
-def udaf_code(label: str) -> str:
-    """Return the lexicon code of a label: lower-case, runs of non-alphanumerics become one "_"."""
-    return re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_")
-
-
-UDAF_CODES: dict[str, frozenset[str]] = {
-    dim: frozenset(udaf_code(label) for label in labels) for dim, labels in UDAF_LABELS.items()
-}
-
-BIRADS_CATEGORIES = ("1", "2", "3", "4A", "4B", "4C", "5")
-TIRADS_LEVELS = ("TR1", "TR2", "TR3", "TR4", "TR5")
 DISAGREEMENT_KINDS = (
     "report_vs_annotation",
     "size_mismatch",
@@ -124,7 +25,8 @@ DISAGREEMENT_KINDS = (
 
 # --- assessment rules ----------------------------------------------------------------------------------
 def birads_category(attributes: dict[str, Any]) -> str:
-    """BI-RADS category implied by a breast lesion's UDAF attributes (the rule the generator writes by).
+    """BI-RADS category implied by a breast lesion's UDAF attributes (the rule the generator writes by),
+    as the BI-RADS lexicon labels it.
 
     Simple cyst (anechoic, well-defined, oval/round, nothing suspicious) → 2; a cyst with septations or a
     circumscribed solid lesion → 3; otherwise one point for each suspicious feature (irregular shape,
@@ -143,42 +45,22 @@ def birads_category(attributes: dict[str, Any]) -> str:
         )
     )
     if suspicious == 0:
-        if attributes.get("echogenicity") == "anechoic" and not internal:
-            return "2"
-        return "3"
-    return ("4A", "4B", "4C", "5")[min(suspicious, 4) - 1]
+        code = "2" if attributes.get("echogenicity") == "anechoic" and not internal else "3"
+    else:
+        code = ("4a", "4b", "4c", "5")[min(suspicious, 4) - 1]
+    return category_label(BIRADS, code)
 
 
-# ACR TI-RADS feature codes → points (LEXICONS.md §3).
-TIRADS_POINTS: dict[str, dict[str, int]] = {
-    "composition": {"cystic": 0, "spongiform": 0, "mixed_cystic_and_solid": 1, "solid": 2},
-    "echogenicity": {"anechoic": 0, "hyperechoic_or_isoechoic": 1, "hypoechoic": 2, "very_hypoechoic": 3},
-    "shape": {"wider_than_tall": 0, "taller_than_wide": 3},
-    "margin": {"smooth": 0, "ill_defined": 0, "lobulated_or_irregular": 2, "extra_thyroidal_extension": 3},
-    "echogenic_foci": {
-        "none": 0,
-        "macrocalcifications": 1,
-        "peripheral_rim_calcifications": 2,
-        "punctate_echogenic_foci": 3,
-    },
-}
-
-
-def tirads_points(features: dict[str, Any]) -> int:
-    """Sum of ACR TI-RADS points of `features` (composition, echogenicity, shape, margin, echogenic_foci)."""
-    points = sum(
-        TIRADS_POINTS[key][features[key]] for key in ("composition", "echogenicity", "shape", "margin")
-    )
-    return points + sum(TIRADS_POINTS["echogenic_foci"][focus] for focus in features["echogenic_foci"])
-
-
-def tirads_level(points: int) -> str:
-    """TR level for a point total: ≤1 → TR1 (the white paper lists 0), 2 → TR2, 3 → TR3, 4–6 → TR4, ≥7 TR5."""
-    if points <= 1:
-        return "TR1"
-    if points <= 3:
-        return f"TR{points}"
-    return "TR4" if points <= 6 else "TR5"
+def tirads_assessment(features: dict[str, Any]) -> dict:
+    """The ACR TI-RADS assessment of a nodule's features (TI-RADS lexicon codes): its points and its TR
+    level as reports write it ("TR4"), both read from the lexicon."""
+    points = tirads_points(TIRADS, features)
+    return {
+        "system": "acr_tirads",
+        "features": features,
+        "points": points,
+        "level": category_label(TIRADS, tirads_level(TIRADS, points)),
+    }
 
 
 # --- the records ---------------------------------------------------------------------------------------
@@ -187,8 +69,10 @@ class LesionTruth:
     """One lesion as drawn on one image (or, in `StudyTruth.unannotated`, as reported but drawn nowhere).
 
     `geometry` is in image pixels in the platform format; an unannotated lesion has shape "none" and an
-    empty geometry. `assessment` holds the category the attributes imply: {"system": "birads_us",
-    "category": "4A"} or {"system": "acr_tirads", "features": {...}, "points": 5, "level": "TR4"}.
+    empty geometry. `assessment` holds the category the attributes imply, as the lexicon labels it:
+    {"system": "birads_us", "category": "4A"} or {"system": "acr_tirads", "features": {...}, "points": 5,
+    "level": "TR4"}, whose features are TI-RADS lexicon codes ({"composition": "mixed_cystic_and_solid",
+    ..., "echogenic_foci": ["none_or_large_comet_tail_artifacts"]}).
     """
 
     key: str
@@ -259,7 +143,8 @@ class SentenceTruth:
 
     `attributes` holds the values as WRITTEN (UDAF codes for the nine dimensions, plus "laterality",
     "clock", "distance_from_nipple_cm", "site", "size_mm" as a list in written order, "birads",
-    "tirads_level", "tirads_points"); denied values sit under "negated" as {dimension: [codes]}.
+    "tirads_level", "tirads_points", and TI-RADS lexicon codes as "tirads_<feature>"); denied values
+    sit under "negated" as {dimension: [codes]}.
     A sentence about two lesions keeps each lesion's values under "by_lesion": {key: {...}}.
     """
 

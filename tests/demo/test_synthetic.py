@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from annotation.lexicons import attributes_validate, lexicon_attribute_map, lexicon_load, tirads_level, tirads_points
 from demo.synthetic import (
     DISAGREEMENT_KINDS,
     UDAF_CODES,
@@ -23,13 +26,14 @@ from demo.synthetic import (
     image_render_png,
     in_field,
     study_plan,
-    tirads_points,
-    udaf_code,
 )
+from demo.synthetic import report as report_module
+from demo.synthetic import study as study_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 11
 N = 600
+UDAF, TIRADS, BIRADS = lexicon_load("udaf"), lexicon_load("tirads"), lexicon_load("birads-us")
 
 
 @pytest.fixture(autouse=True)
@@ -173,8 +177,6 @@ def test_some_sentences_describe_two_lesions(plans):
 
 
 def test_all_codes_belong_to_the_udaf_vocabulary(plans):
-    assert udaf_code("ill-defined/indistinct") == "ill_defined_indistinct"
-    assert udaf_code("Breast and Axilla") == "breast_and_axilla"
     for plan in plans:
         lesions = [lesion for image in plan.images for lesion in image.lesions] + plan.unannotated
         for lesion in lesions:
@@ -187,14 +189,118 @@ def test_all_codes_belong_to_the_udaf_vocabulary(plans):
                     assert code in UDAF_CODES[dim], (dim, code)
 
 
-def test_codes_exist_in_the_udaf_lexicon_file_when_present():
-    path = ROOT / "annotation" / "lexicons" / "udaf.json"
-    if not path.exists():
-        pytest.skip("annotation/lexicons/udaf.json is not written yet")
-    text = path.read_text(encoding="utf-8")
-    for codes in UDAF_CODES.values():
-        for code in codes:
-            assert f'"{code}"' in text, code
+def _values(lexicon: dict, attribute: str) -> dict[str, dict]:
+    return {value["code"]: value for value in lexicon_attribute_map(lexicon)[attribute]["values"]}
+
+
+def _category_labels(lexicon: dict) -> set[str]:
+    return {category["label"] for category in lexicon["assessment"]["categories"]}
+
+
+def test_every_code_the_generator_emits_exists_in_the_lexicon_files(plans):
+    tirads_fields = {f"tirads_{code}": code for code in lexicon_attribute_map(TIRADS)}
+    categories = {"birads": _category_labels(BIRADS), "tirads_level": _category_labels(TIRADS)}
+    for plan in plans:
+        lesions = [lesion for image in plan.images for lesion in image.lesions] + plan.unannotated
+        for lesion in lesions:
+            # The platform's own validator: what the seeder stores on regions is a valid UDAF tagging.
+            assert attributes_validate(UDAF, lesion.attributes) == lesion.attributes
+            assessment = lesion.assessment
+            if assessment["system"] == "acr_tirads":
+                assert attributes_validate(TIRADS, assessment["features"], require_complete=True)
+                assert assessment["level"] in categories["tirads_level"]
+            else:
+                assert assessment["category"] in categories["birads"]
+        for sentence in plan.sentences:
+            for attrs in [sentence.attributes, *sentence.attributes.get("by_lesion", {}).values()]:
+                udaf = {dim: value for dim, value in attrs.items() if dim in UDAF_CODES}
+                assert attributes_validate(UDAF, udaf) == udaf, plan.accession
+                features = {tirads_fields[f]: value for f, value in attrs.items() if f in tirads_fields}
+                attributes_validate(TIRADS, features)
+                for field, labels in categories.items():
+                    if field in attrs:
+                        assert attrs[field] in labels, (plan.accession, field)
+        for item in plan.disagreements:
+            if item.attribute in UDAF_CODES:
+                attributes_validate(UDAF, {item.attribute: item.report_value})
+                attributes_validate(UDAF, {item.attribute: item.annotation_value})
+            elif item.attribute in categories:
+                assert {item.report_value, item.annotation_value} <= categories[item.attribute]
+
+
+def test_the_generators_tables_are_keyed_by_lexicon_codes():
+    for dim, wording in report_module.WORDING.items():
+        assert set(wording) <= UDAF_CODES[dim], dim
+    for table, dim in (
+        (report_module.EN_ECHO, "echogenicity"),
+        (report_module.EN_SHAPE, "shape"),
+        (report_module.ZH_SHAPE, "shape"),
+        (report_module.EN_MARGIN, "margins"),
+        (report_module.ZH_MARGIN, "margins"),
+        (report_module.EN_POSTERIOR, "posterior_acoustics"),
+        (report_module.ZH_POSTERIOR, "posterior_acoustics"),
+        (report_module.EN_VASC, "vascularity"),
+        (report_module.ZH_VASC, "vascularity"),
+    ):
+        assert set(table) <= UDAF_CODES[dim], dim
+    for table in (report_module.EN_COMPOSITION, report_module.ZH_COMPOSITION):
+        assert set(table) <= set(_values(TIRADS, "composition"))
+    assert set(report_module.FOCI_ZH) <= set(_values(TIRADS, "echogenic_foci"))
+    for dim, swaps in study_module._SWAPS.items():
+        for truth, claims in swaps.items():
+            assert {truth, *claims} - {None} <= UDAF_CODES[dim], dim
+    for table, lexicon in ((study_module._WRONG_BIRADS, BIRADS), (study_module._WRONG_TIRADS, TIRADS)):
+        assert {*table, *table.values()} <= _category_labels(lexicon)
+
+
+def _literal_point_tables(tree: ast.AST) -> list[int]:
+    """Line numbers of dict literals that map TI-RADS value codes to whole numbers."""
+    scored = {code for attribute in lexicon_attribute_map(TIRADS) for code in _values(TIRADS, attribute)}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict) and node.keys:
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+            numbers = [v for v in node.values if isinstance(v, ast.Constant) and type(v.value) is int]
+            if numbers and set(keys) & scored:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_generator_keeps_no_tirads_point_table_of_its_own():
+    for path in sorted((ROOT / "demo").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert not _literal_point_tables(tree), path
+        defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+        defined |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+        assert not defined & {"TIRADS_POINTS", "tirads_points", "tirads_level"}, path
+    # The check does find a table where one is written.
+    assert _literal_point_tables(ast.parse('{"composition": {"spongiform": 0, "mixed_cystic_and_solid": 1}}'))
+
+
+def test_tirads_field_lists_print_the_lexicons_labels_and_points():
+    field = re.compile(r"^(?P<label>[A-Z][a-z ]+): (?P<values>.+)\.$")
+    labels = {attribute["label"]: code for code, attribute in lexicon_attribute_map(TIRADS).items()}
+    checked = Counter()
+    for index in range(400):
+        plan = study_plan(SEED, index, language="en")
+        truth = {lesion.key: lesion for image in plan.images for lesion in image.lesions}
+        truth.update({lesion.key: lesion for lesion in plan.unannotated})
+        for sentence in plan.sentences:
+            match = field.match(sentence.text)
+            if not match or match["label"] not in labels:
+                continue
+            attribute = labels[match["label"]]
+            features = truth[sentence.lesion_keys[0]].assessment["features"]
+            codes = features[attribute] if isinstance(features[attribute], list) else [features[attribute]]
+            values = _values(TIRADS, attribute)
+            written = [f"{values[code]['label'].lower()} ({values[code]['points']})" for code in codes]
+            if attribute == "echogenicity" or features[attribute] == "lobulated_or_irregular":
+                # Written in the region's UDAF words, with the TI-RADS value's points.
+                assert match["values"].endswith(f"({values[codes[0]]['points']})"), sentence.text
+            else:
+                assert match["values"] == ", ".join(written), sentence.text
+            checked[attribute] += 1
+    assert set(checked) == set(labels.values())
 
 
 def test_written_values_match_the_drawn_lesion_except_where_planted(plans):
@@ -237,7 +343,10 @@ def test_assessment_categories_follow_the_descriptors_unless_planted(plans):
             if plan.body_part == "breast":
                 assert lesion.assessment["category"] == birads_category(lesion.attributes)
             else:
-                assert lesion.assessment["points"] == tirads_points(lesion.assessment["features"])
+                points = tirads_points(TIRADS, lesion.assessment["features"])
+                level = next(c["label"] for c in TIRADS["assessment"]["categories"]
+                             if c["code"] == tirads_level(TIRADS, points))
+                assert (lesion.assessment["points"], lesion.assessment["level"]) == (points, level)
         for sentence in plan.sentences:
             for key in sentence.lesion_keys:
                 written = sentence.attributes_for(key)
