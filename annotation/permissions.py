@@ -78,13 +78,23 @@ def image_readers_all_submitted(*, image) -> bool:
 
 def may_see_others_on_image(*, user, image, held: Iterable[str]) -> bool:
     """Whether ``user`` may see every reader's regions on ``image`` (not only their own and imports):
-    reviewers and admins always; an annotator only as a reader of the image once all its readers have
-    submitted (a reader added later waits until they too have submitted)."""
+    reviewers and admins always; an annotator only as a reader of the image, and under blind reading
+    only once all its readers have submitted (a reader added later waits until they too have
+    submitted)."""
     if may_review(held):
         return True
     readers = list(Assignment.objects.filter(image=image).values_list("annotator_id", "status"))
-    return any(reader == user.pk for reader, _ in readers) and all(
-        status == Assignment.Status.SUBMITTED for _, status in readers)
+    if not any(reader == user.pk for reader, _ in readers):
+        return False
+    if not blind_reading(image.study.dataset):
+        return True
+    return all(status == Assignment.Status.SUBMITTED for _, status in readers)
+
+
+def blind_reading(dataset) -> bool:
+    """Whether the dataset reads blind (the default): a dataset admin may turn it off, for a team that
+    reads together; readers of an image then see each other's regions as they are drawn."""
+    return bool((dataset.settings or {}).get("blind_reading", True))
 
 
 def is_own_reading(*, user, region: Region) -> bool:

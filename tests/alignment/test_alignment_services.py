@@ -66,8 +66,10 @@ def test_a_new_conflict_reopens_an_adjudicated_image_and_a_settled_one_closes(dj
     Image.objects.filter(pk=image.pk).update(status=Image.Status.ADJUDICATED)
 
     attributes = {**region.attributes, "echogenicity": "isoechoic"}
+    # an admin's correction of the submitted reading (allow_closed: the reading itself is closed)
     region = annotation_services.region_update(
-        region=region, actor=reader, expected_version=region.version, changes={"attributes": attributes})
+        region=region, actor=reader, expected_version=region.version, changes={"attributes": attributes},
+        allow_closed=True)
     with django_capture_on_commit_callbacks(execute=True):  # review hears of the change on commit
         assert services.study_align(study_id=study.pk) == "aligned"
     conflict = Disagreement.objects.get(study=study, kind="report_vs_annotation")
@@ -78,7 +80,7 @@ def test_a_new_conflict_reopens_an_adjudicated_image_and_a_settled_one_closes(dj
     # the reader corrects the value: the disagreement goes and nothing else about the image changes
     region = annotation_services.region_update(
         region=region, actor=reader, expected_version=region.version,
-        changes={"attributes": {**attributes, "echogenicity": "hypoechoic"}})
+        changes={"attributes": {**attributes, "echogenicity": "hypoechoic"}}, allow_closed=True)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.study_align(study_id=study.pk) == "aligned"
     assert not Disagreement.objects.filter(study=study).exists()

@@ -147,3 +147,12 @@ def test_each_region_says_whether_the_caller_may_edit_it(reading):
     assert _api(reading["admin"]).get(f"/api/v1/regions/{region_id}/").json()["can_edit"] is True
     services.assignment_submit_imported(assignment=reading["assignment_a"])
     assert _api(reading["a"]).get(f"/api/v1/regions/{region_id}/").json()["can_edit"] is False
+
+
+def test_without_blind_reading_co_readers_see_each_other_at_once_and_others_still_nothing(reading):
+    dataset = reading["dataset"]
+    dataset.settings = {**dataset.settings, "blind_reading": False}
+    dataset.save(update_fields=["settings"])
+    region_id = reading["region"].pk
+    assert _api(reading["b"]).get(f"/api/v1/regions/{region_id}/").status_code == 200
+    assert _api(reading["c"]).get(f"/api/v1/regions/{region_id}/").status_code == 404
