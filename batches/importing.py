@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -94,6 +95,10 @@ def spacing_range_mm() -> tuple[float, float]:
 
 def image_min_side() -> int:
     return int(_limit("IMPORT_IMAGE_MIN_SIDE", 32))
+
+
+def chunk_rows() -> int:
+    return max(1, int(_limit("IMPORT_CHUNK_ROWS", 200)))
 
 
 class BatchError(ValueError):
@@ -311,17 +316,46 @@ class _Importer:
         self.report.total = lines + len(candidates)  # refined once DICOM files are grouped into studies
         self.progress(self.report)
         if has_manifest:
-            for number, text in self._manifest_lines():
-                if text is not None and text.strip():
-                    self._manifest_row(number, text)
-                self.report.done += 1
-                self.progress(self.report)
+            self._in_chunks((lambda number=number, text=text: self._manifest_row(number, text))
+                            if text is not None and text.strip() else (lambda: None)
+                            for number, text in self._manifest_lines())
         remaining = [n for n in candidates if n not in self.dicom_used]
         groups = self._dicom_groups(remaining)
         self.report.total = self.report.done + len(groups)
-        for headers in groups.values():
-            self._dicom_row(headers)
-            self.report.done += 1
+        self._in_chunks((lambda headers=headers: self._dicom_row(headers)) for headers in groups.values())
+
+    def _in_chunks(self, rows: Iterable[Callable[[], None]]) -> None:
+        """Run the rows ``chunk_rows()`` at a time in one transaction each (a savepoint per row keeps a
+        failing row's writes out). Files of the chunk's rows are moved into place, and thumbnails
+        queued, once the chunk has committed; progress is recorded between chunks."""
+        iterator = iter(rows)
+        while chunk := list(itertools.islice(iterator, chunk_rows())):
+            self._chunk_files: list[tuple[str, str]] = []
+            self._chunk_images: list[int] = []
+            before = Counter(self.report.counts)
+            try:
+                with transaction.atomic():
+                    for run_row in chunk:
+                        run_row()
+            except Exception as failure:  # the commit itself failed: none of the chunk is stored
+                logger.exception("import chunk failed")
+                for temporary, _ in self._chunk_files:
+                    image_store_discard(temporary)
+                self.report.counts = before
+                self.report.counts["rows_failed"] += len(chunk)
+                self.report.add(level="error", reason=f"{len(chunk)} rows from here on could not be saved "
+                                                      f"({type(failure).__name__}: {failure})"[:500])
+            else:
+                for temporary, final in self._chunk_files:
+                    image_store_commit(temporary, final)
+                if self.options.thumbnails and self._chunk_images:
+                    from annotation.tasks import image_thumbnail_make
+
+                    for image_id in self._chunk_images:
+                        # Outside any transaction on_commit runs at once; in an outer one, at its commit.
+                        transaction.on_commit(lambda image_id=image_id: _thumbnail_queue(image_thumbnail_make,
+                                                                                         image_id))
+            self.report.done += len(chunk)
             self.progress(self.report)
 
     def _manifest_line_count(self) -> int:
@@ -375,11 +409,12 @@ class _Importer:
         except (OSError, ImageFileError):
             return False
 
-    # -- one row = one transaction
+    # -- one row = one savepoint in its chunk's transaction
 
     def _row(self, *, line: int | None, file: str, study_label: str, work: Callable[[list[dict]], None]) -> bool:
-        """Run ``work`` in one transaction; it appends problems to the list it is given. Any error
-        problem rolls the whole row back. Warnings are reported either way."""
+        """Run ``work`` atomically (a savepoint inside the chunk's transaction); it appends problems to
+        the list it is given. Any error problem rolls the whole row back. Warnings are reported either
+        way."""
         problems: list[dict] = []
         new_images: list[int] = []
         self._new_images = new_images
@@ -405,15 +440,9 @@ class _Importer:
             self.report.counts = before
             self.report.counts["rows_failed"] += 1
         else:
-            for temporary, final in pending:
-                image_store_commit(temporary, final)
+            self._chunk_files.extend(pending)
+            self._chunk_images.extend(new_images)
             self.report.counts["rows_imported"] += 1
-            if self.options.thumbnails and new_images:
-                # After the files are in place; outside any transaction on_commit runs at once.
-                from annotation.tasks import image_thumbnail_make
-
-                for image_id in new_images:
-                    transaction.on_commit(lambda image_id=image_id: _thumbnail_queue(image_thumbnail_make, image_id))
         for problem in problems:
             self.report.add(level=problem["level"], reason=problem["reason"], where=problem.get("where", ""),
                             line=line, file=problem.get("file", file), study=study_label)
@@ -708,7 +737,6 @@ class _Importer:
                     label=label, lesion_key=lesion, assignment=assignment,
                     source=Region.Source.READER if reader is not None else Region.Source.IMPORT,
                     source_author="" if reader is not None else author_name, source_id=source_id,
-                    allow_closed=True,  # a reading submitted in its source tool is imported as it was
                 )
                 self.report.counts["regions_created"] += 1
             elif _region_same(existing, shape=shape, geometry=normal, attributes=attributes, label=label,
@@ -719,7 +747,7 @@ class _Importer:
                 existing = services.region_update(
                     region=existing, actor=reader, expected_version=existing.version, changes={
                         "shape": shape, "geometry": geometry, "attributes": attributes, "label": label,
-                        "lesion_key": lesion}, allow_closed=True)
+                        "lesion_key": lesion})
                 self.report.counts["regions_updated"] += 1
             if existing.source_points != source_points:
                 Region.objects.filter(pk=existing.pk).update(source_points=source_points)
@@ -823,11 +851,10 @@ class _Importer:
                 by_image.setdefault(annotation.get("image_id"), []).append(annotation)
         self.report.total = len(coco["images"])
         self.progress(self.report)
-        for index, entry in enumerate(coco["images"]):
-            self._coco_row(index, entry, by_image.get(entry.get("id") if isinstance(entry, dict) else None, []),
-                           categories, base)
-            self.report.done += 1
-            self.progress(self.report)
+        self._in_chunks(
+            (lambda index=index, entry=entry: self._coco_row(
+                index, entry, by_image.get(entry.get("id") if isinstance(entry, dict) else None, []), categories, base))
+            for index, entry in enumerate(coco["images"]))
 
     def _coco_row(self, index: int, entry: Any, annotations: list[dict], categories: dict, base: str) -> None:
         where = f"images[{index}]"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sys
+import logging
+import time
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -42,6 +43,8 @@ class Command(BaseCommand):
         parser.add_argument("--banner", type=_banner, help="X,Y,WIDTH,HEIGHT of a burned-in banner to black "
                                                            "out on DICOM frames")
         parser.add_argument("--no-thumbnails", action="store_true", help="do not queue thumbnail tasks")
+        parser.add_argument("--strict", action="store_true", help="refuse a whole row when one of its regions is "
+                                                                  "refused, and repair no outline")
 
     def handle(self, *args, **options):
         dataset = Dataset.objects.select_related("lexicon").filter(name=options["dataset"]).first()
@@ -61,21 +64,37 @@ class Command(BaseCommand):
             raise CommandError("--frame-step must be 1 or more")
         import_options = ImportOptions(format=options["format"], author=options["author"], as_reader=reader,
                                        frame_step=options["frame_step"], banner=options["banner"],
-                                       thumbnails=not options["no_thumbnails"])
-        interactive = sys.stderr.isatty()
+                                       thumbnails=not options["no_thumbnails"], strict=options["strict"])
+        from tqdm import tqdm
+
+        # One progress bar (rows, images/s, ETA; shown on a terminal only) and one summary: the tasks run
+        # in-process on the embedded default must not print a line each.
+        bar = tqdm(unit="row", dynamic_ncols=True, disable=None)
+        started = time.monotonic()
+
+        def images(report: ImportReport) -> int:
+            return report.counts["images_created"] + report.counts["images_existing"]
 
         def progress(report: ImportReport) -> None:
-            if interactive and report.total:
-                sys.stderr.write(f"\r{report.done}/{report.total} rows")
+            bar.total = report.total
+            bar.update(report.done - bar.n)
+            bar.set_postfix_str(f"{images(report) / max(time.monotonic() - started, 1e-9):.1f} images/s", refresh=False)
 
+        trace = logging.getLogger("celery.app.trace")
+        level = trace.level
+        trace.setLevel(logging.WARNING)
         try:
             report = batch_import(dataset=dataset, path=options["path"], options=import_options, progress=progress)
         except BatchError as error:
             raise CommandError(str(error))
-        if interactive:
-            sys.stderr.write("\n")
+        finally:
+            trace.setLevel(level)
+            bar.close()
         for problem in report.problems:
             style = self.style.ERROR if problem["level"] == "error" else self.style.WARNING
             self.stdout.write(style(f"{problem['level']}: {problem_text(problem)}"))
+        elapsed = time.monotonic() - started
         summary = ", ".join(f"{key} {value}" for key, value in sorted(report.counts.items()))
-        self.stdout.write(self.style.SUCCESS(f"dataset {dataset.name}: {summary or 'nothing to import'}"))
+        self.stdout.write(self.style.SUCCESS(
+            f"dataset {dataset.name}: {summary or 'nothing to import'} "
+            f"({elapsed:.1f} s, {images(report) / max(elapsed, 1e-9):.1f} images/s)"))
