@@ -295,6 +295,8 @@ POINT_TYPICAL = 0.095  # typical lesion radius, same unit (the median of the dev
 POINT_SIZE_PRIOR = 1.0
 POINT_MIN_EVIDENCE = 0.1
 POINT_BRIGHT = 0.5
+VOID_LEVEL = 0.06  # below this share of the bright end, a pixel is outside the scanned sector
+POINT_MAX_VOID = 0.1
 
 
 def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> OutlineProposal:
@@ -376,7 +378,11 @@ def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal
         return ndimage.map_coordinates(window.smooth, [ys.ravel() - 0.5, xs.ravel() - 0.5], order=1, mode="nearest").reshape(xs.shape)
 
     inside = np.concatenate([rim(scale) for scale in (0.3, 0.55, 0.8)], axis=1).mean(axis=1)
-    outside = np.concatenate([rim(scale) for scale in (1.15, 1.3)], axis=1).mean(axis=1)
+    ring = np.concatenate([rim(scale) for scale in (1.15, 1.3)], axis=1)
+    outside = ring.mean(axis=1)
+    # Outside the scanned sector the image is black: an ellipse whose rim runs there has no boundary
+    # of tissue to show, only the end of the picture.
+    void = np.mean(ring < VOID_LEVEL * float(np.percentile(window.smooth, 99)), axis=1)
     step = (rim(1.12) - rim(0.9)).mean(axis=1) / window.spread
     region = (outside - inside) / window.spread
     # Most lesions are darker than the tissue around them; a brighter one (iso- or hyperechoic) counts
@@ -384,6 +390,7 @@ def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal
     evidence = np.maximum(step + region, -POINT_BRIGHT * (step + region))
     typical = POINT_TYPICAL * longest
     size_prior = np.log(np.sqrt(candidates[:, 2] * candidates[:, 3]) / typical) ** 2
+    evidence = np.where(void > POINT_MAX_VOID, -np.inf, evidence)
     best = int(np.argmax(evidence - POINT_SIZE_PRIOR * size_prior))
     if evidence[best] < POINT_MIN_EVIDENCE:
         raise OutlineNotFound("No lesion boundary was found around the click; try a box around the lesion.")
