@@ -737,6 +737,7 @@ class _Importer:
                     label=label, lesion_key=lesion, assignment=assignment,
                     source=Region.Source.READER if reader is not None else Region.Source.IMPORT,
                     source_author="" if reader is not None else author_name, source_id=source_id,
+                    allow_closed=True,  # a reading submitted in its source tool is imported as it was
                 )
                 self.report.counts["regions_created"] += 1
             elif _region_same(existing, shape=shape, geometry=normal, attributes=attributes, label=label,
@@ -747,7 +748,7 @@ class _Importer:
                 existing = services.region_update(
                     region=existing, actor=reader, expected_version=existing.version, changes={
                         "shape": shape, "geometry": geometry, "attributes": attributes, "label": label,
-                        "lesion_key": lesion})
+                        "lesion_key": lesion}, allow_closed=True)
                 self.report.counts["regions_updated"] += 1
             if existing.source_points != source_points:
                 Region.objects.filter(pk=existing.pk).update(source_points=source_points)
