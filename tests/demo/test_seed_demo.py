@@ -3,6 +3,7 @@
 import pytest
 from django.core.management import call_command
 
+from annotation.lexicons import attributes_validate
 from annotation.models import Assignment, Image, Region, Report, Study
 from demo.services import seed_demo
 
@@ -44,6 +45,15 @@ def test_seeded_dataset_is_ready_for_work():
     assert truth["sentences"] and truth["images"]
     for region in Region.objects.filter(image__study__dataset=result.dataset):
         assert region.long_axis_mm and region.area_mm2
+
+
+def test_seeded_regions_are_tagged_in_the_datasets_lexicon():
+    result = seed_demo(studies=12, seed=4, readings=1.0)
+    regions = Region.objects.filter(image__study__dataset=result.dataset)
+    assert regions.exists() and any(d["kind"] == "attribute" for d in result.reader_disagreements)
+    for region in regions:
+        # What the region services would accept, the second reader's changed values included.
+        assert attributes_validate(result.dataset.lexicon, region.attributes) == region.attributes
 
 
 def test_command_is_idempotent_with_if_empty(capsys):
