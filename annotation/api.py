@@ -269,3 +269,51 @@ class AssignmentSubmitApi(APIView):
         assignment, following = services.assignment_submit_and_next(assignment=assignment)
         return Response({"assignment": AssignmentOutput(assignment).data,
                          "next": AssignmentOutput(following).data if following else None})
+
+
+def _image_for_drawing(request, image_id: int):
+    """The image, the caller's assignment on it and their roles, if the caller may draw on it: an
+    outsider gets 404 (from the selector), a reader whose reading is closed or a member without an
+    assignment 403. Region creation and outline proposals ask the same question here."""
+    image = selectors.image_get_for_user(user=request.user, image_id=image_id)
+    assignment = image.assignments.filter(annotator=request.user).first()
+    held = selectors.dataset_roles(user=request.user, dataset_id=image.study.dataset_id)
+    if not permissions.may_draw_on_image(user=request.user, image=image, held=held, assignment=assignment):
+        if assignment is not None:
+            raise exceptions.PermissionDenied("You have submitted this image; its reading is closed.")
+        raise exceptions.PermissionDenied("This image is not assigned to you.")
+    return image, assignment, held
+
+
+class OutlineProposalApi(APIView):
+    """``POST {"point": [x, y]}`` or ``{"box": [x0, y0, x1, y1]}``, optionally with ``"exclude": [[x, y],
+    ...]``, in image pixels: a proposed lesion outline ``{"shape": "polygon", "points": [[x, y], ...],
+    "score": 0..1}`` for the client to show and, if accepted, save through the regions API. It creates
+    nothing. 400 for an unusable prompt, 422 when the image shows no lesion boundary there."""
+
+    class Input(serializers.Serializer):
+        point = serializers.JSONField(required=False)
+        box = serializers.JSONField(required=False)
+        exclude = serializers.JSONField(required=False, default=list)
+
+    def post(self, request, image_id: int):
+        # Imported here so that scipy loads only in the processes that are asked for outlines.
+        from .media import image_pixels
+        from .outline import OutlineNotFound, OutlinePromptError, outline_propose
+
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        image, _, _ = _image_for_drawing(request, image_id)
+        exclude = data.validated_data["exclude"]
+        if not isinstance(exclude, list):
+            raise exceptions.ValidationError({"exclude": "give a list of [x, y] points"})
+        try:
+            proposal = outline_propose(
+                pixels=image_pixels(file_name=image.file.name),
+                point=data.validated_data.get("point"), box=data.validated_data.get("box"), exclude=exclude,
+            )
+        except OutlinePromptError as error:
+            raise exceptions.ValidationError({"detail": str(error)}) from error
+        except OutlineNotFound as error:
+            return Response({"detail": str(error)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return Response({"shape": "polygon", "points": [list(p) for p in proposal.points], "score": proposal.score})

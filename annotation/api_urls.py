@@ -8,6 +8,8 @@ urlpatterns = [
     path("regions/<int:region_id>/", api.RegionDetailApi.as_view(), name="api-region"),
     path("regions/<int:region_id>/restore/", api.RegionRestoreApi.as_view(), name="api-region-restore"),
     path("regions/<int:region_id>/history/", api.RegionHistoryApi.as_view(), name="api-region-history"),
+    path("images/<int:image_id>/outline-proposals/", api.OutlineProposalApi.as_view(),
+         name="api-outline-proposals"),
     path("queue/", api.QueueApi.as_view(), name="api-queue"),
     path("queue/next/", api.QueueNextApi.as_view(), name="api-queue-next"),
     path("assignments/<int:assignment_id>/", api.AssignmentDetailApi.as_view(), name="api-assignment"),
