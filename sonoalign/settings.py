@@ -350,3 +350,11 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 REST_FRAMEWORK["EXCEPTION_HANDLER"] = "annotation.api.api_exception_handler"
+
+# Batch import limits (batches/importing.py): each refused or dropped value is named in the row report.
+IMPORT_REPORT_MAX_BYTES = int(os.environ.get("IMPORT_REPORT_MAX_BYTES", str(200_000)))
+IMPORT_LINE_MAX_BYTES = int(os.environ.get("IMPORT_LINE_MAX_BYTES", str(5_000_000)))
+IMPORT_SPACING_MIN_MM = float(os.environ.get("IMPORT_SPACING_MIN_MM", "0.005"))  # below or above: dropped,
+IMPORT_SPACING_MAX_MM = float(os.environ.get("IMPORT_SPACING_MAX_MM", "5.0"))  # imported uncalibrated
+IMPORT_IMAGE_MIN_SIDE = int(os.environ.get("IMPORT_IMAGE_MIN_SIDE", "32"))
+IMPORT_CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "200"))  # rows per transaction
