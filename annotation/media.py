@@ -132,7 +132,7 @@ def thumbnail_make(*, file_name: str) -> str:
     return name
 
 
-def image_pixels(*, file_name: str):
+def image_pixels(*, file_name: str) -> np.ndarray:
     """The decoded pixels of a stored image as a numpy array: 2-D for grayscale files, RGB otherwise
     (colour on an ultrasound frame is drawn on it: calipers, labels, which the outline proposer masks)."""
     with default_storage.open(file_name, "rb") as handle, PILImage.open(handle) as image:
