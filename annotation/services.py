@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .geometry import GeometryError, geometry_measures, geometry_validate
-from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash, lexicon_systems
+from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash
 from .models import (
     Assignment,
     AuditEvent,
@@ -72,10 +72,6 @@ def lexicon_sync(*, system: str) -> Lexicon:
             "bump 'version' in the file so existing datasets keep the version they pinned"
         )
     return lexicon
-
-
-def lexicon_sync_all() -> list[Lexicon]:
-    return [lexicon_sync(system=system) for system in lexicon_systems()]
 
 
 # ---------------------------------------------------------------------------------------------- datasets
@@ -213,18 +209,18 @@ def region_update(*, region: Region, actor, expected_version: int, changes: Mapp
     The version check and the write are one conditional UPDATE, so two concurrent saves of the same
     version cannot both succeed. A region of a submitted reading raises ``ReadingClosed`` unless
     ``allow_closed``. A save that changes nothing records no revision.
-    if region.assignment_id is not None:
-        _reading_lock(region.assignment, allow_closed=allow_closed)
     """
     unknown = set(changes) - set(REGION_FIELDS)
     if unknown:
         raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
-    if not changed and region.version == expected_version and not region.is_deleted:
-        return region
+    if region.assignment_id is not None:
+        _reading_lock(region.assignment, allow_closed=allow_closed)
     image = region.image
     merged = {name: changes.get(name, getattr(region, name)) for name in REGION_FIELDS}
     clean = _validated(image=image, lexicon=image.study.dataset.lexicon, **merged)
     changed = [name for name in REGION_FIELDS if clean[name] != getattr(region, name)]
+    if not changed and region.version == expected_version and not region.is_deleted:
+        return region
     candidate = Region(shape=clean["shape"], geometry=clean["geometry"])
     if "shape" in changed or "geometry" in changed:
         _measure(candidate, image)
@@ -247,12 +243,12 @@ def region_update(*, region: Region, actor, expected_version: int, changes: Mapp
     _revision(region, action=RegionRevision.Action.UPDATE, actor=actor, changed=changed)
     return region
 
-    if region.assignment_id is not None:
-        _reading_lock(region.assignment, allow_closed=allow_closed)
 
 @transaction.atomic
 def region_delete(*, region: Region, actor, expected_version: int, allow_closed: bool = False) -> Region:
     """Soft-delete: the row and its history stay; it disappears from lists and exports."""
+    if region.assignment_id is not None:
+        _reading_lock(region.assignment, allow_closed=allow_closed)
     updated = Region.objects.filter(pk=region.pk, version=expected_version, is_deleted=False).update(
         is_deleted=True, deleted_at=timezone.now(), version=F("version") + 1, updated_at=timezone.now()
     )
@@ -268,13 +264,17 @@ def region_restore(*, region: Region, actor, allow_closed: bool = False) -> Regi
     """Bring back a deleted region (undo) with its id and history. A region that is not deleted raises
     ``RegionConflict`` (someone restored it already)."""
     if region.assignment_id is not None:
-    if not updated:
-        raise RegionConflict(Region.objects.get(pk=region.pk), ["deleted"])
         _reading_lock(region.assignment, allow_closed=allow_closed)
     updated = Region.objects.filter(pk=region.pk, is_deleted=True).update(
         is_deleted=False, deleted_at=None, version=F("version") + 1, updated_at=timezone.now()
     )
+    if not updated:
+        raise RegionConflict(Region.objects.get(pk=region.pk), ["deleted"])
     region.refresh_from_db()
+    _revision(region, action=RegionRevision.Action.RESTORE, actor=actor, changed=["deleted"])
+    return region
+
+
 def _reading_lock(assignment: Assignment, *, allow_closed: bool) -> Assignment:
     """Lock the reading's assignment row for the rest of the transaction (region writes and submit
     take it in the same order, so they serialise) and refuse a write to a submitted reading."""
@@ -282,10 +282,6 @@ def _reading_lock(assignment: Assignment, *, allow_closed: bool) -> Assignment:
     if locked.status == Assignment.Status.SUBMITTED and not allow_closed:
         raise ReadingClosed("This reading was submitted; its regions are closed.")
     return locked
-
-
-    _revision(region, action=RegionRevision.Action.RESTORE, actor=actor, changed=["deleted"])
-    return region
 
 
 # ---------------------------------------------------------------------------------------------- assignments
