@@ -137,6 +137,7 @@ class Match:
     score: float
     evidence: dict
     repeat: bool = False
+    ambiguous: bool = False  # a repeat mention that fits another lesion as well: its lesion is a guess
 
 
 @dataclass(frozen=True)
@@ -385,27 +386,74 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
     primary = [i for i, f in enumerate(findings) if f.size_mm or f.section != "impression"]
     secondary = [i for i in range(len(findings)) if i not in primary]
     matches = _assign(findings, lesions, scores, evidence, primary, list(range(len(lesions))))
-    taken = {m.lesion for m in matches}
     index_of = {lesion.key: j for j, lesion in enumerate(lesions)}
+    finding_index = {finding.key: i for i, finding in enumerate(findings)}
+    holder = {index_of[m.lesion]: findings[finding_index[m.finding]] for m in matches}
+
+    def repeat_of(i: int, candidates: Iterable[int]) -> Match | None:
+        """The lesion finding ``i`` restates, among ``candidates``: firm evidence and nothing against
+        it, judged against the lesion or, for what the report says (size, attributes), against the
+        mention that took the lesion (a report that misstates a lesion misstates it every time)."""
+        fitting = [(_repeat_score(findings[i], holder.get(j), scores[i, j], evidence[i, j]), j) for j in candidates]
+        fitting = sorted(((score, j) for score, j in fitting if score is not None), key=lambda item: -item[0])
+        if not fitting:
+            return None
+        score, j = fitting[0]
+        ambiguous = len(fitting) > 1 and fitting[1][0] >= score - 0.25
+        return Match(findings[i].key, lesions[j].key, float(scores[i, j]), evidence[i, j], repeat=True,
+                     ambiguous=ambiguous)
+
     left = []
     for i in secondary:
-        candidates = [index_of[key] for key in taken]
-        best = max(candidates, key=lambda j: scores[i, j], default=None)
-        if best is not None and scores[i, best] >= REPEAT_THRESHOLD and _consistent(evidence[i, best]):
-            matches.append(Match(findings[i].key, lesions[best].key, float(scores[i, best]), evidence[i, best],
-                                 repeat=True))
+        repeat = repeat_of(i, holder)
+        if repeat is not None:
+            matches.append(repeat)
         else:
             left.append(i)
+    taken = {m.lesion for m in matches}
     free = [j for j, lesion in enumerate(lesions) if lesion.key not in taken]
-    matches.extend(_assign(findings, lesions, scores, evidence, left, free))
+    assigned = _assign(findings, lesions, scores, evidence, left, free)
+    matches.extend(assigned)
+    holder.update({index_of[m.lesion]: findings[finding_index[m.finding]] for m in assigned})
     matched = {m.finding for m in matches}
     for i, finding in enumerate(findings):
-        if finding.key in matched:
-            continue
-        j = int(np.argmax(scores[i]))
-        if scores[i, j] >= REPEAT_THRESHOLD and _consistent(evidence[i, j]):
-            matches.append(Match(finding.key, lesions[j].key, float(scores[i, j]), evidence[i, j], repeat=True))
+        if finding.key not in matched:
+            repeat = repeat_of(i, holder)
+            if repeat is not None:
+                matches.append(repeat)
     return matches
+
+
+_PLACE_FEATURES = ("laterality", "clock", "quadrant", "distance_from_nipple", "site", "organ", "veto")
+
+
+def _repeat_score(finding: FindingInput, first: FindingInput | None, score: float,
+                  evidence: Mapping[str, Mapping]) -> float | None:
+    """How firmly ``finding`` restates the lesion ``first`` was matched to, or None when it does not."""
+    if score >= REPEAT_THRESHOLD and _consistent(evidence):
+        return score
+    if first is None or not _restates(finding, first, evidence):
+        return None
+    placed = sum(item["score"] for name, item in evidence.items() if name not in ("size", "attributes"))
+    return placed if placed >= REPEAT_THRESHOLD else None
+
+
+def _same_size(a: float, b: float) -> bool:
+    return abs(a - b) <= SIZE_MIN_ABS_MM or abs(a - b) / max(a, b) <= SIZE_TOLERANCE
+
+
+def _restates(finding: FindingInput, first: FindingInput, evidence: Mapping[str, Mapping]) -> bool:
+    """Does ``finding`` say of the lesion what ``first`` said (the mention the lesion was matched to)?
+    Its place must agree with the lesion; its size and attributes need only agree with ``first``."""
+    if any(evidence[name]["score"] < 0 for name in _PLACE_FEATURES if name in evidence):
+        return False
+    clock = evidence.get("clock")
+    if clock is not None and clock["score"] < 2.5:
+        return False
+    if finding.size_mm and first.size_mm and not _same_size(max(finding.size_mm), max(first.size_mm)):
+        return False
+    return all(values & first.attributes[name] for name, values in finding.attributes.items()
+               if name in first.attributes)
 
 
 def measurement_score(finding: FindingInput, lesion: LesionInput) -> tuple[float, dict] | None:
@@ -470,6 +518,20 @@ def findings_merge_continuations(findings: Sequence[FindingInput]) -> list[Findi
             and finding.lesion in (None, "lesion", previous.lesion) and finding.section == previous.section
             and finding.assessment is None and (finding.attributes or finding.negated_attributes)
         )
+        # A field of its own ("Nodule 1: left lobe, mid portion. Size: 1.7 x 1.0 cm."): a size with
+        # nothing else gives the lesion before it, which had none, its size.
+        sized = (
+            previous is not None and previous.is_lesion and not previous.size_mm and bool(finding.size_mm)
+            and finding.lesion in (None, "lesion", previous.lesion) and finding.section == previous.section
+            and not (finding.clock or finding.quadrant or finding.distance_cm is not None or finding.site)
+            and finding.assessment is None and not finding.negated
+        )
+        if sized:
+            merged[-1] = replace(previous, end=max(previous.end, finding.end), size_mm=finding.size_mm)
+            previous = merged[-1]
+            if not (finding.attributes or finding.negated_attributes):
+                continue
+            continues = True
         if not continues:
             merged.append(finding)
             continue
@@ -819,8 +881,9 @@ def study_match(study: StudyInput) -> StudyMatch:
             conflicts.append(size)
     seen_assessment = set()
     for finding in findings:
-        lesion = next((lesion_by_key[m.lesion] for m in matches
-                       if m.finding == finding.key and lesion_by_key[m.lesion].source != CONSENSUS), None)
+        # A mention whose lesion is a guess (it fits two) is held to what the report itself says.
+        lesion = next((lesion_by_key[m.lesion] for m in matches if m.finding == finding.key
+                       and lesion_by_key[m.lesion].source != CONSENSUS and not m.ambiguous), None)
         conflict = assessment_conflict(finding, lesion, tirads_level_of=study.tirads_level_of,
                                        tirads_points_of=study.tirads_points_of)
         if conflict and conflict.identity not in seen_assessment:

@@ -7,8 +7,9 @@
 Prints, in one run:
 - precision and recall of sentence→region links against the recorded truth (a link counts at the level
   of (study, truth sentence, lesion));
-- recall of every planted disagreement kind (report/image ones from the generator, reader-vs-reader
-  ones from the seeder);
+- per disagreement kind, precision (the share of the disagreements found that are about a planted
+  one, or about a reading the seeder changed) next to recall (the share of planted ones found):
+  report/image kinds from the generator, reader-vs-reader ones from the seeder;
 - the share of in-process alignment time spent parsing, matching and in the database;
 - with --workers N (needs PostgreSQL and a broker): studies/s of dataset_align on N worker processes.
 """
@@ -61,9 +62,19 @@ def overlap(a0, a1, b0, b1) -> int:
     return max(0, min(a1, b1) - max(a0, b0))
 
 
-def quality(dataset) -> dict:
+def quality(dataset, reader_disagreements=()) -> dict:
+    """Links and disagreements against the recorded truth. A planted disagreement is recalled when one
+    of its kind is about its lesion (one of the lesion's regions, or a sentence describing it); a
+    disagreement found is true when it is about a planted one of its kind, or about a lesion whose
+    second reading the seeder changed (reader vs reader, and the report or the assessment against
+    that changed reading)."""
     truth_links, predicted_links = set(), set()
     planted, recalled = defaultdict(int), defaultdict(int)
+    found_by_kind, true_by_kind = defaultdict(int), defaultdict(int)
+    false_examples: dict[str, list] = defaultdict(list)
+    changed_readings = defaultdict(list)  # (accession, lesion key) -> what the seeder changed in a reading
+    for item in reader_disagreements:
+        changed_readings[item["study"], item["lesion"]].append(item)
     studies = Study.objects.filter(dataset=dataset).order_by("id")
     for study in studies.iterator(chunk_size=200):
         truth = study.metadata["truth"]
@@ -79,20 +90,60 @@ def quality(dataset) -> dict:
             if best is not None:
                 predicted_links.add((study.pk, best, link.region.lesion_key))
         found = list(Disagreement.objects.filter(study=study).prefetch_related("regions").select_related("sentence"))
+
+        def about(d, key, truth=truth) -> bool:
+            described = [s for s in truth["sentences"] if key in s["lesion_keys"]]
+            return any(r.lesion_key == key for r in d.regions.all()) or bool(
+                d.sentence and any(overlap(s["start"], s["end"], d.sentence.start, d.sentence.end) for s in described))
+
         for item in truth["disagreements"]:
             planted[item["kind"]] += 1
-            key = item["lesion_key"]
-            sentences_of_key = [s for s in truth["sentences"] if key in s["lesion_keys"]]
-            for d in found:
-                if d.kind != item["kind"]:
-                    continue
-                if any(r.lesion_key == key for r in d.regions.all()) or (
-                        d.sentence and any(overlap(s["start"], s["end"], d.sentence.start, d.sentence.end)
-                                           for s in sentences_of_key)):
-                    recalled[item["kind"]] += 1
-                    break
+            if any(d.kind == item["kind"] and about(d, item["lesion_key"]) for d in found):
+                recalled[item["kind"]] += 1
+        for d in found:
+            found_by_kind[d.kind] += 1
+            if d.kind == "reader_vs_reader":
+                keys = {r.lesion_key for r in d.regions.all()}
+                true = any(c["kind"] == ("missed_lesion" if d.attribute == "region" else "attribute")
+                           and c.get("attribute", "region") == d.attribute
+                           for key in keys for c in changed_readings.get((study.accession, key), ()))
+            else:
+                true = any(item["kind"] == d.kind and about(d, item["lesion_key"]) for item in truth["disagreements"])
+                if not true and d.kind in ("report_vs_annotation", "assessment_inconsistent"):
+                    true = any(c["kind"] == "attribute" and (d.kind != "report_vs_annotation"
+                                                             or c["attribute"] == d.attribute)
+                               and about(d, key)
+                               for (accession, key), changes in changed_readings.items() if accession == study.accession
+                               for c in changes)
+            true_by_kind[d.kind] += true
+            if not true and len(false_examples[d.kind]) < 5:
+                false_examples[d.kind].append((study.accession, d.attribute, d.values))
     return {"truth_links": truth_links, "predicted_links": predicted_links, "planted": planted,
-            "recalled": recalled}
+            "recalled": recalled, "found": found_by_kind, "true": true_by_kind, "false_examples": false_examples}
+
+
+def reader_changes(dataset) -> list[dict]:
+    """What the seeder changed in the second readings, read back from the regions (for ``--reuse``):
+    a lesion the second reader left out of an image, or drew with another echogenicity."""
+    from annotation.models import Region
+
+    by_image: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for accession, image_id, position, author, key, attributes in (
+            Region.objects.filter(image__study__dataset=dataset, source="reader")
+            .values_list("image__study__accession", "image_id", "image__position", "author__username", "lesion_key",
+                         "attributes").order_by("author__username")):
+        by_image[accession, image_id, position].setdefault(key, {})[author] = attributes
+    readers = sorted(set(Region.objects.filter(image__study__dataset=dataset, source="reader")
+                         .values_list("author__username", flat=True)))
+    changes = []
+    for (accession, _, position), lesions in by_image.items():
+        for key, drawn in lesions.items():
+            if len(readers) > 1 and len(drawn) < len(readers):
+                changes.append({"kind": "missed_lesion", "study": accession, "image": position, "lesion": key})
+            elif len({str(a.get("echogenicity")) for a in drawn.values()}) > 1:
+                changes.append({"kind": "attribute", "study": accession, "image": position, "lesion": key,
+                                "attribute": "echogenicity"})
+    return changes
 
 
 def reader_recall(dataset, reader_disagreements) -> tuple[int, int]:
@@ -112,6 +163,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--workers", type=int, default=0, help="also time dataset_align on N worker processes")
     parser.add_argument("--reuse", action="store_true", help="reuse the seeded dataset of an earlier run")
+    parser.add_argument("--show-false", action="store_true", help="print a few disagreements no truth explains")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     name = f"bench-align-{args.seed}-{args.studies}"
@@ -120,6 +172,8 @@ def main() -> None:
     existing = Dataset.objects.filter(name=name).first()
     if args.reuse and existing is not None:
         result = SeedResult(dataset=existing)
+        # Align every study afresh (the stored input hashes would otherwise skip them all).
+        StudyAlignmentState.objects.filter(study__dataset=existing).update(input_hash="")
         print(f"reusing {existing.studies.count()} seeded studies of '{name}'")
     else:
         Dataset.objects.filter(name=name).delete()
@@ -146,18 +200,27 @@ def main() -> None:
           f"{(total - parse - match) / total:.0%}  (pipeline {nlp_package.PIPELINE_VERSION})")
 
     if args.workers == 0:
-        q = quality(result.dataset)
+        changed = result.reader_disagreements or reader_changes(result.dataset)
+        q = quality(result.dataset, changed)
         tp = len(q["truth_links"] & q["predicted_links"])
         precision = tp / len(q["predicted_links"]) if q["predicted_links"] else 0.0
         recall = tp / len(q["truth_links"]) if q["truth_links"] else 0.0
         print(f"sentence→region links: precision {precision:.3f}  recall {recall:.3f}  "
               f"(truth {len(q['truth_links'])}, predicted {len(q['predicted_links'])})")
-        for kind in sorted(q["planted"]):
-            print(f"  recall {kind:<26} {q['recalled'][kind] / q['planted'][kind]:.3f}  "
-                  f"({q['recalled'][kind]}/{q['planted'][kind]})")
-        hits, planted = reader_recall(result.dataset, result.reader_disagreements)
-        if planted:
-            print(f"  recall {'reader_vs_reader':<26} {hits / planted:.3f}  ({hits}/{planted})")
+        hits, reader_planted = reader_recall(result.dataset, changed)
+        q["planted"]["reader_vs_reader"], q["recalled"]["reader_vs_reader"] = reader_planted, hits
+
+        def ratio(part: int, whole: int) -> str:
+            return f"{part / whole:.3f} ({part}/{whole})" if whole else "  —  (0/0)"
+
+        print(f"  {'disagreements':<26} {'precision':<18} recall")
+        for kind in sorted(set(q["planted"]) | set(q["found"])):
+            print(f"  {kind:<26} {ratio(q['true'][kind], q['found'][kind]):<18} "
+                  f"{ratio(q['recalled'][kind], q['planted'][kind])}")
+        if args.show_false:
+            for kind, examples in sorted(q["false_examples"].items()):
+                for example in examples:
+                    print(f"    false {kind}: {example}")
         return
 
     StudyAlignmentState.objects.filter(study__dataset=result.dataset).delete()

@@ -286,3 +286,28 @@ def test_an_organ_measurement_aligns_to_a_caliper_of_that_organ_and_side():
     assert [c.values for c in result.conflicts if c.kind == "size_mismatch"] == [
         {"report": [49.0, 16.0, 18.0], "annotation": 30.0}]
     assert _study([lobe], [left]).matches == []
+
+
+def test_a_summary_repeating_a_misstated_size_is_the_same_lesion_not_a_missing_one():
+    summary = finding("s1f0", laterality="left", clock="2:00", size_mm=(6.0,), attributes={"echogenicity": f(["hyperechoic"])})
+    described = finding("s2f0", laterality="left", clock="2:00", distance_cm=1.0, size_mm=(6.0, 6.0),
+                        attributes={"echogenicity": f(["hyperechoic"])})
+    drawn = lesion("r:L1", laterality="left", clock="2:00", distance_cm=1.0, long_axis_mm=10.5,
+                   attributes={"echogenicity": f(["hypoechoic"])})
+    result = _study([summary, described], [drawn])
+    assert sorted((m.finding, m.repeat) for m in result.matches) == [("s1f0", True), ("s2f0", False)]
+    assert sorted(c.kind for c in result.conflicts) == ["report_vs_annotation", "size_mismatch"]
+    # a mention that says another size than the first is another lesion
+    other = replace(summary, size_mm=(25.0,))
+    assert [m.finding for m in match_source([other, described], [drawn])] == ["s2f0"]
+
+
+def test_a_size_field_gives_the_lesion_before_it_its_size():
+    from alignment.matching import findings_merge_continuations
+
+    label = finding("s1f0", lesion="nodule", laterality="left", site=("mid",), end=40)
+    size = finding("s2f0", lesion=None, start=41, end=60, size_mm=(17.0, 10.0))
+    [merged] = findings_merge_continuations([label, size])
+    assert merged.size_mm == (17.0, 10.0) and merged.site == ("mid",) and merged.end == 60
+    placed = replace(size, clock="3:00")  # a size with a place of its own is a finding of its own
+    assert len(findings_merge_continuations([label, placed])) == 2
