@@ -3,26 +3,30 @@ Permission comes from ``annotation.selectors`` (outsider → 404, a role that ma
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import selectors as annotation_selectors
 from annotation.permissions import REVIEW_ROLES
+from annotation.request_input import StrictInput, id_field
 
 from . import selectors, services
 from .models import Alignment, Sentence
 
 
+class ImageQuery(serializers.Serializer):
+    image = id_field(required=False, help_text="only links on this image")
+
+
 def _image_param(request, study) -> object | None:
-    raw = request.query_params.get("image")
-    if raw in (None, ""):
+    query = ImageQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    image_id = query.validated_data.get("image")
+    if image_id is None:
         return None
-    try:
-        image_id = int(raw)
-    except ValueError as error:
-        raise exceptions.ValidationError({"image": "give ?image=<image id>"}) from error
     image = annotation_selectors.image_get_for_user(user=request.user, image_id=image_id)
     if image.study_id != study.pk:
         raise exceptions.NotFound("No such image in this study.")
@@ -35,8 +39,7 @@ class StudyAlignmentApi(APIView):
     Blind reading applies: an annotator sees links to the regions they may see only. ``?image=ID``
     keeps the links on one image."""
 
-    @extend_schema(parameters=[OpenApiParameter("image", int, description="only links on this image")],
-                   responses={200: dict})
+    @extend_schema(parameters=[ImageQuery], responses={200: OpenApiTypes.OBJECT})
     def get(self, request, study_id: int):
         study = annotation_selectors.study_get_for_user(user=request.user, study_id=study_id)
         image = _image_param(request, study)
@@ -47,7 +50,7 @@ class StudyAlignmentApi(APIView):
 
 
 class AlignmentOutput(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Alignment
@@ -68,9 +71,10 @@ class AlignmentManualApi(APIView):
     earlier one; the study is then re-aligned so automatic links and disagreements follow. Annotators
     get 403, people outside the dataset 404."""
 
-    class Input(serializers.Serializer):
-        sentence = serializers.IntegerField()
-        region = serializers.IntegerField()
+    @extend_schema_serializer(component_name="AlignmentDecision")
+    class Input(StrictInput):
+        sentence = id_field()
+        region = id_field()
         linked = serializers.BooleanField()
 
     @extend_schema(request=Input, responses={201: AlignmentOutput})
@@ -112,7 +116,7 @@ class RegionReportFindingsApi(APIView):
     attribute values (dataset lexicon only), the sentences and findings they come from, and the basis
     (``aligned`` links, or ``location``: the body marker and the region before any link exists)."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, region_id: int):
         region = annotation_selectors.region_get_for_user(user=request.user, region_id=region_id)
         return Response({"region": region.pk, **selectors.region_report_findings(user=request.user, region=region)})

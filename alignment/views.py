@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors as annotation_selectors
@@ -61,12 +62,12 @@ def alignment_decide(request, image_id: int):
     region_id, sentence_id = _int(request.POST.get("region")), _int(request.POST.get("sentence"))
     action = request.POST.get("action")
     if region_id is None or sentence_id is None or action not in ("link", "unlink", "auto"):
-        return HttpResponseBadRequest("give region, sentence and action=link|unlink|auto")
+        return HttpResponseBadRequest(_("Give region, sentence and action=link|unlink|auto."))
     region = annotation_selectors.region_get_for_user(user=request.user, region_id=region_id, roles=REVIEW_ROLES)
     sentence = get_object_or_404(Sentence.objects.select_related("report"), pk=sentence_id,
                                  report__study_id=image.study_id)
     if region.image_id != image.pk:
-        return HttpResponseBadRequest("the region is not on this image")
+        return HttpResponseBadRequest(_("The region is not on this image."))
     try:
         if action == "auto":
             services.alignment_manual_reset(sentence=sentence, region=region)
@@ -102,6 +103,6 @@ def alignment_run_progress(request, dataset_id: int, run_id: int):
     dataset = annotation_selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
     run = services.alignment_run_refresh(run_id=run_id)
     if run is None or run.dataset_id != dataset.pk:
-        return HttpResponseBadRequest("No such run.")
+        return HttpResponseBadRequest(_("No such run."))
     return render(request, "alignment/_alignment_run.html", {
         "dataset": dataset, "run": run, "counts": services.disagreement_counts(dataset=dataset)})

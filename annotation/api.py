@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
 from . import permissions, selectors, services
-from .models import Region, RegionRevision
+from .models import Assignment, Region, RegionRevision
+from .request_input import ID_MAX, StrictInput, id_field
 from .services import RegionConflict
 
 
 def api_exception_handler(exc, context):
     """Turn domain errors into HTTP: Django ``ValidationError`` → 400 with the per-field messages,
-    ``RegionConflict`` → 409 with the current region."""
+    ``RegionConflict`` → 409 with the current region, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` →
+    413 and Django's other refusals of a request (too many fields, ...) → 400, all as JSON rather
+    than Django's HTML error page."""
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": "The request body is too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"detail": "The request could not be read."}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RegionConflict):
         return Response(
             {"detail": "This region was changed elsewhere since you loaded it.", "changed": exc.changed,
@@ -38,11 +48,19 @@ def api_exception_handler(exc, context):
 class MeApi(APIView):
     """Who am I, and what may I do where."""
 
+    class DatasetRoles(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        roles = serializers.ListField(child=serializers.CharField())
+
     class Output(serializers.Serializer):
         username = serializers.CharField()
         is_staff = serializers.BooleanField()
-        datasets = serializers.ListField()
+        datasets = serializers.ListField(child=serializers.DictField())
 
+    @extend_schema(responses=inline_serializer("Me", {
+        "username": serializers.CharField(), "is_staff": serializers.BooleanField(),
+        "datasets": DatasetRoles(many=True)}))
     def get(self, request):
         datasets = [
             {"id": d.pk, "name": d.name,
@@ -57,7 +75,7 @@ class RegionOutput(serializers.ModelSerializer):
     """A region as the caller sees it; ``can_edit`` is the permission module's answer for the caller
     (the workspace asks it instead of deciding in JavaScript)."""
 
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     can_edit = serializers.SerializerMethodField()
 
     class Meta:
@@ -82,24 +100,31 @@ class RegionListCreateApi(APIView):
     """``GET ?image=ID`` lists the regions of an image the caller may see (blind reading applies);
     ``POST`` creates one on an image assigned to the caller (or any image, for reviewers and admins)."""
 
-    class CreateInput(serializers.Serializer):
-        image = serializers.IntegerField()
-        shape = serializers.CharField()
-        geometry = serializers.JSONField()
-        attributes = serializers.JSONField(required=False, default=dict)
-        label = serializers.CharField(required=False, allow_blank=True, default="lesion")
-        lesion_key = serializers.CharField(required=False, allow_blank=True, default="")
+    class ListQuery(serializers.Serializer):
+        image = id_field(help_text="the image whose regions to list")
 
+    @extend_schema_serializer(component_name="RegionCreate")
+    class CreateInput(StrictInput):
+        image = id_field()
+        # A CharField, not a ChoiceField: the service names the shapes it knows in its message.
+        shape = serializers.CharField(help_text=", ".join(Region.Shape.values))
+        geometry = serializers.JSONField(help_text='{"points": [[x, y], ...]} in image pixels; an ellipse '
+                                                   '{"center": [x, y], "radii": [rx, ry]}')
+        attributes = serializers.JSONField(required=False, default=dict)
+        label = serializers.CharField(required=False, allow_blank=True, default="lesion", max_length=64)
+        lesion_key = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
+
+    @extend_schema(operation_id="regions_list", parameters=[ListQuery],
+                   responses=inline_serializer("RegionList", {"results": RegionOutput(many=True)}))
     def get(self, request):
-        try:
-            image_id = int(request.query_params.get("image", ""))
-        except ValueError as error:
-            raise exceptions.ValidationError({"image": "give ?image=<image id>"}) from error
-        image = selectors.image_get_for_user(user=request.user, image_id=image_id)
+        query = self.ListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        image = selectors.image_get_for_user(user=request.user, image_id=query.validated_data["image"])
         regions = selectors.regions_visible(user=request.user, image=image).order_by("id")
         held = selectors.dataset_roles(user=request.user, dataset_id=image.study.dataset_id)
         return Response({"results": RegionOutput(regions, many=True, context={"request": request, "held": held}).data})
 
+    @extend_schema(request=CreateInput, responses={201: RegionOutput})
     def post(self, request):
         data = self.CreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -116,14 +141,18 @@ class RegionDetailApi(APIView):
     """``PATCH`` with ``version`` (the version the client last saw) saves, or answers 409 with the
     region as it now is; ``DELETE ?version=N`` soft-deletes likewise."""
 
-    class UpdateInput(serializers.Serializer):
-        version = serializers.IntegerField(min_value=1)
-        shape = serializers.CharField(required=False)
+    @extend_schema_serializer(component_name="RegionUpdate")
+    class UpdateInput(StrictInput):
+        version = serializers.IntegerField(min_value=1, max_value=ID_MAX, help_text="the version you last saw")
+        shape = serializers.CharField(required=False, help_text=", ".join(Region.Shape.values))
         geometry = serializers.JSONField(required=False)
         attributes = serializers.JSONField(required=False)
-        label = serializers.CharField(required=False, allow_blank=True)
-        lesion_key = serializers.CharField(required=False, allow_blank=True)
-        seen = serializers.JSONField(required=False)
+        label = serializers.CharField(required=False, allow_blank=True, max_length=64)
+        lesion_key = serializers.CharField(required=False, allow_blank=True, max_length=32)
+        seen = serializers.JSONField(required=False, help_text="the values you last saw of the fields you change")
+
+    class DeleteQuery(serializers.Serializer):
+        version = serializers.IntegerField(min_value=1, max_value=ID_MAX, help_text="the version you last saw")
 
     def _editable(self, request, region_id: int) -> tuple[Region, bool]:
         """The region and whether the caller may change it even in a closed reading (an admin)."""
@@ -135,10 +164,13 @@ class RegionDetailApi(APIView):
             raise exceptions.PermissionDenied("This reading was submitted; its regions are closed.")
         return region, permissions.may_administer(held)
 
+    @extend_schema(responses=RegionOutput)
     def get(self, request, region_id: int):
         region = selectors.region_get_for_user(user=request.user, region_id=region_id)
         return Response(RegionOutput(region, context={"request": request}).data)
 
+    @extend_schema(request=UpdateInput, responses={200: RegionOutput, 409: OpenApiResponse(
+        OpenApiTypes.OBJECT, description="changed elsewhere: the changed fields and the region as it now is")})
     def patch(self, request, region_id: int):
         region, admin = self._editable(request, region_id)
         data = self.UpdateInput(data=request.data)
@@ -150,12 +182,12 @@ class RegionDetailApi(APIView):
         )
         return Response(RegionOutput(region, context={"request": request}).data)
 
+    @extend_schema(parameters=[DeleteQuery], responses={204: None})
     def delete(self, request, region_id: int):
         region, admin = self._editable(request, region_id)
-        try:
-            version = int(request.query_params.get("version", ""))
-        except ValueError as error:
-            raise exceptions.ValidationError({"version": "give ?version=<the version you last saw>"}) from error
+        query = self.DeleteQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        version = query.validated_data["version"]
         services.region_delete(region=region, actor=request.user, expected_version=version, allow_closed=admin)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -163,6 +195,7 @@ class RegionDetailApi(APIView):
 class RegionRestoreApi(APIView):
     """``POST`` brings back a region its author deleted (undo), with its id and history intact."""
 
+    @extend_schema(request=None, responses=RegionOutput)
     def post(self, request, region_id: int):
         region = Region.objects.select_related("image__study", "assignment").filter(pk=region_id).first()
         if region is None:
@@ -182,14 +215,16 @@ class RegionRestoreApi(APIView):
 class RegionHistoryApi(APIView):
     """Who changed what when; reviewers and admins only."""
 
+    @extend_schema_serializer(component_name="RegionRevision")
     class Output(serializers.ModelSerializer):
-        actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+        actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
         class Meta:
             model = RegionRevision
             fields = ["version", "action", "actor", "changed", "shape", "geometry", "label", "lesion_key",
                       "attributes", "created_at"]
 
+    @extend_schema(responses=inline_serializer("RegionHistory", {"results": Output(many=True)}))
     def get(self, request, region_id: int):
         region = selectors.region_get_for_user(user=request.user, region_id=region_id, roles=permissions.REVIEW_ROLES)
         return Response({"results": self.Output(region.revisions.select_related("actor"), many=True).data})
@@ -201,7 +236,7 @@ class RegionHistoryApi(APIView):
 
 class AssignmentOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=Assignment.Status.values)
     image = serializers.IntegerField(source="image_id")
     study = serializers.CharField(source="image.study.accession")
     dataset = serializers.IntegerField(source="image.study.dataset_id")
@@ -214,25 +249,34 @@ class AssignmentOutput(serializers.Serializer):
         return reverse("annotation:annotate", args=[assignment.image_id])
 
 
-def _dataset_param(request) -> int | None:
-    raw = request.query_params.get("dataset")
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError as error:
-        raise exceptions.ValidationError({"dataset": "give ?dataset=<dataset id>"}) from error
+class DatasetQuery(serializers.Serializer):
+    dataset = id_field(required=False, help_text="only this dataset's work")
+
+
+class QueueCounts(serializers.Serializer):
+    assigned = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+    submitted = serializers.IntegerField()
 
 
 class QueueApi(APIView):
     """``GET ?status=assigned|in_progress|submitted&dataset=ID&page=N``: the caller's counts and a page
     of their assignments, oldest first."""
 
+    class Query(DatasetQuery):
+        status = serializers.ChoiceField(choices=selectors.QUEUE_STATUSES, required=False, allow_blank=True,
+                                         help_text="only assignments in this state")
+        page = serializers.IntegerField(min_value=1, max_value=ID_MAX, required=False)
+
+    @extend_schema(parameters=[Query], responses=inline_serializer("QueuePage", {
+        "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True), "results": AssignmentOutput(many=True),
+        "counts": QueueCounts()}))
     def get(self, request):
-        dataset_id = _dataset_param(request)
-        status_filter = request.query_params.get("status") or None
-        if status_filter is not None and status_filter not in selectors.QUEUE_STATUSES:
-            raise exceptions.ValidationError({"status": f"use one of {', '.join(selectors.QUEUE_STATUSES)}"})
+        query = self.Query(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        dataset_id = query.validated_data.get("dataset")
+        status_filter = query.validated_data.get("status") or None
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(
             selectors.assignments_for_user(user=request.user, status=status_filter, dataset_id=dataset_id),
@@ -247,12 +291,17 @@ class QueueNextApi(APIView):
     """``GET``: the assignment to open next (in progress first, then the oldest to do), or
     ``{"next": null}`` when the queue is empty."""
 
+    @extend_schema(parameters=[DatasetQuery], responses=inline_serializer(
+        "QueueNext", {"next": AssignmentOutput(allow_null=True)}))
     def get(self, request):
-        following = selectors.assignment_next(user=request.user, dataset_id=_dataset_param(request))
+        query = DatasetQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        following = selectors.assignment_next(user=request.user, dataset_id=query.validated_data.get("dataset"))
         return Response({"next": AssignmentOutput(following).data if following else None})
 
 
 class AssignmentDetailApi(APIView):
+    @extend_schema(responses=AssignmentOutput)
     def get(self, request, assignment_id: int):
         assignment = selectors.assignment_get_for_user(user=request.user, assignment_id=assignment_id)
         return Response(AssignmentOutput(assignment).data)
@@ -262,6 +311,8 @@ class AssignmentSubmitApi(APIView):
     """``POST``: validate (every region carries the lexicon's required attributes), submit, and answer
     with the submitted assignment and the next one. 400 lists the incomplete regions."""
 
+    @extend_schema(request=None, responses=inline_serializer("AssignmentSubmitted", {
+        "assignment": AssignmentOutput(), "next": AssignmentOutput(allow_null=True)}))
     def post(self, request, assignment_id: int):
         assignment = selectors.assignment_get_for_user(user=request.user, assignment_id=assignment_id)
         if assignment.annotator_id != request.user.pk:
@@ -291,11 +342,17 @@ class OutlineProposalApi(APIView):
     "score": 0..1}`` for the client to show and, if accepted, save through the regions API. It creates
     nothing. 400 for an unusable prompt, 422 when the image shows no lesion boundary there."""
 
-    class Input(serializers.Serializer):
-        point = serializers.JSONField(required=False)
-        box = serializers.JSONField(required=False)
-        exclude = serializers.JSONField(required=False, default=list)
+    @extend_schema_serializer(component_name="OutlinePrompt")
+    class Input(StrictInput):
+        point = serializers.JSONField(required=False, help_text="[x, y] in image pixels")
+        box = serializers.JSONField(required=False, help_text="[x0, y0, x1, y1] in image pixels")
+        exclude = serializers.JSONField(required=False, default=list, help_text="[[x, y], ...] to keep outside")
 
+    @extend_schema(request=Input, responses={
+        200: inline_serializer("OutlineProposal", {
+            "shape": serializers.CharField(), "points": serializers.ListField(
+                child=serializers.ListField(child=serializers.FloatField())), "score": serializers.FloatField()}),
+        422: OpenApiResponse(OpenApiTypes.OBJECT, description="no lesion boundary found there")})
     def post(self, request, image_id: int):
         # Imported here so that scipy loads only in the processes that are asked for outlines.
         from .media import image_pixels

@@ -24,10 +24,12 @@ from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import get_language, gettext, pgettext
 
 from alignment import matching
 from alignment.models import Alignment, Disagreement
 from annotation import permissions, services
+from annotation.lexicons import term_label
 from annotation.models import Assignment, Dataset, Image, Membership, Region
 from annotation.selectors import dataset_roles
 
@@ -57,7 +59,7 @@ def review_check(*, user) -> list[int]:
     would not be here: the pages need a login)."""
     ids = review_dataset_ids(user=user)
     if not ids:
-        raise PermissionDenied("Only reviewers can open the review queue.")
+        raise PermissionDenied(gettext("Only reviewers can open the review queue."))
     return ids
 
 
@@ -68,12 +70,12 @@ def disagreement_get_for_user(*, user, disagreement_id: int, roles: Iterable[str
         .filter(pk=disagreement_id).first()
     )
     if disagreement is None:
-        raise Http404("No such disagreement.")
+        raise Http404(gettext("No such disagreement."))
     held = dataset_roles(user=user, dataset_id=disagreement.dataset_id)
     if not held:
-        raise Http404("No such disagreement.")
+        raise Http404(gettext("No such disagreement."))
     if not permissions.roles_allow(held, roles):
-        raise PermissionDenied("Only reviewers of this dataset can adjudicate.")
+        raise PermissionDenied(gettext("Only reviewers of this dataset can adjudicate."))
     return disagreement
 
 
@@ -189,9 +191,9 @@ def review_filter_options(*, user) -> dict[str, list]:
 
     annotators = get_user_model().objects.filter(
         memberships__dataset_id__in=ids, memberships__role=Membership.Role.ANNOTATOR).distinct().order_by("username")
-    labels = {a["code"]: a["label"] for dataset in Dataset.objects.filter(pk__in=ids).select_related("lexicon")
+    labels = {a["code"]: term_label(a, get_language()) for dataset in Dataset.objects.filter(pk__in=ids).select_related("lexicon")
               for a in dataset.lexicon.content.get("attributes", [])}
-    labels.update(region="Outline (region)", size_mm="Size")
+    labels.update(region=gettext("Outline (region)"), size_mm=gettext("Size"))
     codes = sorted(a for a in open_.order_by().values_list("attribute", flat=True).distinct() if a)
     return {
         "datasets": list(Dataset.objects.filter(pk__in=ids).values("id", "name")),
@@ -231,16 +233,17 @@ def disagreement_sides(disagreement) -> list[Side]:
             drawn = values[reader] != matching.Outline.MISSING
             sides.append(Side(reader, reader, values[reader], region.pk if region else None, claims_lesion=drawn))
         return sides
-    annotation_label = "Annotation"
+    annotation_label = gettext("Annotation")
     if first_region is not None:
-        annotation_label = f"Annotation · {first_region.author.username if first_region.author else first_region.source}"
+        annotation_label = gettext("Annotation · %(author)s") % {
+            "author": first_region.author.username if first_region.author else first_region.source}
     report_value = values.get("report")
     if kind == "assessment_inconsistent":
         other = values.get("expected") or values.get("suspicious_features")
-        return [Side("report", "Report", report_value),
-                Side("annotation", "Descriptors imply", other, first_region.pk if first_region else None)]
+        return [Side("report", gettext("Report"), report_value),
+                Side("annotation", gettext("Descriptors imply"), other, first_region.pk if first_region else None)]
     return [
-        Side("report", "Report", report_value, None, claims_lesion=report_value is not None),
+        Side("report", gettext("Report"), report_value, None, claims_lesion=report_value is not None),
         Side("annotation", annotation_label, values.get("annotation"), first_region.pk if first_region else None,
              claims_lesion=values.get("annotation") is not None),
     ]
@@ -308,15 +311,17 @@ def _as_attribute_value(dataset: Dataset, code: str, values: Any) -> Any:
     attributes; None removes the attribute."""
     spec = _lexicon_attribute(dataset, code)
     if spec is None:
-        raise ValidationError({"attribute": f"'{code}' is not an attribute of the {dataset.lexicon.name} lexicon"})
+        raise ValidationError({"attribute": gettext("“%(code)s” is not an attribute of the %(lexicon)s lexicon.") % {
+            "code": code, "lexicon": dataset.lexicon.name}})
     if values in (None, "", []):
         return None
     listed = [values] if isinstance(values, str) else list(values)
     if spec.get("cardinality") == "many":
         return sorted(set(listed))
     if len(listed) != 1:
-        raise ValidationError({"value": f"{spec['label']} takes one value; the side picked gives {', '.join(listed)}. "
-                                        "Choose one with “Other value”."})
+        raise ValidationError({"value": gettext("%(attribute)s takes one value; the side picked gives %(values)s. "
+                                                "Choose one with “Other value”.") % {
+            "attribute": term_label(spec, get_language()), "values": ", ".join(listed)}})
     return listed[0]
 
 
@@ -342,7 +347,7 @@ def _consensus_write(*, image: Image, members: list[Region], actor, template: Re
     template = template or (members[0] if members else None)
     if consensus is None:
         if template is None and geometry is None:
-            raise ValidationError({"geometry": "Nobody outlined this lesion: draw its outline on the image first."})
+            raise ValidationError({"geometry": gettext("Nobody outlined this lesion: draw its outline on the image first.")})
         attributes = dict(template.attributes) if template else {}
         if set_attribute:
             attributes = _with_attribute(attributes, attribute, decision_value)
@@ -448,13 +453,14 @@ def _plan(disagreement, *, action: str, side: str, value: Any, geometry: dict | 
         if "report" in sides:
             action, side = Action.ACCEPT_REPORT, "report"
         elif value is None and geometry is None:
-            raise ValidationError({"value": "Say which value is right (Other value) or redraw the outline."})
+            raise ValidationError({"value": gettext("Say which value is right (Other value) or redraw the outline.")})
         else:
             action = Action.OTHER_VALUE if value is not None else Action.EDIT_GEOMETRY
     plan = AdjudicationPlan(action=action, side=side)
     if action in (Action.ACCEPT_REPORT, Action.ACCEPT_ANNOTATION):
         if side not in sides:
-            raise ValidationError({"side": f"'{side}' is not a side of this disagreement ({', '.join(sides)})"})
+            raise ValidationError({"side": gettext("“%(side)s” is not a side of this disagreement (%(sides)s).") % {
+                "side": side, "sides": ", ".join(sides)}})
         chosen = sides[side]
         plan.template = chosen.region_id
         if attribute_kind:
@@ -470,16 +476,16 @@ def _plan(disagreement, *, action: str, side: str, value: Any, geometry: dict | 
         else:  # a lesion one side drew and the other did not
             plan.lesion = chosen.claims_lesion
             if chosen.claims_lesion and chosen.region_id is None and geometry is None:
-                raise ValidationError({"geometry": "Nobody outlined this lesion: draw its outline on the image, "
-                                                   "then accept the report."})
+                raise ValidationError({"geometry": gettext("Nobody outlined this lesion: draw its outline on the image, "
+                                                           "then accept the report.")})
     elif action == Action.OTHER_VALUE:
         if not attribute_kind:
-            raise ValidationError({"value": "This disagreement is not about an attribute value."})
+            raise ValidationError({"value": gettext("This disagreement is not about an attribute value.")})
         plan.lesion, plan.set_attribute = True, True
         plan.value = _as_attribute_value(disagreement.dataset, attribute, value)
     elif action == Action.EDIT_GEOMETRY:
         if not geometry:
-            raise ValidationError({"geometry": "Draw the outline first."})
+            raise ValidationError({"geometry": gettext("Draw the outline first.")})
         plan.lesion = True
         plan.resolves = kind in ("size_mismatch", "reported_not_annotated", "annotated_not_reported") \
             or attribute == "region"
@@ -509,14 +515,15 @@ def disagreement_resolve(*, disagreement, actor, action: str, side: str = "", va
     of the same lesion that the answer now settles; the images' adjudicated status is refreshed.
     """
     if action not in ACTIONS:
-        raise ValidationError({"action": f"unknown action '{action}'"})
+        raise ValidationError({"action": gettext("Unknown action “%(action)s”.") % {"action": action}})
     comment = (comment or "").strip()
     if action == Action.COMMENT and not comment:
-        raise ValidationError({"comment": "Write the comment first."})
+        raise ValidationError({"comment": gettext("Write the comment first.")})
     locked = Disagreement.objects.select_for_update().get(pk=disagreement.pk)
     if locked.status != Disagreement.Status.OPEN and action != Action.COMMENT and not revise:
-        raise ValidationError({"status": f"This disagreement was already {locked.status} "
-                                         f"by {locked.resolved_by or 'someone'}; reload to see the decision."})
+        raise ValidationError({"status": gettext("This disagreement was already %(status)s by %(who)s; "
+                                                 "reload to see the decision.") % {
+            "status": pgettext("disagreement status", locked.status), "who": locked.resolved_by or gettext("someone")}})
     disagreement.refresh_from_db()
     plan = _plan(disagreement, action=action, side=side, value=value, geometry=geometry)
     before = _snapshot(disagreement)
@@ -535,7 +542,7 @@ def disagreement_resolve(*, disagreement, actor, action: str, side: str = "", va
     if not by_image and plan.lesion and geometry is not None:
         target = image or disagreement.image or disagreement.study.images.order_by("position", "id").first()
         if target is None or target.study_id != disagreement.study_id:
-            raise ValidationError({"image": "Choose an image of this study to outline the lesion on."})
+            raise ValidationError({"image": gettext("Choose an image of this study to outline the lesion on.")})
         by_image[target.pk] = []
     consensus_ids = []
     for image_id, image_regions in by_image.items():
@@ -695,7 +702,7 @@ def image_confirm(*, image: Image, actor, comment: str = "") -> str:
     """A reviewer confirms an image with no open disagreement: the readers' agreed lesions become the
     consensus (or, if nobody drew anything, the consensus is that there is no lesion)."""
     if _open_for_image(image).exists():
-        raise ValidationError({"image": "Resolve this image's open disagreements first."})
+        raise ValidationError({"image": gettext("Resolve this image's open disagreements first.")})
     AdjudicationDecision.objects.create(dataset_id=image.study.dataset_id, image=image, actor=actor,
                                         action=Action.CONFIRM, comment=(comment or "").strip())
     return image_adjudication_refresh(image_id=image.pk, actor=actor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings as django_settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from annotation.models import Dataset, Image, Region
 
@@ -19,17 +20,17 @@ class AdjudicationDecision(models.Model):
     disagreement another decision settled. Rows are only ever added."""
 
     class Action(models.TextChoices):
-        ACCEPT_REPORT = "accept_report", "accept the report's value"
-        ACCEPT_ANNOTATION = "accept_annotation", "accept an annotation's value"
-        OTHER_VALUE = "other_value", "set another value"
-        EDIT_GEOMETRY = "edit_geometry", "edit the consensus outline"
-        REPORT_WRONG = "report_wrong", "report wrong"
-        ANNOTATION_WRONG = "annotation_wrong", "annotation wrong"
-        NOT_A_LESION = "not_a_lesion", "not a lesion"
-        DISMISS = "dismiss", "dismiss"
-        COMMENT = "comment", "comment"
-        SETTLED = "settled", "settled by another decision"
-        CONFIRM = "confirm", "confirm the readers' agreement"
+        ACCEPT_REPORT = "accept_report", _("accept the report's value")
+        ACCEPT_ANNOTATION = "accept_annotation", _("accept an annotation's value")
+        OTHER_VALUE = "other_value", _("set another value")
+        EDIT_GEOMETRY = "edit_geometry", _("edit the consensus outline")
+        REPORT_WRONG = "report_wrong", _("report wrong")
+        ANNOTATION_WRONG = "annotation_wrong", _("annotation wrong")
+        NOT_A_LESION = "not_a_lesion", _("not a lesion")
+        DISMISS = "dismiss", _("dismiss")
+        COMMENT = "comment", _("comment")
+        SETTLED = "settled", _("settled by another decision")
+        CONFIRM = "confirm", _("confirm the readers' agreement")
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.CASCADE, related_name="decisions")

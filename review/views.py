@@ -17,28 +17,31 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from alignment import selectors as alignment_selectors
+from alignment.labels import KIND_LABELS
 from annotation import selectors
 from annotation.geometry import geometry_polygon_points
+from annotation.lexicons import term_label
 
 from . import adjudication
 from .models import AdjudicationDecision
 
 PAGE_SIZE = 25
-KIND_LABELS = {
-    "assessment_inconsistent": "Assessment", "reported_not_annotated": "Reported, not drawn",
-    "reader_vs_reader": "Reader vs reader", "size_mismatch": "Size", "report_vs_annotation": "Report vs annotation",
-    "annotated_not_reported": "Drawn, not reported",
-}
+# Side values the alignment job stores as text (``matching.Outline``), as the reviewer reads them.
+STORED_TEXTS = {"drawn": gettext_lazy("drawn"), "no matching region": gettext_lazy("no matching region")}
 LAYER_COLOURS = ["#22d3ee", "#f59e0b", "#e879f9", "#a3e635"]
 CONSENSUS_COLOUR = "#22c55e"
 
 
 def _labels(dataset) -> dict[str, dict[str, str]]:
-    """code → label for every attribute value of the dataset's lexicon (what reviewers read)."""
-    return {a["code"]: {"": a["label"], **{v["code"]: v["label"] for v in a.get("values", [])}}
+    """code → label for every attribute value of the dataset's lexicon (what reviewers read), in the
+    interface language; the codes stay as they are."""
+    language = get_language()
+    return {a["code"]: {"": term_label(a, language), **{v["code"]: term_label(v, language) for v in a.get("values", [])}}
             for a in dataset.lexicon.content.get("attributes", [])}
 
 
@@ -48,10 +51,12 @@ def _value_text(value, labels: dict[str, str]) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k.replace('_', ' ')} {_value_text(v, {})}" for k, v in value.items() if v not in (None, "", []))
     if isinstance(value, (list, tuple)):
-        return ", ".join(_value_text(v, labels) for v in value) or "(none)"
+        return ", ".join(_value_text(v, labels) for v in value) or _("(none)")
     text = str(value)
     if text.startswith("no ") and text[3:] in labels:
-        return f"no {labels[text[3:]]}"
+        return _("no %(value)s") % {"value": labels[text[3:]]}
+    if text in STORED_TEXTS:
+        return str(STORED_TEXTS[text])
     return labels.get(text, text.replace("_", " "))
 
 
@@ -96,7 +101,7 @@ def review_queue(request):
     if request.htmx:
         return render(request, "review/_review_list.html", context)
     context["options"] = adjudication.review_filter_options(user=request.user)
-    context["ages"] = [("new", "under a day"), ("week", "1–7 days"), ("old", "over a week")]
+    context["ages"] = [("new", _("under a day")), ("week", _("1–7 days")), ("old", _("over a week"))]
     return render(request, "review/review_queue.html", context)
 
 
@@ -105,7 +110,7 @@ def _decision_input(request) -> dict:
     try:
         geometry = json.loads(geometry) if geometry else None
     except ValueError:
-        raise ValidationError({"geometry": "The outline could not be read; draw it again."})
+        raise ValidationError({"geometry": _("The outline could not be read; draw it again.")})
     value = request.POST.getlist("value")
     value = [v for v in value if v]
     return {"action": request.POST.get("action", ""), "side": request.POST.get("side", ""),
@@ -139,7 +144,7 @@ def disagreement_resolve(request, disagreement_id: int):
         messages.error(request, error)
         target = disagreement.pk
     else:
-        messages.success(request, "Decision recorded.")
+        messages.success(request, _("Decision recorded."))
         disagreement.refresh_from_db()
         stays = disagreement.status == "open"
         # Neighbours after the decision: the ones it settled are no longer in the queue.
@@ -191,6 +196,11 @@ def disagreement_detail(request, disagreement_id: int):
     others = list(adjudication.image_disagreements(image=image)) if image else []
     for other in others:
         other.kind_label = KIND_LABELS.get(other.kind, other.kind)
+        other.attribute_label = labels.get(other.attribute, {}).get("", other.attribute)
+    decisions = list(adjudication.image_decisions(image=image)[:30]) if image else []
+    for decision in decisions:
+        decision.attribute_label = labels.get(decision.attribute, {}).get("", decision.attribute)
+        decision.value_text = _value_text(decision.value, labels.get(decision.attribute, {}))
     spec = next((a for a in dataset.lexicon.content.get("attributes", []) if a["code"] == disagreement.attribute), None)
     query = filters.query()
     return render(request, "review/review_adjudicate.html", {
@@ -201,7 +211,7 @@ def disagreement_detail(request, disagreement_id: int):
         "consensus": consensus, "edit_points": edit_points,
         "report": report, "sentences": sentences, "sentence_index": disagreement.sentence.index if disagreement.sentence else None,
         "findings": findings, "history": history, "attribute_spec": spec,
-        "decisions": adjudication.image_decisions(image=image)[:30] if image else [],
+        "decisions": decisions,
         "others": others, "open_total": sum(counts.values()),
         "count_pills": [{"kind": k, "label": KIND_LABELS[k], "n": n} for k, n in counts.items() if n],
         "filter_fields": [(k, v) for k, v in vars(filters).items() if v],
@@ -220,7 +230,7 @@ def image_confirm(request, image_id: int):
     image = selectors.image_get_for_user(user=request.user, image_id=image_id, roles=adjudication.REVIEW_ROLES)
     try:
         adjudication.image_confirm(image=image, actor=request.user, comment=request.POST.get("comment", ""))
-        messages.success(request, "Image confirmed.")
+        messages.success(request, _("Image confirmed."))
     except ValidationError as problem:
         messages.error(request, "; ".join(problem.messages))
     return redirect(request.POST.get("next") or reverse("review:queue"))
@@ -299,6 +309,6 @@ def dataset_metrics_refresh(request, dataset_id: int):
 
     dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=adjudication.DASHBOARD_ROLES)
     transaction.on_commit(lambda: task.delay(dataset.pk))
-    messages.info(request, "Agreement metrics are being recomputed; reload in a moment.")
+    messages.info(request, _("Agreement metrics are being recomputed; reload in a moment."))
     return redirect("review:dashboard", dataset_id=dataset.pk)
 

@@ -33,6 +33,18 @@ def _isolated_media_and_eager_tasks(request, settings, media_root):
     app.conf.task_always_eager = previous
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a request in Chinese activates it for the thread, and
+    it would otherwise leak into the next test's service messages."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
 class WorkerProcess:
     """A ``celery worker`` subprocess on its own queues (``queue``: comma-separated), against the test
     database."""

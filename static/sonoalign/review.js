@@ -165,9 +165,9 @@
     editing = !editing;
     editButton.classList.toggle("active", editing);
     document.getElementById("tool-hint").textContent = editing
-      ? (points.length ? "Drag the green points to reshape the consensus outline; Save outline when done."
-        : "Click around the lesion to place the outline's points; Save outline when done.")
-      : "Regions in this disagreement are drawn bold; toggle layers above.";
+      ? (points.length ? gettext("Drag the green points to reshape the consensus outline; Save outline when done.")
+        : gettext("Click around the lesion to place the outline's points; Save outline when done."))
+      : gettext("Regions in this disagreement are drawn bold; toggle layers above.");
     if (!editing) document.getElementById("save-outline").hidden = true;
     draw();
   });
