@@ -116,3 +116,9 @@ def may_draw_on_image(*, user, image, held: Iterable[str], assignment: Assignmen
     if assignment is not None:
         return assignment.status != Assignment.Status.SUBMITTED
     return may_review(held)
+
+
+def may_read_audit_trail(*, user) -> bool:
+    """The whole audit trail (logins of everyone, every dataset's changes) is for staff; a dataset's
+    admins read their dataset's events on its administration pages."""
+    return bool(user.is_authenticated and user.is_active and user.is_staff)

@@ -295,3 +295,20 @@ def audit_events_for_dataset(*, dataset: Dataset, limit: int = 20):
     from .models import AuditEvent
 
     return AuditEvent.objects.filter(dataset=dataset).select_related("actor").order_by("-at", "-id")[:limit]
+
+
+AUDIT_TRAIL_LIMIT = 200
+
+
+def audit_trail_for_user(*, user, action: str = "", limit: int = AUDIT_TRAIL_LIMIT):
+    """The latest audit events of every dataset and of none (logins, failed logins), newest first,
+    for staff (anyone else: ``PermissionDenied``); ``action`` keeps those whose action starts with it
+    (``auth.``, ``export.``, ``adjudication.``)."""
+    from .models import AuditEvent
+
+    if not permissions.may_read_audit_trail(user=user):
+        raise PermissionDenied("Only staff can read the audit trail.")
+    qs = AuditEvent.objects.select_related("actor", "dataset").order_by("-at", "-id")
+    if action:
+        qs = qs.filter(action__startswith=action)
+    return qs[:limit]

@@ -19,6 +19,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/members/<int:user_id>/roles/", views_manage.manage_member_roles,
          name="manage-member-roles"),
     path("datasets/<int:dataset_id>/work/", views_manage.manage_work, name="manage-work"),
+    path("audit/", views_manage.audit_trail, name="audit-trail"),
     path("accounts/set-password/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(
         template_name="registration/set_password.html", success_url=reverse_lazy("login"),
         reset_url_token="welcome"), name="set-password"),

@@ -209,3 +209,20 @@ def manage_work(request, dataset_id: int):
         return _work_response(request, dataset, hand_out=form)
     dataset.refresh_from_db()
     return _work_response(request, dataset, notice=_("%(count)s readings handed out.") % {"count": created})
+
+
+AUDIT_FILTERS = [("", gettext_lazy("Everything")), ("auth.", gettext_lazy("Logins")),
+                 ("export.", gettext_lazy("Exports")), ("adjudication.", gettext_lazy("Adjudications")),
+                 ("membership.", gettext_lazy("Members")), ("work.", gettext_lazy("Work"))]
+
+
+@login_required
+@require_http_methods(["GET"])
+def audit_trail(request):
+    """Staff: logins, failed logins, exports, adjudications and dataset changes, newest first."""
+    action = request.GET.get("action", "")
+    if action not in dict(AUDIT_FILTERS):
+        action = ""
+    events = selectors.audit_trail_for_user(user=request.user, action=action)
+    return render(request, "annotation/audit_trail.html", {"events": events, "action": action,
+                                                           "filters": AUDIT_FILTERS})

@@ -60,6 +60,7 @@ from PIL import ImageDraw
 from annotation.geometry import geometry_polygon_points
 from annotation.lexicons import lexicon_load
 from annotation.models import Assignment, Dataset, Image, Region, Study
+from annotation.services import audit_record
 
 from .jobs import job_claim, job_finish, job_progress_recorder
 from .models import ExportJob
@@ -1137,6 +1138,9 @@ def export_job_create(*, dataset: Dataset, user, params: dict) -> ExportJob:
     _options(params)
     with transaction.atomic():
         job = ExportJob.objects.create(dataset=dataset, created_by=user, params=dict(params))
+        audit_record(actor=user, dataset=dataset, action="export.start", detail={
+            "job": job.pk, "format": params.get("format", ""), "status": params.get("status") or "",
+            "include_images": bool(params.get("include_images"))})
         transaction.on_commit(lambda: task.delay(job.pk))
     return job
 

@@ -576,6 +576,8 @@ def disagreement_resolve(*, disagreement, actor, action: str, side: str = "", va
     images = set(effect.images) | ({disagreement.image_id} if disagreement.image_id else set())
     for image_id in images:
         image_adjudication_refresh(image_id=image_id, actor=actor)
+    services.audit_record(actor=actor, dataset=disagreement.dataset, action="adjudication.decide", detail={
+        "disagreement": disagreement.pk, "action": action, "decision": decision.pk})
     disagreement.refresh_from_db()
     return decision
 
@@ -705,6 +707,8 @@ def image_confirm(*, image: Image, actor, comment: str = "") -> str:
         raise ValidationError({"image": gettext("Resolve this image's open disagreements first.")})
     AdjudicationDecision.objects.create(dataset_id=image.study.dataset_id, image=image, actor=actor,
                                         action=Action.CONFIRM, comment=(comment or "").strip())
+    services.audit_record(actor=actor, dataset=image.study.dataset, action="adjudication.confirm",
+                          detail={"image": image.pk})
     return image_adjudication_refresh(image_id=image.pk, actor=actor)
 
 

@@ -6,4 +6,5 @@ class SonoalignConfig(AppConfig):
     verbose_name = "Sonoalign"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 — registers the deployment checks
+        # Registers the deployment checks; connects the login receivers of the audit trail.
+        from . import checks, receivers  # noqa: F401

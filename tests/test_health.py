@@ -48,3 +48,21 @@ def test_home_lists_the_users_datasets():
     client.force_login(user)
     page = client.get("/").content.decode()
     assert "Thyroid 2024" in page and "Someone else" not in page
+
+
+def test_healthz_probes_storage_once_a_minute_not_on_every_request(monkeypatch):
+    from django.core.cache import cache
+    from django.core.files.storage import default_storage
+
+    from sonoalign import views
+
+    cache.delete(views.STORAGE_PROBE_KEY)
+    writes = []
+    real_save = default_storage.save
+    monkeypatch.setattr(default_storage, "save", lambda *args, **kwargs: writes.append(args) or real_save(*args, **kwargs))
+    for _ in range(5):
+        assert Client().get("/healthz").json()["checks"]["storage"]["ok"]
+    assert len(writes) == 1
+    cache.delete(views.STORAGE_PROBE_KEY)
+    Client().get("/healthz")
+    assert len(writes) == 2  # once the minute is over, the next request probes again
