@@ -9,6 +9,12 @@
 // with the ids of the regions it is aligned to (`data-regions`); hovering one lights the other up.
 // "Apply report findings" fills the selected region's form from the report as *suggested* values,
 // which are saved (the normal region PATCH, with the version) only when the reader confirms them.
+//
+// The Assist tool asks the server for a proposed outline around a click or a box
+// (/api/v1/images/<id>/outline-proposals/); the reader accepts it (Enter) as an ordinary region.
+// After any outline is finished, the keyboard moves through the region's missing required attributes.
+//
+// Every sentence shown here goes through Django's JavaScript catalogue (gettext, interpolate).
 (function () {
   "use strict";
 
@@ -18,6 +24,7 @@
   const csrf = root.dataset.csrf;
   const W = config.width, H = config.height;
   const $ = (selector) => root.querySelector(selector);
+  const format = (text, values) => interpolate(text, values, true);
 
   // ------------------------------------------------------------------ status and messages
 
@@ -31,13 +38,13 @@
 
   function saveStarted() {
     pendingSaves += 1;
-    setStatus("saving", "Saving…");
+    setStatus("saving", gettext("Saving…"));
   }
 
   function saveFinished(ok) {
     pendingSaves = Math.max(0, pendingSaves - 1);
     if (!ok) return;
-    if (pendingSaves === 0) setStatus("saved", "All changes saved");
+    if (pendingSaves === 0) setStatus("saved", gettext("All changes saved"));
   }
 
   const banner = $("#banner");
@@ -54,7 +61,7 @@
 
   function errorText(body) {
     // DRF and the service answer {field: message | [messages]}; show every message with its field.
-    if (!body || typeof body !== "object") return "The server refused the change.";
+    if (!body || typeof body !== "object") return gettext("The server refused the change.");
     return Object.entries(body).map(([field, messages]) =>
       `${field === "detail" ? "" : field + ": "}${[].concat(messages).join("; ")}`).join(" · ");
   }
@@ -87,6 +94,11 @@
     visibilityRatio: 0.6,
     animationTime: 0.4,
   });
+  // Letters are this page's tool shortcuts; the viewer keeps arrows, +/- and 0 for panning and zoom
+  // (its own W/A/S/D panning and R rotation would fire together with ours).
+  viewer.addHandler("canvas-key", (event) => {
+    if (/^Key[A-Z]$/.test(event.originalEvent.code)) event.preventDefaultAction = true;
+  });
 
   // annotation id → region as the server last returned it; region id → annotation id.
   const regions = new Map();
@@ -95,10 +107,13 @@
   // Exposed for the browser tests, which need image ↔ screen coordinates to draw like a person.
   window.__sonoalignViewer = viewer;
 
-  const OWN = "#38bdf8", OTHER = "#f59e0b", SELECTED = "#facc15", LINKED = "#f472b6";
+  const OWN = "#38bdf8", OTHER = "#f59e0b", SELECTED = "#facc15", LINKED = "#f472b6", PROPOSED = "#a3e635";
+  // The Assist tool's proposal: a polygon under this reserved id until the reader accepts or discards it.
+  const PROPOSAL = "assist-proposal";
   // Region ids lit up because the pointer is on a report sentence aligned to them.
   let highlighted = new Set();
   function regionStyle(annotation, state) {
+    if (annotation.id === PROPOSAL) return { fill: PROPOSED, fillOpacity: 0.12, stroke: PROPOSED, strokeWidth: 2 };
     const region = regions.get(annotation.id);
     const mine = !region || region.author === config.user;
     if (region && highlighted.has(region.id)) return { fill: LINKED, fillOpacity: 0.22, stroke: LINKED, strokeWidth: 4 };
@@ -109,7 +124,10 @@
     drawingEnabled: false,
     drawingMode: "click",
     autoSave: true,
-    userSelectAction: config.editable ? "EDIT" : "SELECT",
+    // While the Assist tool is on, a click asks for an outline instead of selecting a region; only
+    // the proposal itself is editable.
+    userSelectAction: (annotation) => (annotation.id === PROPOSAL ? "EDIT"
+      : tool === "assist" ? "NONE" : (config.editable ? "EDIT" : "SELECT")),
     style: regionStyle,
   });
   AnnotoriousTools.mountPlugin(anno);
@@ -210,14 +228,18 @@
       if (recordUndo) undoStack.push({ kind: "create", id });
       saveFinished(true);
       regionsChanged();
-      if (currentId() === id) fillForm(id);
+      // A freshly finished outline is selected; the keyboard goes straight to what it still lacks.
+      if (currentId() === id) {
+        showForm(id);
+        if (data.shape !== "line" && data.shape !== "point") focusFirstMissing();
+      }
       return data;
     }
     saveFinished(false);
     anno.removeAnnotation(id);
     forget(id);
-    setStatus("error", "Not saved");
-    showBanner("error", `<strong>The ${escapeHtml(body.shape)} was not saved.</strong> ${escapeHtml(errorText(data))}`);
+    setStatus("error", gettext("Not saved"));
+    showBanner("error", `<strong>${escapeHtml(format(gettext("The %(shape)s was not saved."), { shape: shapeName(body.shape) }))}</strong> ${escapeHtml(errorText(data))}`);
     hideForm();
     return null;
   }
@@ -245,13 +267,13 @@
       anno.removeAnnotation(id);
       forget(id);
       hideForm();
-      setStatus("error", "Region gone");
-      showBanner("conflict", "<strong>This region was deleted elsewhere</strong> (in another tab or window). It is gone from this page too.");
+      setStatus("error", gettext("Region gone"));
+      showBanner("conflict", `<strong>${escapeHtml(gettext("This region was deleted elsewhere"))}</strong> ${escapeHtml(gettext("(in another tab or window). It is gone from this page too."))}`);
       regionsChanged();
       return null;
     }
-    setStatus("error", "Not saved");
-    showBanner("error", `<strong>Change not saved.</strong> ${escapeHtml(errorText(data))}`);
+    setStatus("error", gettext("Not saved"));
+    showBanner("error", `<strong>${escapeHtml(gettext("Change not saved."))}</strong> ${escapeHtml(errorText(data))}`);
     // Put the shape back where the server has it, so the screen never shows unsaved geometry.
     if (changes.geometry) anno.updateAnnotation(toAnnotation(id, region));
     if (currentId() === id) fillForm(id);
@@ -275,19 +297,19 @@
     saveFinished(false);
     if (status === 409) { conflict(id, data); return; }
     anno.addAnnotation(toAnnotation(id, region));
-    setStatus("error", "Not deleted");
-    showBanner("error", `<strong>Not deleted.</strong> ${escapeHtml(errorText(data))}`);
+    setStatus("error", gettext("Not deleted"));
+    showBanner("error", `<strong>${escapeHtml(gettext("Not deleted."))}</strong> ${escapeHtml(errorText(data))}`);
   }
 
   // A stale save: somebody (often this reader in another tab) saved first. Never overwrite; show
   // what changed and load the saved version in place of ours.
   function conflict(id, body) {
     const current = body && body.current;
-    const changed = (body && body.changed && body.changed.length) ? body.changed.join(", ") : "the region";
-    setStatus("conflict", "Changed elsewhere");
+    const changed = (body && body.changed && body.changed.length) ? body.changed.join(", ") : gettext("the region");
+    setStatus("conflict", gettext("Changed elsewhere"));
     showBanner("conflict",
-      `<strong>This region was changed elsewhere</strong> (another tab or window) — changed: ${escapeHtml(changed)}. ` +
-      "Your last edit was not applied; the page now shows the saved version. Make your edit again if it is still needed.");
+      `<strong>${escapeHtml(gettext("This region was changed elsewhere"))}</strong> ` +
+      escapeHtml(format(gettext("(another tab or window) — changed: %(changed)s. Your last edit was not applied; the page now shows the saved version. Make your edit again if it is still needed."), { changed })));
     if (!current) return null;
     remember(id, current);
     if (changed.includes("deleted")) {
@@ -305,12 +327,20 @@
   // ------------------------------------------------------------------ Annotorious events
 
   anno.on("createAnnotation", (annotation) => {
-    const { shape, geometry } = toRegion(annotation);
-    enqueue(annotation.id, () => createRegion(annotation.id, { shape, geometry }));
     setTool("select");
+    outlineFinished(annotation.id, toRegion(annotation));
   });
 
+  // A finished outline (drawn, or an accepted proposal) is saved, selected, and — once the server
+  // has it — its first missing required attribute gets the keyboard (createRegion).
+  function outlineFinished(id, { shape, geometry }) {
+    enqueue(id, () => createRegion(id, { shape, geometry }));
+    anno.setSelected(id);
+    showForm(id);
+  }
+
   anno.on("updateAnnotation", (annotation) => {
+    if (annotation.id === PROPOSAL) { drawAssist(); return; }
     enqueue(annotation.id, () => {
       const region = regions.get(annotation.id);
       if (!region) return null;
@@ -321,6 +351,7 @@
   });
 
   anno.on("selectionChanged", (selected) => {
+    if (selected && selected.length && selected[0].id === PROPOSAL) return;
     if (selected && selected.length) {
       showForm(selected[0].id);
     } else {
@@ -334,21 +365,24 @@
   const viewerEl = document.getElementById("viewer");
   const hint = $("#tool-hint");
   const HINTS = {
-    select: "Click a region to edit; drag handles to reshape.",
-    polygon: "Polygon: click each point of the outline; Enter or double-click finishes, Esc cancels.",
-    rectangle: "Rectangle: drag from one corner to the opposite one. Esc cancels.",
-    ellipse: "Ellipse: drag across the lesion. Esc cancels.",
-    line: "Caliper: click one edge of the lesion, then the other. Esc cancels.",
-    point: "Point: click where the marker goes. Esc cancels.",
+    select: gettext("Click a region to edit; drag handles to reshape."),
+    assist: gettext("Assist: click inside a lesion, or drag a box around it."),
+    polygon: gettext("Polygon: click each point of the outline; Enter or double-click finishes, Esc cancels."),
+    rectangle: gettext("Rectangle: drag from one corner to the opposite one. Esc cancels."),
+    ellipse: gettext("Ellipse: drag across the lesion. Esc cancels."),
+    line: gettext("Caliper: click one edge of the lesion, then the other. Esc cancels."),
+    point: gettext("Point: click where the marker goes. Esc cancels."),
   };
   let tool = "select";
 
   function setTool(name) {
     if (!config.editable && name !== "select") return;
+    if (name !== "assist") discardProposal();
     tool = name;
     anno.cancelDrawing && anno.cancelDrawing();
-    if (name === "select" || name === "point") {
+    if (name === "select" || name === "point" || name === "assist") {
       anno.setDrawingEnabled(false);
+      if (name === "assist") { if (!proposal) anno.cancelSelected(); reportSizesLoad(); }
     } else {
       // Outlines and calipers are placed point by point (click); boxes and ellipses are dragged.
       anno.setDrawingMode(name === "polygon" || name === "line" ? "click" : "drag");
@@ -362,7 +396,20 @@
       button.classList.toggle("active", active);
       button.setAttribute("aria-pressed", String(active));
     });
-    hint.textContent = HINTS[name];
+    showHint(HINTS[name]);
+  }
+
+  // The footer says what the tool does; with Assist the same words float over the image, where the
+  // reader is looking (the footer is narrow beside window/level).
+  const assistTip = document.createElement("div");
+  assistTip.className = "assist-tip";
+  assistTip.setAttribute("role", "status");
+  viewerEl.append(assistTip);
+  function showHint(text) {
+    hint.textContent = text;
+    hint.title = text;
+    assistTip.textContent = text;
+    assistTip.hidden = tool !== "assist";
   }
   toolButtons.forEach((button) => button.addEventListener("click", () => setTool(button.dataset.tool)));
 
@@ -427,6 +474,12 @@
 
   function currentId() { return formFor; }
 
+  const SHAPE_NAMES = {
+    polygon: gettext("polygon"), rectangle: gettext("rectangle"), ellipse: gettext("ellipse"),
+    line: gettext("caliper"), point: gettext("point"),
+  };
+  const shapeName = (shape) => SHAPE_NAMES[shape] || shape;
+
   function measureRows(region) {
     const rows = [];
     const mm = (v) => (v === null || v === undefined ? null : `${v.toFixed(1)} mm`);
@@ -434,17 +487,17 @@
       const p = region.geometry.points;
       let px = 0;
       for (let i = 1; i < p.length; i += 1) px += Math.hypot(p[i][0] - p[i - 1][0], p[i][1] - p[i - 1][1]);
-      rows.push(["Length", mm(region.long_axis_mm) || `${px.toFixed(0)} px`]);
+      rows.push([gettext("Length"), mm(region.long_axis_mm) || `${px.toFixed(0)} px`]);
     } else if (region.shape !== "point") {
       if (config.spacing) {
-        rows.push(["Long axis", mm(region.long_axis_mm)], ["Short axis", mm(region.short_axis_mm)],
-          ["Area", `${(region.area_mm2 || 0).toFixed(1)} mm²`]);
+        rows.push([gettext("Long axis"), mm(region.long_axis_mm)], [gettext("Short axis"), mm(region.short_axis_mm)],
+          [gettext("Area"), `${(region.area_mm2 || 0).toFixed(1)} mm²`]);
       } else {
-        rows.push(["Area", `${Math.round(region.area_px)} px²`], ["Spacing", "unknown — no mm"]);
+        rows.push([gettext("Area"), `${Math.round(region.area_px)} px²`], [gettext("Spacing"), gettext("unknown — no mm")]);
       }
     } else {
       const [x, y] = region.geometry.points[0];
-      rows.push(["Position", `${Math.round(x)}, ${Math.round(y)} px`]);
+      rows.push([gettext("Position"), `${Math.round(x)}, ${Math.round(y)} px`]);
     }
     return rows;
   }
@@ -455,7 +508,8 @@
     const mine = region.author === config.user;
     // Whether this region may be changed is the server's answer (annotation/permissions.py), per region.
     const editable = config.editable && region.can_edit;
-    $("#region-form-title").textContent = `${region.shape[0].toUpperCase()}${region.shape.slice(1)} #${region.id}` + (mine ? "" : ` · ${region.author || region.source}`);
+    const name = shapeName(region.shape);
+    $("#region-form-title").textContent = `${name[0].toUpperCase()}${name.slice(1)} #${region.id}` + (mine ? "" : ` · ${region.author || region.source}`);
     $("#region-version").textContent = `v${region.version}`;
     $("#region-measures").innerHTML = measureRows(region)
       .map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd></div>`).join("");
@@ -559,27 +613,77 @@
   function setFocusedAttribute(fieldset) {
     if (focusedAttribute) focusedAttribute.classList.remove("focused");
     focusedAttribute = fieldset;
-    fieldset.classList.add("focused");
+    if (fieldset) fieldset.classList.add("focused");
+    $("#attribute-keys").hidden = !fieldset;
   }
 
-  // 1–9: the n-th value of the focused attribute (toggle for multi-choice).
+  // ------------------------------------------------------------------ keyboard flow through the attributes
+
+  // The attribute with the keyboard: its chosen value (or first value), or its list when it has many.
+  function focusAttribute(fieldset, input) {
+    setFocusedAttribute(fieldset);
+    const target = input || fieldset.querySelector("select") || fieldset.querySelector("input:checked") ||
+      fieldset.querySelector("input") || fieldset;
+    target.focus({ preventScroll: true });
+    fieldset.scrollIntoView({ block: "nearest" });
+  }
+
+  // Back to the image: letters choose tools again, digits pick nothing.
+  function focusCanvas() {
+    setFocusedAttribute(null);
+    viewer.canvas.focus({ preventScroll: true });
+  }
+
+  const attributeSets = () => [...form.querySelectorAll("fieldset.attribute")];
+  const hasValue = (fieldset) => !!fieldset.querySelector("input:checked") ||
+    [...fieldset.querySelectorAll("option:checked")].some((o) => o.value);
+  // Required attributes the form still shows empty, in the form's order.
+  const missingAttributes = () => attributeSets().filter((f) => "required" in f.dataset && !hasValue(f));
+
+  function focusFirstMissing() {
+    const region = regions.get(formFor);
+    if (!region || !config.editable || !region.can_edit) return;
+    const missing = missingAttributes();
+    if (missing.length) focusAttribute(missing[0]); else focusCanvas();
+  }
+
+  // The next missing attribute after ``fieldset`` (wrapping round), or the image when none is left.
+  function focusNextMissing(fieldset) {
+    const missing = missingAttributes();
+    const all = attributeSets();
+    const after = missing.find((f) => all.indexOf(f) > all.indexOf(fieldset));
+    const next = after || missing[0];
+    if (next) focusAttribute(next); else focusCanvas();
+  }
+
+  function focusNeighbour(fieldset, step) {
+    const all = attributeSets();
+    focusAttribute(all[(all.indexOf(fieldset) + step + all.length) % all.length]);
+  }
+
+  // 1–9: the n-th value of the focused attribute. A single-choice attribute then hands the keyboard
+  // to the next missing one; a several-value attribute toggles the value and keeps the keyboard.
   function pickValue(n) {
     if (!focusedAttribute || form.hidden) return false;
-    const inputs = [...focusedAttribute.querySelectorAll("input")];
-    const options = [...focusedAttribute.querySelectorAll("option")].filter((o) => o.value);
+    const fieldset = focusedAttribute;
+    const inputs = [...fieldset.querySelectorAll("input")];
+    const options = [...fieldset.querySelectorAll("option")].filter((o) => o.value);
+    const many = fieldset.dataset.cardinality === "many";
     if (inputs.length) {
       const input = inputs[n - 1];
       if (!input || input.disabled) return false;
       input.checked = input.type === "checkbox" ? !input.checked : true;
+      if (many) input.focus({ preventScroll: true });  // Space toggles it again
     } else if (options.length) {
       const option = options[n - 1];
-      const select = focusedAttribute.querySelector("select");
+      const select = fieldset.querySelector("select");
       if (!option || select.disabled) return false;
       option.selected = select.multiple ? !option.selected : true;
     } else {
       return false;
     }
-    saveAttributes(focusedAttribute.dataset.attribute);
+    saveAttributes(fieldset.dataset.attribute);
+    if (!many) focusNextMissing(fieldset);
     return true;
   }
 
@@ -695,8 +799,9 @@
     const count = Object.keys(pending).length;
     suggestActions.hidden = count === 0;
     if (count) {
-      const basis = suggestions.get(id).basis === "aligned" ? "the aligned report sentence" : "the report finding at this location";
-      suggestNote.textContent = `${count} suggested from ${basis} — confirm or edit to save`;
+      suggestNote.textContent = format(suggestions.get(id).basis === "aligned"
+        ? gettext("%(count)s suggested from the aligned report sentence — confirm or edit to save")
+        : gettext("%(count)s suggested from the report finding at this location — confirm or edit to save"), { count });
     } else if (suggestNote.dataset.for !== String(id)) {
       suggestNote.textContent = "";
     }
@@ -714,11 +819,11 @@
     const id = formFor;
     const region = regions.get(id);
     if (!region || !config.editable || !region.can_edit) return;
-    suggestNote.textContent = "Reading the report…";
+    suggestNote.textContent = gettext("Reading the report…");
     const url = root.dataset.reportFindingsUrl.replace("/regions/0/", `/regions/${region.id}/`);
     const { status, data } = await api("GET", url);
     if (formFor !== id) return;
-    if (status !== 200) { suggestNote.textContent = `Could not read the report findings: ${errorText(data)}`; return; }
+    if (status !== 200) { suggestNote.textContent = format(gettext("Could not read the report findings: %(error)s"), { error: errorText(data) }); return; }
     const pending = {};
     for (const [code, value] of Object.entries(data.attributes || {})) {
       const fieldset = form.querySelector(`fieldset.attribute[data-attribute="${code}"]`);
@@ -729,10 +834,10 @@
     }
     if (!data.basis || !Object.keys(data.attributes || {}).length) {
       suggestions.delete(id);
-      suggestNote.textContent = "The report states no lexicon values for this region.";
+      suggestNote.textContent = gettext("The report states no lexicon values for this region.");
     } else if (!Object.keys(pending).length) {
       suggestions.delete(id);
-      suggestNote.textContent = "The saved values already agree with the report.";
+      suggestNote.textContent = gettext("The saved values already agree with the report.");
     } else {
       suggestions.set(id, { attributes: pending, basis: data.basis });
     }
@@ -763,11 +868,229 @@
     $("#suggest-discard").addEventListener("click", discardSuggestions);
   }
 
+  // ------------------------------------------------------------------ assisted outlines
+
+  // The Assist tool: a click inside a lesion or a box dragged around it goes to the server, which
+  // answers with a proposed outline. The proposal is shown as an editable polygon in its own colour
+  // (dashed while edited, app.css) and saved only when the reader accepts it; Shift+click marks a
+  // point that is not lesion and asks again with the same prompt.
+  let proposal = null;  // {prompt, exclude, mm} while a proposal is on screen
+  let asking = 0;       // answers to an older prompt than the latest are dropped
+  const SVG = "http://www.w3.org/2000/svg";
+  const assistLayer = document.createElementNS(SVG, "svg");
+  assistLayer.classList.add("assist-layer");
+  const assistLabel = document.createElement("div");
+  assistLabel.className = "assist-label";
+  assistLabel.hidden = true;
+  viewerEl.append(assistLayer, assistLabel);
+  let rubber = null;    // {start, end} in image pixels while a box is dragged
+
+  const toScreen = ([x, y]) => {
+    const p = viewer.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+    return [p.x, p.y];
+  };
+  function toImage(event) {
+    const r = viewerEl.getBoundingClientRect();
+    const p = viewer.viewport.viewerElementToImageCoordinates(new OpenSeadragon.Point(event.clientX - r.left, event.clientY - r.top));
+    return [round(p.x), round(p.y)];
+  }
+  const proposalPoints = () => {
+    const shown = anno.getAnnotationById(PROPOSAL);
+    return shown ? shown.target.selector.geometry.points : null;
+  };
+
+  // The longest chord of the outline (its two farthest vertices), in mm when the spacing is known.
+  function longAxis(points) {
+    const [sx, sy] = config.spacing || [1, 1];
+    let best = { length: 0, ends: [points[0], points[0]] };
+    for (let i = 0; i < points.length; i += 1) {
+      for (let j = i + 1; j < points.length; j += 1) {
+        const length = Math.hypot((points[i][0] - points[j][0]) * sx, (points[i][1] - points[j][1]) * sy);
+        if (length > best.length) best = { length, ends: [points[i], points[j]] };
+      }
+    }
+    return best;
+  }
+
+  // Sizes the report gives for lesions not yet linked to a region of this image, read once from the
+  // study's alignment (the same sentences and findings as the report panel).
+  let reportSizes = null;
+  function reportSizesLoad() {
+    if (reportSizes || !root.dataset.studyAlignmentUrl) return;
+    reportSizes = [];
+    api("GET", root.dataset.studyAlignmentUrl).then(({ status, data }) => {
+      if (status !== 200) return;
+      for (const sentence of data.sentences || []) {
+        if ((sentence.links || []).length) continue;
+        for (const finding of sentence.findings || []) {
+          if (!finding.negated && finding.size_mm && finding.size_mm.length) reportSizes.push(finding.size_mm);
+        }
+      }
+      drawAssist();
+    });
+  }
+  // The report size nearest to the proposal's long axis: the finding it most likely is.
+  function reportSizeFor(longMm) {
+    if (!reportSizes || !reportSizes.length) return null;
+    const distance = (size) => Math.abs(Math.max(...size) - longMm);
+    return reportSizes.reduce((best, size) => (distance(size) < distance(best) ? size : best));
+  }
+
+  function svgElement(name, attributes) {
+    const el = document.createElementNS(SVG, name);
+    for (const [key, value] of Object.entries(attributes)) el.setAttribute(key, value);
+    assistLayer.append(el);
+    return el;
+  }
+
+  // The long axis with its length (and the report's size) beside it, the "not lesion" marks, and the
+  // box being dragged; redrawn whenever the view or the proposal moves.
+  function drawAssist() {
+    assistLayer.replaceChildren();
+    assistLabel.hidden = true;
+    if (rubber) {
+      const [a, b] = [toScreen(rubber.start), toScreen(rubber.end)];
+      svgElement("rect", { class: "assist-box", x: Math.min(a[0], b[0]), y: Math.min(a[1], b[1]),
+        width: Math.abs(a[0] - b[0]), height: Math.abs(a[1] - b[1]) });
+    }
+    if (!proposal) return;
+    for (const point of proposal.exclude) {
+      const [x, y] = toScreen(point);
+      svgElement("path", { class: "assist-exclude", d: `M${x - 5} ${y - 5}l10 10m0 -10l-10 10` });
+    }
+    const points = proposalPoints();
+    if (!points || points.length < 2) return;
+    const axis = longAxis(points);
+    const [a, b] = axis.ends.map(toScreen);
+    svgElement("line", { class: "assist-axis", x1: a[0], y1: a[1], x2: b[0], y2: b[1] });
+    const length = config.spacing ? `${axis.length.toFixed(1)} mm` : `${Math.round(axis.length)} px`;
+    const size = config.spacing ? reportSizeFor(axis.length) : (reportSizes || [])[0];
+    assistLabel.textContent = size
+      ? format(gettext("%(length)s · report %(size)s"), { length, size: `${size.map((v) => +v.toFixed(1)).join(" × ")} mm` })
+      : length;
+    assistLabel.hidden = false;
+    // Beside the axis: just past its end nearer the right, clear of the outline's middle.
+    const [x, y] = a[0] > b[0] ? a : b;
+    const width = assistLabel.offsetWidth;
+    const left = x + 8 + width < viewerEl.clientWidth ? x + 8 : Math.min(a[0], b[0]) - 8 - width;
+    assistLabel.style.left = `${Math.round(Math.max(4, left))}px`;
+    assistLabel.style.top = `${Math.round(Math.min(Math.max(4, y - 10), viewerEl.clientHeight - 24))}px`;
+  }
+  ["animation", "update-viewport", "resize", "open"].forEach((name) => viewer.addHandler(name, drawAssist));
+
+  function showProposal(points) {
+    const region = { shape: "polygon", geometry: { points: points.map(clampPoint) } };
+    if (anno.getAnnotationById(PROPOSAL)) anno.updateAnnotation(toAnnotation(PROPOSAL, region));
+    else anno.addAnnotation(toAnnotation(PROPOSAL, region));
+    anno.setSelected(PROPOSAL, true);
+    viewerEl.dataset.proposal = "shown";
+    drawAssist();
+  }
+
+  function discardProposal() {
+    asking += 1;
+    proposal = null;
+    rubber = null;
+    delete viewerEl.dataset.proposal;
+    delete viewerEl.dataset.busy;
+    if (tool === "assist") showHint(HINTS.assist);
+    if (anno.getAnnotationById(PROPOSAL)) {
+      anno.cancelSelected();
+      anno.removeAnnotation(PROPOSAL);
+    }
+    drawAssist();
+  }
+
+  async function propose(prompt, exclude) {
+    const ask = ++asking;
+    viewerEl.dataset.busy = "true";
+    showHint(gettext("Finding the outline…"));
+    const { status, data } = await api("POST", root.dataset.outlineProposalsUrl, { ...prompt, exclude });
+    if (ask !== asking || tool !== "assist") return;
+    delete viewerEl.dataset.busy;
+    if (status === 200) {
+      proposal = { prompt, exclude };
+      showProposal(data.points);
+      showHint(gettext("Enter accepts · Esc discards · [ ] or scroll resizes · Shift+click: not lesion"));
+      return;
+    }
+    showHint(status === 422
+      ? gettext("No outline found there. Click nearer the lesion's middle, or drag a box around it.")
+      : format(gettext("No proposal: %(error)s"), { error: errorText(data) }));
+  }
+
+  // Grow or shrink about the outline's centroid (area-weighted), so it stays on the lesion.
+  function scaleProposal(factor) {
+    const points = proposalPoints();
+    if (!points) return;
+    let area = 0, cx = 0, cy = 0;
+    points.forEach(([x0, y0], i) => {
+      const [x1, y1] = points[(i + 1) % points.length];
+      const cross = x0 * y1 - x1 * y0;
+      area += cross; cx += (x0 + x1) * cross; cy += (y0 + y1) * cross;
+    });
+    if (Math.abs(area) < 1e-9) return;
+    cx /= 3 * area; cy /= 3 * area;
+    showProposal(points.map(([x, y]) => [cx + (x - cx) * factor, cy + (y - cy) * factor]));
+  }
+
+  function acceptProposal() {
+    const shown = anno.getAnnotationById(PROPOSAL);
+    if (!shown) return;
+    const region = toRegion(shown);  // clamped to the image, repeated vertices dropped
+    discardProposal();
+    setTool("select");
+    const id = `new-assist-${Date.now()}`;
+    anno.addAnnotation(toAnnotation(id, region));
+    outlineFinished(id, region);
+  }
+
+  // Pointer input of the Assist tool, taken before the viewer (no panning) and Annotorious (no
+  // selecting) see it; the proposal's own handles stay live so that its points can be dragged.
+  const onHandle = (target) => !!target.closest(".a9s-handle, .a9s-shape-handle, .a9s-polygon-midpoint, .a9s-edge-handle");
+  viewerEl.addEventListener("pointerdown", (event) => {
+    if (tool !== "assist" || event.button !== 0) return;
+    if (!event.shiftKey && proposal && onHandle(event.target)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const at = toImage(event);
+    if (event.shiftKey) {
+      if (proposal) propose(proposal.prompt, [...proposal.exclude, at]);
+      return;
+    }
+    rubber = { start: at, end: at, x: event.clientX, y: event.clientY };
+  }, true);
+  window.addEventListener("pointermove", (event) => {
+    if (!rubber) return;
+    rubber.end = toImage(event);
+    drawAssist();
+  }, true);
+  window.addEventListener("pointerup", (event) => {
+    if (!rubber) return;
+    const { start, x, y } = rubber;
+    const end = toImage(event);
+    rubber = null;
+    drawAssist();
+    event.stopPropagation();
+    // A drag of a few screen pixels is still a click.
+    if (Math.hypot(event.clientX - x, event.clientY - y) < 6) {
+      propose({ point: start }, []);
+    } else {
+      propose({ box: [Math.min(start[0], end[0]), Math.min(start[1], end[1]), Math.max(start[0], end[0]), Math.max(start[1], end[1])] }, []);
+    }
+  }, true);
+  viewerEl.addEventListener("wheel", (event) => {
+    if (tool !== "assist" || !proposal) return;
+    event.preventDefault();
+    event.stopPropagation();
+    scaleProposal(event.deltaY < 0 ? 1.05 : 1 / 1.05);
+  }, { capture: true, passive: false });
+
   // ------------------------------------------------------------------ undo
 
   async function undo() {
     const step = undoStack.pop();
-    if (!step) { setStatus("idle", "Nothing to undo"); return; }
+    if (!step) { setStatus("idle", gettext("Nothing to undo")); return; }
     if (step.kind === "create") {
       await enqueue(step.id, () => deleteRegion(step.id, { recordUndo: false }));
     } else if (step.kind === "update") {
@@ -783,8 +1106,8 @@
         const { status, data } = await api("POST", `${config.regionsUrl}${step.region.id}/restore/`, {});
         saveFinished(status === 200);
         if (status !== 200) {
-          setStatus("error", "Not restored");
-          showBanner("error", `<strong>The region could not be restored.</strong> ${escapeHtml(errorText(data))}`);
+          setStatus("error", gettext("Not restored"));
+          showBanner("error", `<strong>${escapeHtml(gettext("The region could not be restored."))}</strong> ${escapeHtml(errorText(data))}`);
           return;
         }
         if (data.shape === "point") pointMarkers.add(id);
@@ -808,18 +1131,40 @@
   // ------------------------------------------------------------------ submit
 
   const submitForm = $("#submit-form");
+
+  // The first of this reader's outlines that still lacks a required attribute (annotation id).
+  // Calipers and points carry no lesion description, as the server's submit check says too.
+  function firstIncomplete() {
+    const required = attributeSets().filter((f) => "required" in f.dataset).map((f) => f.dataset.attribute);
+    for (const [id, region] of regions) {
+      if (!region.can_edit || region.author !== config.user || region.shape === "line" || region.shape === "point") continue;
+      if (required.some((code) => [].concat(region.attributes[code] ?? []).length === 0)) return id;
+    }
+    return null;
+  }
+
   async function submitAndNext() {
     if (!config.submitUrl || !config.editable) return;
-    setStatus("saving", "Submitting…");
+    setStatus("saving", gettext("Submitting…"));
     await allSaved();
+    // Something missing: take the reader to it rather than to a refusal.
+    const incomplete = firstIncomplete();
+    if (incomplete) {
+      setTool("select");
+      anno.setSelected(incomplete);
+      showForm(incomplete);
+      focusFirstMissing();
+      setStatus("error", gettext("Required attribute missing"));
+      return;
+    }
     const { status, data } = await api("POST", config.submitUrl, {});
     if (status === 200) {
       window.location.href = data.next ? data.next.annotate_url : config.queueUrl;
       return;
     }
-    setStatus("error", "Not submitted");
+    setStatus("error", gettext("Not submitted"));
     const problems = data && data.regions ? data.regions : [errorText(data)];
-    showBanner("error", "<strong>Not submitted yet — complete these first:</strong><ul>" +
+    showBanner("error", `<strong>${escapeHtml(gettext("Not submitted yet — complete these first:"))}</strong><ul>` +
       problems.map((p) => `<li>${escapeHtml(p)}</li>`).join("") + "</ul>");
   }
   if (submitForm) submitForm.addEventListener("submit", (event) => { event.preventDefault(); submitAndNext(); });
@@ -837,8 +1182,16 @@
   // Capture phase on window: our shortcuts win over Annotorious' own Ctrl+Z, which would undo only
   // its local store and leave the server (and our history) out of step.
   window.addEventListener("keydown", (event) => {
+    if (help.open && event.key !== "?") return;
+    // In an attribute: Tab moves between attributes, Enter to the next missing one, Esc to the image.
+    const attribute = event.target.closest && event.target.closest("#region-form fieldset.attribute");
+    if (attribute && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      if (event.key === "Tab") { event.preventDefault(); focusNeighbour(attribute, event.shiftKey ? -1 : 1); return; }
+      if (event.key === "Enter") { event.preventDefault(); focusNextMissing(attribute); return; }
+      if (event.key === "Escape") { event.preventDefault(); focusCanvas(); return; }
+    }
     if (event.key === "Escape") {
-      if (help.open) return;
+      if (proposal) { discardProposal(); return; }
       setTool("select");
       return;
     }
@@ -851,11 +1204,14 @@
     }
     if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
     if (event.key === "?") { event.preventDefault(); help.open ? help.close() : help.showModal(); return; }
-    if (help.open) return;
-    const tools = { p: "polygon", r: "rectangle", e: "ellipse", l: "line", t: "point" };
+    const tools = { a: "assist", p: "polygon", r: "rectangle", e: "ellipse", l: "line", t: "point" };
     const key = event.key.toLowerCase();
     if (tools[key] && config.editable) { event.preventDefault(); setTool(tools[key]); return; }
     if (event.key === "Enter" && tool === "polygon") { event.preventDefault(); finishPolygon(); return; }
+    if (tool === "assist" && proposal) {
+      if (event.key === "Enter") { event.preventDefault(); acceptProposal(); return; }
+      if (event.key === "[" || event.key === "]") { event.preventDefault(); scaleProposal(event.key === "]" ? 1.05 : 1 / 1.05); return; }
+    }
     if ((event.key === "Delete" || event.key === "Backspace") && config.editable) {
       if (tool !== "select") return;  // the path editor uses Delete for vertices while drawing
       event.preventDefault();
@@ -875,14 +1231,14 @@
 
   viewer.addHandler("open", applyWindowLevel);
   api("GET", `${config.regionsUrl}?image=${config.imageId}`).then(({ status, data }) => {
-    if (status !== 200) { setStatus("error", "Could not load regions"); return; }
+    if (status !== 200) { setStatus("error", gettext("Could not load regions")); return; }
     for (const region of data.results) {
       const id = `r${region.id}`;
       remember(id, region);
       anno.addAnnotation(toAnnotation(id, region));
     }
     root.dataset.ready = "true";
-    if (config.editable) setStatus("saved", "All changes saved");
+    if (config.editable) setStatus("saved", gettext("All changes saved"));
   });
   setTool("select");
 })();

@@ -209,3 +209,133 @@ def test_report_in_chinese_and_px_sizes_without_spacing(reading_setup, login, li
     assert "低回声结节" in page.inner_text(".sentences")
     assert "px" in page.inner_text(".region-item .region-measures")
     page.screenshot(path=str(screenshot_dir() / "annotate-zh.png"))
+
+
+def _focused_attribute(page) -> str | None:
+    return page.evaluate("() => { const f = document.querySelector('fieldset.attribute.focused'); return f && f.dataset.attribute; }")
+
+
+def _canvas_has_focus(page) -> bool:
+    return page.evaluate("() => document.activeElement === window.__sonoalignViewer.canvas")
+
+
+def _drag(page, start, end):
+    page.mouse.move(*_viewer_point(page, *start))
+    page.mouse.down()
+    page.mouse.move(*_viewer_point(page, *end), steps=10)
+    page.mouse.up()
+
+
+def _tag_breast_nodule_by_keyboard(page, diagnosis_key: str):
+    """The three required attributes, keys only: the digit picks and moves on; the organ list is typed."""
+    page.wait_for_function("() => document.querySelector('fieldset.attribute.focused')?.dataset.attribute === 'diagnosis'")
+    page.keyboard.press(diagnosis_key)
+    assert _focused_attribute(page) == "body_system_level"
+    page.keyboard.press("Tab")  # Tab and Shift+Tab walk the attributes
+    assert _focused_attribute(page) == "organ_level"
+    page.keyboard.press("Shift+Tab")
+    assert _focused_attribute(page) == "body_system_level"
+    page.keyboard.press("5")  # breast and axilla
+    assert _focused_attribute(page) == "organ_level"
+    page.keyboard.type("breast")  # the list's own type-ahead
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => !document.querySelector('fieldset.attribute.focused')")
+    assert _canvas_has_focus(page)
+    _saved(page)
+
+
+def test_two_regions_tagged_with_the_keyboard_only_and_submitted_with_n(reading_setup, login, live_server):
+    page = login("annotator1")
+    image = reading_setup["images"][0]
+    page.goto(f"{live_server.url}/images/{image.pk}/annotate/")
+    _open_workspace(page)
+
+    # An ellipse: once drawn it is selected and its first missing required attribute has the keyboard.
+    page.keyboard.press("e")
+    _drag(page, (0.30, 0.40), (0.45, 0.60))
+    page.wait_for_selector("#region-form:not([hidden])")
+    assert page.locator("fieldset.attribute.focused").is_visible()
+    assert page.locator("#attribute-keys").is_visible()
+    _tag_breast_nodule_by_keyboard(page, "1")  # nodule
+
+    # A polygon, then one attribute only: N takes the reader to what is missing instead of submitting.
+    page.keyboard.press("p")
+    _click_polygon(page, [(0.55, 0.40), (0.70, 0.38), (0.72, 0.58), (0.56, 0.62)])
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelector('fieldset.attribute.focused')?.dataset.attribute === 'diagnosis'")
+    page.keyboard.press("2")  # cyst
+    page.keyboard.press("Escape")
+    assert _canvas_has_focus(page)
+    page.keyboard.press("n")
+    page.wait_for_function("() => document.querySelector('fieldset.attribute.focused')?.dataset.attribute === 'body_system_level'")
+    assert page.url.endswith(f"/images/{image.pk}/annotate/")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("5")
+    page.keyboard.type("breast")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => !document.querySelector('fieldset.attribute.focused')")
+    _saved(page)
+
+    regions = list(Region.objects.filter(image=image, is_deleted=False).order_by("id"))
+    assert [r.shape for r in regions] == ["ellipse", "polygon"]
+    assert [r.attributes["diagnosis"] for r in regions] == ["nodule", "cyst"]
+    assert all(r.attributes["body_system_level"] == "breast_and_axilla" and r.attributes["organ_level"] == "breast"
+               for r in regions)
+
+    page.keyboard.press("n")
+    page.wait_for_url(f"{live_server.url}/images/{reading_setup['images'][1].pk}/annotate/")
+    assert Assignment.objects.get(image=image, annotator=reading_setup["reader1"]).status == "submitted"
+
+
+def _proposal_label(page) -> str:
+    page.wait_for_selector("#viewer[data-proposal] .assist-label:not([hidden])")
+    return page.inner_text(".assist-label")
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_assist_proposes_an_outline_enter_saves_it_esc_leaves_nothing(reading_setup, login, live_server, language):
+    page = login("annotator1")
+    page.context.add_cookies([{"name": "django_language", "value": language, "url": live_server.url}])
+    image = reading_setup["images"][0]  # its dark lesion is centred at (440, 300), 176 × 96 px
+    page.goto(f"{live_server.url}/images/{image.pk}/annotate/")
+    _open_workspace(page)
+    assert page.locator("html").get_attribute("lang") == language
+
+    # A click inside the lesion: a proposal, with its long axis in mm beside it; Esc leaves nothing.
+    page.keyboard.press("a")
+    x, y = _viewer_point(page, 0.55, 0.50)
+    page.mouse.click(x, y)
+    label = _proposal_label(page)
+    assert "mm" in label
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#viewer:not([data-proposal])")
+    page.wait_for_timeout(300)
+    assert not Region.objects.filter(image=image).exists()
+
+    # A box around it; ] grows the proposal, Shift+click marks a point that is not lesion.
+    _drag(page, (0.42, 0.38), (0.68, 0.62))
+    before = _proposal_label(page)
+    page.keyboard.press("]")
+    page.keyboard.press("]")
+    page.wait_for_function("(before) => document.querySelector('.assist-label').textContent !== before", arg=before)
+    page.screenshot(path=str(screenshot_dir() / f"annotate-assist-{language}.png"))
+    page.keyboard.down("Shift")
+    page.mouse.click(*_viewer_point(page, 0.66, 0.40))
+    page.keyboard.up("Shift")
+    page.wait_for_selector(".assist-layer .assist-exclude")
+
+    # Enter: saved through the regions API, with its first revision, and the keyboard on its attributes.
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".region-item[data-region-id]")
+    page.wait_for_function("() => document.querySelector('fieldset.attribute.focused')?.dataset.attribute === 'diagnosis'")
+    _saved(page)
+    region = Region.objects.get(image=image, is_deleted=False)
+    assert region.shape == "polygon" and len(region.geometry["points"]) >= 8
+    xs = [p[0] for p in region.geometry["points"]]
+    assert min(xs) < 440 < max(xs)
+    assert region.revisions.filter(version=1).exists()
+    assert page.locator("#viewer[data-proposal]").count() == 0
+    page.screenshot(path=str(screenshot_dir() / f"annotate-assist-accepted-{language}.png"))
