@@ -25,7 +25,8 @@ from alignment import selectors as alignment_selectors
 from alignment.labels import KIND_LABELS
 from annotation import selectors
 from annotation.geometry import geometry_polygon_points
-from annotation.lexicons import term_label
+from annotation.lexicons import term_code, term_label
+from annotation.models import Dataset
 
 from . import adjudication
 from .models import AdjudicationDecision
@@ -33,6 +34,14 @@ from .models import AdjudicationDecision
 PAGE_SIZE = 25
 # Side values the alignment job stores as text (``matching.Outline``), as the reviewer reads them.
 STORED_TEXTS = {"drawn": gettext_lazy("drawn"), "no matching region": gettext_lazy("no matching region")}
+# Why the service settled a disagreement or confirmed a lesion, stored as English text in the
+# resolution and the decision's comment (``adjudication``), as the reviewer reads it.
+STORED_REASONS = {
+    "not a lesion": gettext_lazy("not a lesion"),
+    "same question about the same lesion": gettext_lazy("same question about the same lesion"),
+    "lesion confirmed": gettext_lazy("lesion confirmed"),
+    "readers agreed on this lesion": gettext_lazy("readers agreed on this lesion"),
+}
 LAYER_COLOURS = ["#22d3ee", "#f59e0b", "#e879f9", "#a3e635"]
 CONSENSUS_COLOUR = "#22c55e"
 
@@ -58,6 +67,21 @@ def _value_text(value, labels: dict[str, str]) -> str:
     if text in STORED_TEXTS:
         return str(STORED_TEXTS[text])
     return labels.get(text, text.replace("_", " "))
+
+
+def _organ_text(labels: dict, body_part: str) -> str:
+    """A study's organ (free text from the import) in the interface language where the lexicon names
+    it (udaf's ``organ_level``), else as it was written."""
+    return labels.get("organ_level", {}).get(term_code(body_part or ""), body_part or "")
+
+
+def _reason_text(reason: str, labels: dict) -> str:
+    if reason in STORED_REASONS:
+        return str(STORED_REASONS[reason])
+    attribute = reason.removesuffix(" decided")
+    if attribute != reason and attribute in labels:
+        return _("%(attribute)s decided") % {"attribute": labels[attribute][""]}
+    return reason
 
 
 def _action_label(action: str | None) -> str:
@@ -86,6 +110,7 @@ def _queue_context(request, filters: adjudication.ReviewFilters) -> dict:
         rows.append({"d": disagreement, "kind_label": KIND_LABELS.get(disagreement.kind, disagreement.kind),
                      "sides": _side_rows(disagreement, labels),
                      "attribute_label": labels.get(disagreement.attribute, {}).get("", disagreement.attribute),
+                     "organ": _organ_text(labels, disagreement.study.body_part),
                      "readers": sorted({r.author.username for r in disagreement.regions.all() if r.author})})
     return {"filters": filters, "page": page, "rows": rows, "total": sum(counts.values()),
             "kinds": [{"kind": k, "label": KIND_LABELS[k], "n": counts[k]} for k in KIND_LABELS],
@@ -100,7 +125,11 @@ def review_queue(request):
     context = _queue_context(request, filters)
     if request.htmx:
         return render(request, "review/_review_list.html", context)
-    context["options"] = adjudication.review_filter_options(user=request.user)
+    context["options"] = options = adjudication.review_filter_options(user=request.user)
+    labels: dict = {}
+    for dataset in Dataset.objects.filter(pk__in=[d["id"] for d in options["datasets"]]).select_related("lexicon"):
+        labels.setdefault("organ_level", {}).update(_labels(dataset).get("organ_level", {}))
+    context["organs"] = [(organ, _organ_text(labels, organ)) for organ in options["organs"]]
     context["ages"] = [("new", _("under a day")), ("week", _("1–7 days")), ("old", _("over a week"))]
     return render(request, "review/review_queue.html", context)
 
@@ -201,10 +230,14 @@ def disagreement_detail(request, disagreement_id: int):
     for decision in decisions:
         decision.attribute_label = labels.get(decision.attribute, {}).get("", decision.attribute)
         decision.value_text = _value_text(decision.value, labels.get(decision.attribute, {}))
+        # The service's own comments (a settled or confirmed lesion) are translated; a reviewer's are theirs.
+        by_service = decision.action in (AdjudicationDecision.Action.SETTLED, AdjudicationDecision.Action.CONFIRM)
+        decision.comment_text = _reason_text(decision.comment, labels) if by_service else decision.comment
     spec = next((a for a in dataset.lexicon.content.get("attributes", []) if a["code"] == disagreement.attribute), None)
     query = filters.query()
     return render(request, "review/review_adjudicate.html", {
         "d": disagreement, "dataset": dataset, "study": disagreement.study, "image": image,
+        "organ": _organ_text(labels, disagreement.study.body_part),
         "kind_label": KIND_LABELS[disagreement.kind],
         "attribute_label": labels.get(disagreement.attribute, {}).get("", disagreement.attribute),
         "sides": _side_rows(disagreement, labels), "regions": regions, "layers": layers,
@@ -219,6 +252,7 @@ def disagreement_detail(request, disagreement_id: int):
         "is_open": disagreement.status == "open",
         "resolution_action": _action_label((disagreement.resolution or {}).get("requested")
                                            or (disagreement.resolution or {}).get("action")),
+        "resolution_reason": _reason_text((disagreement.resolution or {}).get("reason") or "", labels),
         "resolution_text": _value_text((disagreement.resolution or {}).get("value"),
                                        labels.get(disagreement.attribute, {})),
     })

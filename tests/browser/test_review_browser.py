@@ -109,3 +109,90 @@ def test_reviewer_resolves_an_attribute_conflict_with_the_keyboard(review_setup,
     page.goto(f"{live_server.url}/datasets/{review_setup['dataset'].pk}/dashboard/")
     assert page.locator("#agreement-table").count() == 1
     page.screenshot(path=str(screenshot_dir() / "dashboard.png"), full_page=True)
+
+
+# What may stay in Latin letters on a Chinese page: people's and the data's own names, the language
+# switch, units and the names of the statistics.
+LATIN_ALLOWED = {"Sonoalign", "English", "annotator1", "annotator2", "reviewer1", "Breast", "US", "CSV", "IoU",
+                 "Dice", "Cohen", "Krippendorff", "udaf", "mm", "cm", "Enter", "p10", "p90", "P-58213",
+                 "US-2024-00117", "v1", "v2", "v3", "scikit-learn"}
+# Text that is the data, not the interface: the report's own sentences and the lexicon's version.
+DATA_SELECTORS = [".sentences", ".lang-switch", ".user-name", ".ws-crumbs strong", ".mono", "kbd", ".lexicon-name"]
+
+
+def _latin_words(page) -> set[str]:
+    """The words in Latin letters a reader sees on the page, outside the data shown as it is."""
+    text = page.evaluate("""(selectors) => {
+        const skip = selectors.concat(['script', 'style', 'noscript', 'dialog:not([open])']).join(',');
+        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        const seen = [];
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            const parent = node.parentElement;
+            if (!parent || parent.closest(skip) || !parent.checkVisibility()) continue;
+            seen.push(node.textContent);
+        }
+        document.querySelectorAll('[placeholder]').forEach(n => seen.push(n.placeholder));
+        return seen.join(' ');
+    }""", DATA_SELECTORS)
+    return {w for w in re.findall(r"[A-Za-z][A-Za-z0-9'’-]*[A-Za-z0-9]", text) if w not in LATIN_ALLOWED}
+
+
+def _switch(page, language: str) -> None:
+    page.click(f".lang-switch button[value='{language}']")
+    page.wait_for_load_state("networkidle")
+
+
+@pytest.mark.parametrize("language, words", [
+    ("zh-hans", {"queue": "审核队列", "accept": "采纳", "decided": "已记录决定", "dashboard": "各属性的阅片者间一致性",
+                 "value": "低回声"}),
+    ("en", {"queue": "Review queue", "accept": "Accept", "decided": "Decision recorded",
+            "dashboard": "Reader agreement per attribute", "value": "Hypoechoic"}),
+])
+def test_reviewer_works_in_either_language(review_setup, login, live_server, language, words):
+    """A reviewer opens the queue, a disagreement, decides, and reads the dashboard in the chosen
+    language; on the Chinese pages no interface word is left in English."""
+    shots = screenshot_dir()
+    page = login("reviewer1")
+    _switch(page, language)
+    page.goto(f"{live_server.url}/review/")
+    assert page.locator("html").get_attribute("lang") == language
+    assert words["queue"] in page.locator("h1").inner_text()
+    assert page.locator(".review-row").count() >= 2
+    page.screenshot(path=str(shots / f"review-queue-{language}.png"), full_page=True)
+    if language == "zh-hans":
+        assert _latin_words(page) == set(), "English left on the Chinese review queue"
+    page.keyboard.press("?")
+    assert page.locator("#review-help").is_visible()
+    page.screenshot(path=str(shots / f"review-help-{language}.png"))
+    if language == "zh-hans":
+        assert _latin_words(page) == set(), "English left in the Chinese shortcut help"
+    page.keyboard.press("Escape")
+
+    echo = Disagreement.objects.filter(image=review_setup["image"], attribute="echogenicity",
+                                       kind="reader_vs_reader", status="open").get()
+    page.goto(f"{live_server.url}/review/disagreements/{echo.pk}/")
+    page.wait_for_function("() => { const i = document.querySelector('#adj-svg image'); return i && i.getBBox().width > 0; }")
+    assert words["accept"] in page.locator("#accept-left").inner_text()
+    assert words["value"] in page.locator(".sides").inner_text()  # the lexicon's label, not the code
+    page.screenshot(path=str(shots / f"review-adjudicate-{language}.png"), full_page=True)
+    if language == "zh-hans":
+        assert _latin_words(page) == set(), "English left on the Chinese adjudication page"
+
+    page.fill("#comment", "动态图像上为低回声" if language == "zh-hans" else "Hypoechoic on the cine loop")
+    page.locator("#comment").press("Escape")
+    with page.expect_navigation():
+        page.keyboard.press("a")
+    assert words["decided"] in page.locator(".messages").inner_text()
+    echo.refresh_from_db()
+    assert echo.status == "resolved"
+    page.goto(f"{live_server.url}/review/disagreements/{echo.pk}/")
+    page.screenshot(path=str(shots / f"review-decided-{language}.png"), full_page=True)
+    if language == "zh-hans":
+        assert _latin_words(page) == set(), "English left on the Chinese page of a decided disagreement"
+
+    adjudication.dataset_metrics_refresh(dataset_id=review_setup["dataset"].pk)
+    page.goto(f"{live_server.url}/datasets/{review_setup['dataset'].pk}/dashboard/")
+    assert words["dashboard"] in page.locator("#agreement-table").locator("xpath=..").inner_text()
+    page.screenshot(path=str(shots / f"review-dashboard-{language}.png"), full_page=True)
+    if language == "zh-hans":
+        assert _latin_words(page) == set(), "English left on the Chinese dashboard"
