@@ -249,6 +249,11 @@ def test_two_regions_tagged_with_the_keyboard_only_and_submitted_with_n(reading_
     image = reading_setup["images"][0]
     page.goto(f"{live_server.url}/images/{image.pk}/annotate/")
     _open_workspace(page)
+    page.keyboard.press("?")
+    page.wait_for_selector("#help[open]")
+    page.screenshot(path=str(screenshot_dir() / "annotate-help.png"))
+    page.keyboard.press("?")
+    page.wait_for_function("() => !document.querySelector('#help').open")
 
     # An ellipse: once drawn it is selected and its first missing required attribute has the keyboard.
     page.keyboard.press("e")
