@@ -93,8 +93,20 @@ def _action_label(action: str | None) -> str:
         return action.replace("_", " ")
 
 
+def _assessment_labels(dataset, labels: dict) -> dict[str, str]:
+    """What an assessment disagreement's sides hold: categories (the report's "TR4", stored by their
+    label) and the values the tagged descriptors imply them from."""
+    flat = {code: label for attribute in labels.values() for code, label in attribute.items() if code}
+    for category in (dataset.lexicon.content.get("assessment") or {}).get("categories", []):
+        flat[category["code"]] = flat[category["label"]] = term_label(category, get_language())
+    return flat
+
+
 def _side_rows(disagreement, labels) -> list[dict]:
-    attribute_labels = labels.get(disagreement.attribute, {})
+    if disagreement.kind == "assessment_inconsistent":
+        attribute_labels = _assessment_labels(disagreement.dataset, labels)
+    else:
+        attribute_labels = labels.get(disagreement.attribute, {})
     return [{"side": side, "text": _value_text(side.values, attribute_labels)}
             for side in adjudication.disagreement_sides(disagreement)]
 

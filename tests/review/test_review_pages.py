@@ -119,3 +119,31 @@ def test_queue_page_costs_the_same_queries_for_twenty_rows_as_for_two(client, ca
     with django_assert_max_num_queries(len(two_rows)):
         body = client.get(reverse("review:queue"), HTTP_HX_REQUEST="true").content.decode()
     assert body.count('class="review-row"') == 20
+
+
+def test_the_review_pages_speak_the_reviewers_language(client, case):
+    """In Chinese: kinds, sides, lexicon values and the service's refusals are Chinese; the codes in
+    links and form values stay as they are."""
+    _login(client, case["reviewer"])
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
+    queue = client.get(reverse("review:queue"), **zh).content.decode()
+    assert "审核队列" in queue and "阅片者之间" in queue and "低回声" in queue and "等回声" in queue
+    assert "Reader vs reader" not in queue and "Hypoechoic" not in queue
+    assert "kind=reader_vs_reader" in queue
+
+    rvr = Disagreement.objects.get(study=case["study"], kind="reader_vs_reader", attribute="echogenicity")
+    page = client.get(reverse("review:disagreement", args=[rvr.pk]), **zh).content.decode()
+    assert "采纳 reader-a" in page and '<option value="hypoechoic">低回声</option>' in page
+    refused = client.post(reverse("review:resolve", args=[rvr.pk]), {"action": "comment"}, follow=True, **zh)
+    assert "请先填写备注。" in refused.content.decode()
+
+    # An assessment the descriptors contradict: the suspicious values in the lexicon's Chinese.
+    assessment = Disagreement.objects.create(
+        dataset=case["dataset"], study=case["study"], image=case["image"], kind="assessment_inconsistent",
+        attribute="birads", values={"report": "3", "suspicious_features": ["irregular"]},
+        fingerprint="assessment-test", input_hash="-")
+    page = client.get(reverse("review:disagreement", args=[assessment.pk]), **zh).content.decode()
+    assert "特征描述提示" in page and "不规则形" in page and ">irregular<" not in page
+
+    english = client.get(reverse("review:queue"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Reader vs reader" in english and "Hypoechoic" in english
