@@ -27,7 +27,8 @@ def test_a_changed_file_with_the_same_version_is_refused(monkeypatch):
     assert Lexicon.objects.get(pk=stored.pk).content == content  # the pinned version is untouched
 
     bumped = {**edited, "version": f"{content['version']}.1"}
-    monkeypatch.setattr(services, "lexicon_load_with_hash", lambda system: (bumped, digest + "1"))
+    bumped_digest = hashlib.sha256(json.dumps(bumped, sort_keys=True).encode()).hexdigest()
+    monkeypatch.setattr(services, "lexicon_load_with_hash", lambda system: (bumped, bumped_digest))
     assert services.lexicon_sync(system="udaf").version == bumped["version"]  # a bump is a new row
     assert Lexicon.objects.filter(system="udaf").count() == 2
 
