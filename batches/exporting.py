@@ -9,12 +9,20 @@ Promises:
   sentences), and every output is written as it goes. COCO JSON is written by hand: its images and
   annotations go to two part files that are joined at the end, so memory stays flat however large the
   dataset is. Only the category list (lesion labels) is held in memory.
+- One definition of each record: the ``*_record`` functions give each JSON record as the object that
+  orjson writes; JSON already stored (geometry, bbox, attributes) is copied in as text
+  (``orjson.Fragment``), never decoded and encoded again. The same writers run on every database.
+- No source paths: image files are named ``images/<accession>/<position>.<ext>`` unless ``keep_names``
+  (source file names often carry a patient's name).
+- CSV cells that a spreadsheet would run as a formula are neutralised (``csv_cell``), and lexicon
+  attributes are ``attr_<code>`` columns, so every column name is unique.
 - One snapshot: on PostgreSQL the whole export reads in one REPEATABLE READ transaction, so the files
   agree with each other and with ``manifest.json`` even while people keep annotating.
 - Atomic: everything is written under a temporary name beside ``out`` and renamed only when complete; a
   failed export leaves nothing at ``out``. ``out`` ending in ``.zip`` gives a zip archive, else a folder.
 - Every export carries ``manifest.json``: dataset, filters, counts, lexicon and pipeline versions, the
-  snapshot time, and the sha256 and size of every other file.
+  snapshot time, how files and columns are named (``layout``), and the sha256 and size of every other
+  file.
 
 Which regions (``status``):
 
@@ -35,6 +43,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -42,13 +51,16 @@ import sys
 import tempfile
 import uuid
 import zipfile
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, TextField
@@ -57,6 +69,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from alignment.selectors import sentences_for_export
 from annotation.geometry import geometry_polygon_points
 from annotation.lexicons import lexicon_load
 from annotation.models import Assignment, Dataset, Image, Region, Study
@@ -89,8 +102,9 @@ class ExportOptions:
     split: tuple[float, ...] | None = None  # (train, val, test) fractions summing to 1
     seed: int = 42
     include_images: bool = False
+    keep_names: bool = False  # name image files after their source files (which may identify a patient)
     study_chunk: int = STUDY_CHUNK
-    # On PostgreSQL, COCO and JSONL records are built by the database (same bytes, several times faster).
+    # On PostgreSQL, COCO and JSONL records are built by the database (same records, several times faster).
     database_records: bool = True
 
 
@@ -102,14 +116,20 @@ class ExportProgress:
 
 
 def split_parse(text: str) -> tuple[float, ...]:
-    """``"0.8,0.1,0.1"`` → (0.8, 0.1, 0.1); two or three non-negative fractions summing to 1."""
+    """``"0.8,0.1,0.1"`` → (0.8, 0.1, 0.1); two or three finite, non-negative fractions summing to 1.
+    ``float`` reads "nan" and "inf" too, and NaN fails every comparison, so finiteness is checked first."""
     try:
         parts = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise ExportError(f"--split must be fractions like 0.8,0.1,0.1 (got {text!r})")
-    if not 2 <= len(parts) <= 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
-        raise ExportError(f"--split needs 2 or 3 non-negative fractions that sum to 1 (got {text!r})")
-    return parts
+    return _split_check(parts, shown=text)
+
+
+def _split_check(parts: tuple, *, shown: str) -> tuple[float, ...]:
+    if (not 2 <= len(parts) <= 3 or not all(isinstance(p, int | float) and math.isfinite(p) and p >= 0 for p in parts)
+            or abs(sum(parts) - 1.0) > 1e-6):
+        raise ExportError(f"--split needs 2 or 3 non-negative fractions that sum to 1 (got {shown!r})")
+    return tuple(float(p) for p in parts)
 
 
 def split_of(patient: str, *, split: tuple[float, ...] | None, seed: int) -> str:
@@ -291,12 +311,15 @@ def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool,
                   raw_json: bool = False) -> Iterator[list[dict]]:
     """Yield lists of studies, each with ``images`` (each with ``regions``) and, when asked, the
     ``sentences`` of its current report. Keyset pagination on the study id: every query is an index
-    range scan, so the thousandth chunk costs what the first did. With ``raw_json`` the regions'
-    geometry, attributes and bbox come as JSON text (``geometry_text``...), for formats that copy them
-    into their output: decoding and re-encoding them was most of an export's time."""
+    range scan, so the thousandth chunk costs what the first did. Regions come as named tuples of
+    ``REGION_FIELDS`` (a dict a row cost more than the rest of a record). With ``raw_json`` their
+    geometry, attributes and bbox come as JSON text (``geometry_text``...) instead, for formats that copy
+    them into their output: decoding and re-encoding them was most of an export's time."""
     image_filter, region_filter = _image_filter(options.status), _region_filter(options.status)
     region_fields = [f for f in REGION_FIELDS if not (raw_json and f in RAW_JSON)]
     raw = {f"{name}_text": expression for name, expression in RAW_JSON.items()} if raw_json else {}
+    regions = (Region.objects.filter(region_filter, image__study__dataset=dataset, is_deleted=False)
+               .annotate(**raw).order_by("image_id", "id").values_list(*region_fields, *raw, named=True))
     last = 0
     while True:
         studies = list(Study.objects.filter(dataset=dataset, id__gt=last).order_by("id")
@@ -315,93 +338,77 @@ def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool,
             by_image[image["id"]] = image
             by_study[image["study_id"]]["images"].append(image)
         if by_image:
-            for region in (Region.objects.filter(region_filter, image_id__in=list(by_image), is_deleted=False)
-                           .order_by("image_id", "id").values(*region_fields, **raw)):
-                by_image[region["image_id"]]["regions"].append(region)
+            # By the chunk's range of studies (an index range, not thousands of ids to send); regions of
+            # images the status filter left out are skipped here.
+            for region in regions.filter(image__study_id__gte=studies[0]["id"], image__study_id__lte=last):
+                image = by_image.get(region.image_id)
+                if image is not None:
+                    image["regions"].append(region)
         if sentences:
             _attach_sentences(studies, by_image)
         yield [study for study in studies if study["images"]]
 
 
 def _attach_sentences(studies: list[dict], by_image: dict[int, dict]) -> None:
-    """Sentences of each report's current version from the latest parse, their findings, and for each
-    image the regions each sentence is aligned to (a reviewer's manual link or unlink beats the engine's)."""
-    from alignment.models import Alignment, Finding, Sentence
-
+    """Give each study its current report's ``sentences`` and each image ``links``: (sentence id →
+    linked region ids), both read through ``alignment.selectors.sentences_for_export``."""
     versions = {s["report__id"]: s["report__version"] for s in studies if s["report__id"]}
+    by_report, links = sentences_for_export(report_versions=versions, image_ids=list(by_image))
     for study in studies:
-        study["sentences"] = []
-    if not versions:
-        return
-    rows = list(Sentence.objects.filter(report_id__in=list(versions)).order_by("report_id", "id")
-                .values("id", "report_id", "report_version", "pipeline_version", "index", "start", "end", "text"))
-    latest: dict[int, str] = {}
-    for row in rows:
-        if row["report_version"] == versions[row["report_id"]]:
-            latest[row["report_id"]] = row["pipeline_version"]  # rows are in id order: the last parse wins
-    kept = [row for row in rows if row["report_version"] == versions[row["report_id"]]
-            and row["pipeline_version"] == latest.get(row["report_id"])]
-    findings: dict[int, list] = defaultdict(list)
-    kept_ids = [r["id"] for r in kept]
-    for finding in Finding.objects.filter(sentence_id__in=kept_ids).order_by("sentence_id", "index", "id").values(
-        "sentence_id", "lesion", "organ", "laterality", "clock", "quadrant", "distance_from_nipple_cm", "negated",
-        "uncertain", size_mm_text=Cast("size_mm", TextField()), attributes_text=Cast("attributes", TextField()),
-        assessment_text=Cast("assessment", TextField()),
-    ):
-        findings[finding.pop("sentence_id")].append(_finding_json_text(finding))
-    links: dict[tuple[int, int, int], tuple[str, bool]] = {}
-    for link in Alignment.objects.filter(image_id__in=list(by_image), sentence_id__in=[r["id"] for r in kept],
-                                         region__isnull=False).order_by("id").values("image_id", "sentence_id",
-                                                                                     "region_id", "source", "linked"):
-        # A manual link or unlink beats the engine's; among links of one source the latest counts.
-        key = (link["image_id"], link["sentence_id"], link["region_id"])
-        if key not in links or link["source"] == "manual" or links[key][0] != "manual":
-            links[key] = (link["source"], link["linked"])
-    aligned: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for (image_id, sentence_id, region_id), (_, linked) in sorted(links.items()):
-        if linked:
-            aligned[(image_id, sentence_id)].append(region_id)
-    report_study = {s["report__id"]: s for s in studies if s["report__id"]}
-    for row in kept:
-        row["findings"] = findings.get(row["id"], [])
-        row["aligned"] = aligned
-        report_study[row["report_id"]]["sentences"].append(row)
+        study["sentences"] = by_report.get(study["report__id"], [])
+    for image in by_image.values():
+        image["links"] = {}
+    for (sentence_id, image_id), region_ids in links.items():
+        by_image[image_id]["links"][sentence_id] = region_ids
 
 
 # ---------------------------------------------------------------------------------------------- shared bits
 
 
-def region_export_id(region: dict) -> str:
+def region_export_id(region) -> str:
     """The id a region is known by outside: its source's id when it came from one, else ours."""
-    return region["source_id"] or str(region["id"])
+    return region.source_id or str(region.id)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _image_names(study: dict) -> dict[int, str]:
-    """Export path of each image of a study: ``images/<accession>/<original file name>``, with DICOM
-    frames as ``<file>_f0003.png``; an image whose name an earlier image of the study already has gets
-    its id as a prefix. ``_SQL_IMAGE_NAME`` states the same rule for PostgreSQL."""
+def _image_names(study: dict, *, keep_names: bool) -> dict[int, str]:
+    """Export path of each image of a study: ``images/<accession>/<position>.<ext>`` (position as four
+    digits, the image's place in its study; a second image at the same position gets its content hash
+    added). Source file names can carry a patient's name (DICOM folders often do), so they are used only
+    with ``keep_names``: ``images/<accession>/<original file name>``, DICOM frames as ``<file>_f0003``,
+    a name an earlier image of the study already has prefixed with the image id."""
     used: set[str] = set()
     names = {}
     folder = _SAFE.sub("_", study["accession"]).strip("._") or str(study["id"])
     for image in study["images"]:
         extension = image["file"].rsplit(".", 1)[-1] if "." in image["file"] else "png"
-        original = (image["original_name"] or image["sha256"]).rsplit("/", 1)[-1]
-        stem, _, frame = original.partition("#frame=")
-        stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-        stem = _SAFE.sub("_", stem).strip("._") or image["sha256"][:16]
-        if frame:
-            stem += f"_f{int(frame):04d}" if frame.isascii() and frame.isdigit() else f"_f{_SAFE.sub('_', frame)}"
-        name = f"{stem}.{extension}"
-        names[image["id"]] = f"images/{folder}/{image['id']}_{name}" if name in used else f"images/{folder}/{name}"
+        if keep_names:
+            original = (image["original_name"] or image["sha256"]).rsplit("/", 1)[-1]
+            stem, _, frame = original.partition("#frame=")
+            stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+            stem = _SAFE.sub("_", stem).strip("._") or image["sha256"][:16]
+            if frame:
+                stem += f"_f{int(frame):04d}" if frame.isascii() and frame.isdigit() else f"_f{_SAFE.sub('_', frame)}"
+            name = f"{stem}.{extension}"
+            taken = f"{image['id']}_{name}"
+        else:
+            name = f"{image['position']:04d}.{extension}"
+            taken = f"{image['position']:04d}_{image['sha256'][:16]}.{extension}"
+        names[image["id"]] = f"images/{folder}/{taken}" if name in used else f"images/{folder}/{name}"
         used.add(name)
     return names
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _json(value: Any) -> bytes:
+    """Compact JSON, UTF-8; ``orjson.Fragment`` values (JSON text as stored) are copied in as they are."""
+    return orjson.dumps(value)
+
+
+def _stored(text: str | None) -> orjson.Fragment | None:
+    """JSON text read from the database (``RAW_JSON``), to be copied into a record without decoding."""
+    return None if text is None else orjson.Fragment(text)
 
 
 def _spacing(image: dict) -> list[float] | None:
@@ -410,39 +417,245 @@ def _spacing(image: dict) -> list[float] | None:
     return None
 
 
-def _region_json_text(region: dict) -> str:
-    """A JSONL region, assembled around the geometry, bbox and attributes JSON text as stored."""
-    return (f'{{"id":{_dumps(region_export_id(region))},"shape":{_dumps(region["shape"])},'
-            f'{region["geometry_text"].strip()[1:-1]},"bbox":{region["bbox_text"]},"label":{_dumps(region["label"])},'
-            f'"lesion":{_dumps(region["lesion_key"])},"attributes":{region["attributes_text"]},'
-            f'"source":{_dumps(region["source"])}}}')
-
-
-def _finding_json_text(finding: dict) -> str:
-    """A JSONL finding, its JSON fields copied as stored."""
-    return (f'{{"lesion":{_dumps(finding["lesion"])},"organ":{_dumps(finding["organ"])},'
-            f'"laterality":{_dumps(finding["laterality"])},"clock":{_dumps(finding["clock"])},'
-            f'"quadrant":{_dumps(finding["quadrant"])},'
-            f'"distance_from_nipple_cm":{_dumps(finding["distance_from_nipple_cm"])},'
-            f'"size_mm":{finding["size_mm_text"] or "null"},"negated":{_dumps(finding["negated"])},'
-            f'"uncertain":{_dumps(finding["uncertain"])},"attributes":{finding["attributes_text"] or "null"},'
-            f'"assessment":{finding["assessment_text"] or "null"}}}')
-
-
-def _segmentation_text(region: dict) -> str:
+def _segmentation_text(region) -> str:
     """COCO polygon of an area region as JSON text: a polygon's own points flattened straight from the
     stored text; rectangles and ellipses outlined through the geometry module."""
-    text = region["geometry_text"]
-    if region["shape"] == "polygon":
+    text = region.geometry_text
+    if region.shape == "polygon":
         points = text[text.index("[[") + 2: text.rindex("]]")]
         return "[[" + points.replace("[", "").replace("]", "") + "]]"
-    geometry = json.loads(text)
-    if region["shape"] == "rectangle":
+    geometry = orjson.loads(text)
+    if region.shape == "rectangle":
         # What geometry_polygon_points gives (shapely keeps the corners as given), fifty times faster.
         (x1, y1), (x2, y2) = ((round(float(x), 2), round(float(y), 2)) for x, y in geometry["points"])
-        return _dumps([[x1, y1, x2, y1, x2, y2, x1, y2]])
-    outline = geometry_polygon_points(region["shape"], geometry)
-    return _dumps([[v for point in outline for v in point]])
+        return _json([[x1, y1, x2, y1, x2, y2, x1, y2]]).decode()
+    outline = geometry_polygon_points(region.shape, geometry)
+    return _json([[v for point in outline for v in point]]).decode()
+
+
+# ---------------------------------------------------------------------------------------------- records
+#
+# Each JSON record — a COCO image, a COCO annotation, a JSONL line and its regions — is defined once, as
+# a list of fields: the key, how Python reads the value from a row, and the SQL giving the same value's
+# JSON text over the aliases of ``_Sql.select`` (study ``s``, image ``i``, report ``r``, region ``g``,
+# names ``n``, split ``sp``). The Python writers build records from the list (orjson writes them); on
+# PostgreSQL the database builds them from the same list and COPY streams them out, because turning rows
+# into Python objects and back into text was most of an export's time (``benchmarks/export.py``). A test
+# checks on PostgreSQL that both give the same records.
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One member of an exported JSON record. ``key`` None: ``python`` gives an object whose members are
+    spread into the record, ``sql`` their JSON text without braces. ``sql`` None: the member is added by
+    Python after the database's part (it must come last)."""
+
+    key: str | None
+    python: Callable[[Any], Any]
+    sql: str | None
+
+
+@dataclass(slots=True)
+class _ImageRow:
+    """What an image's records are made from on the Python path."""
+
+    image: dict
+    study: dict
+    name: str
+    split: str
+
+
+@dataclass(slots=True)
+class _AnnotationRow:
+    region: Any  # a row of REGION_FIELDS
+    category: int
+
+
+def _record(fields: tuple[_Field, ...], row: Any) -> dict:
+    record: dict[str, Any] = {}
+    for item in fields:
+        if item.key is None:
+            record.update(item.python(row))
+        else:
+            record[item.key] = item.python(row)
+    return record
+
+
+def _sql_record(fields: tuple[_Field, ...]) -> str:
+    """The SQL giving the record's compact JSON text; open at the end when Python adds members."""
+    database = [(item.key, item.sql) for item in fields if item.sql is not None]
+    return _sql_object(*database, close=len(database) == len(fields))
+
+
+def _sql_text(expression: str) -> str:
+    """JSON string of a text column: PostgreSQL escapes exactly what JSON writers do."""
+    return f"to_json({expression})::text"
+
+
+def _sql_word(expression: str) -> str:
+    """JSON string of a column that holds one of a few plain words (a check constraint says which)."""
+    return f"""concat('"', {expression}, '"')"""
+
+
+def _sql_float(expression: str) -> str:
+    """JSON number of a float column as Python writes it (``12.0``, not ``12``)."""
+    return (f"CASE WHEN {expression} IS NULL THEN 'null' WHEN {expression} = trunc({expression}) AND "
+            f"abs({expression}) < 1e15 THEN {expression}::text || '.0' ELSE {expression}::text END")
+
+
+def _sql_object(*fields: tuple[str | None, str], close: bool = True) -> str:
+    """A JSON object's compact text from (key, SQL giving the value's JSON text) pairs; a None key inserts
+    the text as it is (members spread from another object). One concat(): a chain of || copies the
+    growing string at every step, and was most of the database's time."""
+    parts = []
+    for position, (key, value) in enumerate(fields):
+        lead = ("{" if position == 0 else ",") + (json.dumps(key) + ":" if key is not None else "")
+        parts += ["'" + lead.replace("'", "''") + "'", value]
+    return "concat(" + ", ".join(parts) + (", '}')" if close else ")")
+
+
+_SQL_SAFE = "'[^A-Za-z0-9._-]+'"
+_SQL_AREA = ", ".join(f"'{shape}'" for shape in AREA_SHAPES)
+_SQL_EXPORT_ID = _sql_text("CASE WHEN g.source_id <> '' THEN g.source_id ELSE g.id::text END")
+_SQL_SPACING = ("CASE WHEN i.pixel_spacing_x_mm <> 0 AND i.pixel_spacing_y_mm <> 0 THEN concat('[', "
+                f"{_sql_float('i.pixel_spacing_x_mm')}, ',', {_sql_float('i.pixel_spacing_y_mm')}, ']') "
+                "ELSE 'null' END")
+_SQL_EXTENSION = "CASE WHEN strpos(i.file, '.') > 0 THEN split_part(i.file, '.', -1) ELSE 'png' END"
+
+# _image_names over image ``i`` and study ``s``: ``n.name`` is the name in the study's folder, ``n.taken``
+# the name when an earlier image of the study has it. (OFFSET 0 keeps each subquery whole, so a name is
+# computed once however often it is used.)
+_SQL_POSITION_NAME_JOINS = f"""
+    CROSS JOIN LATERAL (SELECT lpad(i.position::text, greatest(4, length(i.position::text)), '0') AS stem,
+                               {_SQL_EXTENSION} AS extension OFFSET 0) p
+    CROSS JOIN LATERAL (SELECT concat(p.stem, '.', p.extension) AS name,
+                               concat(p.stem, '_', left(i.sha256, 16), '.', p.extension) AS taken OFFSET 0) n"""
+_SQL_SOURCE_NAME_JOINS = f"""
+    CROSS JOIN LATERAL (SELECT
+        COALESCE(NULLIF(btrim(regexp_replace(fn.stem, {_SQL_SAFE}, '_', 'g'), '._'), ''), left(i.sha256, 16))
+        || CASE WHEN f.frame = '' THEN ''
+                WHEN f.frame ~ '^[0-9]+$' THEN '_f' || CASE WHEN length(fn.number) >= 4 THEN fn.number
+                                                            ELSE lpad(fn.number, 4, '0') END
+                ELSE '_f' || regexp_replace(f.frame, {_SQL_SAFE}, '_', 'g') END
+        || '.' || {_SQL_EXTENSION} AS name
+      FROM (SELECT split_part(COALESCE(NULLIF(i.original_name, ''), i.sha256), '/', -1) AS original) o
+      CROSS JOIN LATERAL (SELECT split_part(o.original, '#frame=', 1) AS stem,
+                                 CASE WHEN strpos(o.original, '#frame=') > 0
+                                      THEN substr(o.original, strpos(o.original, '#frame=') + 7) ELSE '' END AS frame) f
+      CROSS JOIN LATERAL (SELECT ltrim(f.frame, '0') AS number,
+                                 CASE WHEN strpos(f.stem, '.') > 0 THEN left(f.stem, -length(split_part(f.stem, '.', -1)) - 1)
+                                      ELSE f.stem END AS stem) fn
+      OFFSET 0) n0
+    CROSS JOIN LATERAL (SELECT n0.name, concat(i.id, '_', n0.name) AS taken OFFSET 0) n"""
+
+
+def _sql_image_names(*, keep_names: bool) -> str:
+    return _SQL_SOURCE_NAME_JOINS if keep_names else _SQL_POSITION_NAME_JOINS
+
+
+_SQL_IMAGE_PATH = (f"concat('images/', COALESCE(NULLIF(btrim(regexp_replace(s.accession, {_SQL_SAFE}, '_', 'g'), "
+                   "'._'), ''), s.id::text), '/', CASE WHEN n.name = ANY(array_agg(n.name) OVER earlier) "
+                   "THEN n.taken ELSE n.name END)")
+
+
+def _coco_image_fields(*, keep_names: bool) -> tuple[_Field, ...]:
+    """A COCO image (row: ``_ImageRow``). Its source file name only when asked for: it can name a patient."""
+    fields = (
+        _Field("id", lambda r: r.image["id"], "i.id"),
+        _Field("file_name", lambda r: r.name, _sql_text(_SQL_IMAGE_PATH)),
+        _Field("width", lambda r: r.image["width"], "i.width"),
+        _Field("height", lambda r: r.image["height"], "i.height"),
+        _Field("study", lambda r: r.study["accession"], _sql_text("s.accession")),
+        _Field("patient", lambda r: r.study["patient"], _sql_text("s.patient")),
+        _Field("sha256", lambda r: r.image["sha256"], _sql_text("i.sha256")),
+        _Field("laterality", lambda r: r.image["laterality"], _sql_text("i.laterality")),
+        _Field("view", lambda r: r.image["view"], _sql_text("i.view")),
+        _Field("body_marker", lambda r: r.image["body_marker"], _sql_text("i.body_marker")),
+        _Field("frame", lambda r: r.image["frame_index"], "i.frame_index"),
+        _Field("pixel_spacing_mm", lambda r: _spacing(r.image), _SQL_SPACING),
+    )
+    if keep_names:
+        fields += (_Field("original_name", lambda r: r.image["original_name"], _sql_text("i.original_name")),)
+    return fields
+
+
+# A COCO annotation (row: ``_AnnotationRow``; ``gx.text`` is the geometry's text). Only a polygon's
+# outline can be cut from its text; a rectangle's or an ellipse's is computed by Python (shapely), so the
+# database marks it ``\x01<shape>:<geometry>\x01`` and ``_outlines`` puts the outline there.
+_OUTLINE_MARK = b"\x01"
+_COCO_ANNOTATION = (
+    _Field("id", lambda a: a.region.id, "g.id"),
+    _Field("image_id", lambda a: a.region.image_id, "g.image_id"),
+    _Field("category_id", lambda a: a.category,
+           "array_position(%s::text[], COALESCE(NULLIF(g.label, ''), 'lesion'))"),
+    _Field("segmentation", lambda a: orjson.Fragment(_segmentation_text(a.region)),
+           "CASE WHEN g.shape = 'polygon' THEN concat('[[', replace(replace(left(substr(gx.text, 12), -1), '[', ''), "
+           "']', ''), ']]') ELSE concat(chr(1), g.shape, ':', gx.text, chr(1)) END"),
+    _Field("bbox", lambda a: _stored(a.region.bbox_text), "COALESCE(g.bbox::text, 'null')"),
+    _Field("area", lambda a: a.region.area_px, _sql_float("g.area_px")),
+    _Field("iscrowd", lambda a: 0, "0"),
+    _Field("attributes", lambda a: _stored(a.region.attributes_text), "COALESCE(g.attributes::text, 'null')"),
+    _Field("lesion", lambda a: a.region.lesion_key, _sql_text("g.lesion_key")),
+    _Field("shape", lambda a: a.region.shape, _sql_word("g.shape")),
+    _Field("geometry", lambda a: _stored(a.region.geometry_text), "gx.text"),
+    _Field("source_id", lambda a: region_export_id(a.region), _SQL_EXPORT_ID),
+    _Field("source", lambda a: a.region.source, _sql_word("g.source")),
+    _Field("author", lambda a: a.region.source_author or a.region.author__username or "",
+           _sql_text("COALESCE(NULLIF(g.source_author, ''), (SELECT NULLIF(u.username, '') FROM auth_user u "
+                     "WHERE u.id = g.author_id), '')")),
+)
+
+# A region of a JSONL line (row: a row of REGION_FIELDS): its geometry's members (``points``, or an
+# ellipse's centre and axes) spread into it.
+_JSONL_REGION = (
+    _Field("id", region_export_id, _SQL_EXPORT_ID),
+    _Field("shape", lambda g: g.shape, _sql_word("g.shape")),
+    _Field(None, lambda g: orjson.loads(g.geometry_text), "left(substr(g.geometry::text, 2), -1)"),
+    _Field("bbox", lambda g: _stored(g.bbox_text), "COALESCE(g.bbox::text, 'null')"),
+    _Field("label", lambda g: g.label, _sql_text("g.label")),
+    _Field("lesion", lambda g: g.lesion_key, _sql_text("g.lesion_key")),
+    _Field("attributes", lambda g: _stored(g.attributes_text), "COALESCE(g.attributes::text, 'null')"),
+    _Field("source", lambda g: g.source, _sql_word("g.source")),
+)
+
+
+def _jsonl_sentences(sentences: list, links: dict[int, list[int]], exported: dict[int, str]) -> list[dict]:
+    """The report's current sentences (``alignment.selectors.sentences_for_export``), each with its
+    findings and the export ids of this image's exported regions it is linked to."""
+    return [{"index": sentence.index, "start": sentence.start, "end": sentence.end, "text": sentence.text,
+             "findings": [{"lesion": f.lesion, "organ": f.organ, "laterality": f.laterality, "clock": f.clock,
+                           "quadrant": f.quadrant, "distance_from_nipple_cm": f.distance_from_nipple_cm,
+                           "size_mm": f.size_mm, "negated": f.negated, "uncertain": f.uncertain,
+                           "attributes": f.attributes, "assessment": f.assessment} for f in sentence.findings.all()],
+             "regions": [exported[r] for r in links.get(sentence.pk, []) if r in exported]}
+            for sentence in sentences]
+
+
+def _jsonl_fields() -> tuple[_Field, ...]:
+    """One line of ``pairs.jsonl`` (row: ``_ImageRow``): an image, its report, its regions, and the
+    report's sentences with their findings and the regions of this image each is aligned to (read
+    through the alignment selectors, so added by Python on every database)."""
+    regions = (f"concat('[', (SELECT string_agg({_sql_record(_JSONL_REGION)}, ',' ORDER BY g.id) "
+               "FROM annotation_region g WHERE g.image_id = i.id AND NOT g.is_deleted{region_filter}), ']')")
+    return (
+        _Field("image", lambda r: r.name, _sql_text(_SQL_IMAGE_PATH)),
+        _Field("study", lambda r: r.study["accession"], _sql_text("s.accession")),
+        _Field("patient", lambda r: r.study["patient"], _sql_text("s.patient")),
+        _Field("split", lambda r: r.split, _sql_text("sp.split")),
+        _Field("report", lambda r: r.study["report__text"] or "", _sql_text("COALESCE(r.text, '')")),
+        _Field("language", lambda r: r.study["report__language"] or "", _sql_text("COALESCE(r.language, '')")),
+        _Field("width", lambda r: r.image["width"], "i.width"),
+        _Field("height", lambda r: r.image["height"], "i.height"),
+        _Field("pixel_spacing_mm", lambda r: _spacing(r.image), _SQL_SPACING),
+        _Field("laterality", lambda r: r.image["laterality"], _sql_text("i.laterality")),
+        _Field("regions", lambda r: [_record(_JSONL_REGION, g) for g in r.image["regions"]], regions),
+        _Field("sentences", lambda r: _jsonl_sentences(r.study.get("sentences", []), r.image.get("links", {}),
+                                                       {g.id: region_export_id(g) for g in r.image["regions"]}),
+               None),
+    )
+
+
+_JSONL = _jsonl_fields()
 
 
 # ---------------------------------------------------------------------------------------------- formats
@@ -473,42 +686,33 @@ class _Coco(_Format):
     def begin(self) -> None:
         self.categories: dict[str, int] = {}
         self.parts: dict[str, tuple[Any, Any, list[int]]] = {}
+        self.image_fields = _coco_image_fields(keep_names=self.options.keep_names)
 
     def _part(self, split: str):
         if split not in self.parts:
             images = self.output.scratch(f"coco-{split or 'all'}-images")
             images.parent.mkdir(parents=True, exist_ok=True)
             annotations = self.output.scratch(f"coco-{split or 'all'}-annotations")
-            self.parts[split] = (images.open("w", encoding="utf-8"), annotations.open("w", encoding="utf-8"), [0, 0])
+            self.parts[split] = (images.open("wb"), annotations.open("wb"), [0, 0])
         return self.parts[split]
 
     def study(self, study: dict, names: dict[int, str], split: str) -> None:
         images_file, annotations_file, written = self._part(split)
+        images, annotations = [], []
         for image in study["images"]:
-            entry = {"id": image["id"], "file_name": names[image["id"]], "width": image["width"],
-                     "height": image["height"], "study": study["accession"], "patient": study["patient"],
-                     "sha256": image["sha256"], "original_name": image["original_name"],
-                     "laterality": image["laterality"], "view": image["view"], "body_marker": image["body_marker"],
-                     "frame": image["frame_index"], "pixel_spacing_mm": _spacing(image)}
-            images_file.write(("," if written[0] else "") + "\n" + _dumps(entry))
-            written[0] += 1
+            images.append(_json(_record(self.image_fields, _ImageRow(image, study, names[image["id"]], split))))
             for region in image["regions"]:
-                if region["shape"] not in AREA_SHAPES:
+                if region.shape not in AREA_SHAPES:
                     self.counts["regions_skipped_not_area"] += 1
                     continue
-                category = self.categories.setdefault(region["label"] or "lesion", len(self.categories) + 1)
-                annotation = (
-                    f'{{"id":{region["id"]},"image_id":{image["id"]},"category_id":{category},'
-                    f'"segmentation":{_segmentation_text(region)},"bbox":{region["bbox_text"]},'
-                    f'"area":{_dumps(region["area_px"])},"iscrowd":0,"attributes":{region["attributes_text"]},'
-                    f'"lesion":{_dumps(region["lesion_key"])},"shape":{_dumps(region["shape"])},'
-                    f'"geometry":{region["geometry_text"]},"source_id":{_dumps(region_export_id(region))},'
-                    f'"source":{_dumps(region["source"])},'
-                    f'"author":{_dumps(region["source_author"] or region["author__username"] or "")}}}'
-                )
-                annotations_file.write(("," if written[1] else "") + "\n" + annotation)
-                written[1] += 1
-                self.counts["regions"] += 1
+                category = self.categories.setdefault(region.label or "lesion", len(self.categories) + 1)
+                annotations.append(_json(_record(_COCO_ANNOTATION, _AnnotationRow(region, category))))
+        # Items of a JSON list, each on its own line: a comma before every one but the file's first.
+        for handle, items, position in ((images_file, images, 0), (annotations_file, annotations, 1)):
+            if items:
+                handle.write((b",\n" if written[position] else b"\n") + b",\n".join(items))
+                written[position] += len(items)
+        self.counts["regions"] += len(annotations)
 
     def end(self) -> None:
         categories = [{"id": cid, "name": name, "supercategory": "lesion"} for name, cid in self.categories.items()]
@@ -520,14 +724,14 @@ class _Coco(_Format):
             writer = self.output.open(f"annotations/instances{'_' + split if split else ''}.json")
             info = {"description": f"Sonoalign export of {self.dataset.name}", "version": "1",
                     "date_created": timezone.now().isoformat(), "split": split or "all"}
-            writer.write('{"info":' + _dumps(info) + ',"licenses":[],"images":[')
-            for part, closing in ((f"coco-{split or 'all'}-images", '\n],"annotations":['),
-                                  (f"coco-{split or 'all'}-annotations", "\n],")):
+            writer.write(b'{"info":' + _json(info) + b',"licenses":[],"images":[')
+            for part, end in ((f"coco-{split or 'all'}-images", b'\n],"annotations":['),
+                              (f"coco-{split or 'all'}-annotations", b"\n],")):
                 with self.output.scratch(part).open("rb") as handle:
                     while block := handle.read(WRITE_BUFFER):
                         writer.write(block)
-                writer.write(closing)
-            writer.write('"categories":' + _dumps(categories) + "}\n")
+                writer.write(end)
+            writer.write(b'"categories":' + _json(categories) + b"}\n")
             writer.close()
 
 
@@ -542,22 +746,8 @@ class _Jsonl(_Format):
 
     def study(self, study: dict, names: dict[int, str], split: str) -> None:
         for image in study["images"]:
-            region_ids = {region["id"]: region_export_id(region) for region in image["regions"]}
-            sentences = []
-            for sentence in study.get("sentences", []):
-                linked = [region_ids[r] for r in sentence["aligned"].get((image["id"], sentence["id"]), [])
-                          if r in region_ids]
-                sentences.append(f'{{"index":{sentence["index"]},"start":{sentence["start"]},"end":{sentence["end"]},'
-                                 f'"text":{_dumps(sentence["text"])},"findings":[{",".join(sentence["findings"])}],'
-                                 f'"regions":{_dumps(linked)}}}')
-            head = _dumps({"image": names[image["id"]], "study": study["accession"], "patient": study["patient"],
-                           "split": split, "report": study["report__text"] or "",
-                           "language": study["report__language"] or "", "width": image["width"],
-                           "height": image["height"], "pixel_spacing_mm": _spacing(image),
-                           "laterality": image["laterality"]})
-            regions = ",".join(_region_json_text(r) for r in image["regions"])
             self.counts["regions"] += len(image["regions"])
-            self.writer.write(f'{head[:-1]},"regions":[{regions}],"sentences":[{",".join(sentences)}]}}\n')
+            self.writer.write(_json(_record(_JSONL, _ImageRow(image, study, names[image["id"]], split))) + b"\n")
 
     def end(self) -> None:
         self.writer.close()
@@ -591,12 +781,12 @@ class _Us365k(_Format):
     def tags(self, regions: list[dict]) -> dict[str, Any]:
         found: dict[str, list[str]] = {key: [] for key in US365K_KEYS}
         for region in regions:
-            for code, value in region["attributes"].items():
+            for code, value in region.attributes.items():
                 for item in [value] if isinstance(value, str) else value:
                     mapped = (self.values.get((code, item)) or {}).get("us365k")
                     if mapped and mapped["tag"] not in found[mapped["key"]]:
                         found[mapped["key"]].append(mapped["tag"])
-            diagnosis = self.diagnoses.get((region["label"] or "").strip().lower())
+            diagnosis = self.diagnoses.get((region.label or "").strip().lower())
             if diagnosis and diagnosis not in found["Diagnosis"]:
                 found["Diagnosis"].append(diagnosis)
         record: dict[str, Any] = {}
@@ -612,7 +802,7 @@ class _Us365k(_Format):
             if split:
                 record["split"] = split
             self.counts["regions"] += len(image["regions"])
-            self.writer.write(("," if self.written else "") + "\n" + _dumps(record))
+            self.writer.write((b"," if self.written else b"") + b"\n" + _json(record))
             self.written += 1
 
     def end(self) -> None:
@@ -620,30 +810,46 @@ class _Us365k(_Format):
         self.writer.close()
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+CSV_FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+CSV_ATTRIBUTE_PREFIX = "attr_"
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe to open in a spreadsheet: text that would start a formula gets a leading ``'``
+    (shown, never run). Numbers stay numbers: a negative coordinate is no formula."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_LEAD):
+        return "'" + value
+    return value
+
+
 class _Csv(_Format):
-    """One region a row (``regions.csv``), one column per lexicon attribute (several values joined by
-    ``;``)."""
+    """One region a row (``regions.csv``), one column per lexicon attribute named ``attr_<code>``, so no
+    attribute (``shape``, ``margin``...) takes the name of a region column; several values are joined by
+    ``;``. Text cells are neutralised by ``csv_cell``."""
+
+    COLUMNS = ("image", "study", "patient", "split", "region_id", "shape", "label", "lesion", "source", "author",
+               "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area_px", "area_mm2", "long_axis_mm", "short_axis_mm",
+               "geometry")
 
     def begin(self) -> None:
         self.attributes = [a["code"] for a in self.dataset.lexicon.content["attributes"]]
         self.writer = self.output.open("regions.csv")
         self.buffer = io.StringIO()
         self.csv = csv.writer(self.buffer)
-        self.csv.writerow(["image", "study", "patient", "split", "region_id", "shape", "label", "lesion", "source",
-                           "author", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area_px", "area_mm2", "long_axis_mm",
-                           "short_axis_mm", "geometry", *self.attributes])
+        self.csv.writerow([*self.COLUMNS, *(CSV_ATTRIBUTE_PREFIX + code for code in self.attributes)])
 
     def study(self, study: dict, names: dict[int, str], split: str) -> None:
         for image in study["images"]:
             for region in image["regions"]:
-                values = [region["attributes"].get(code, "") for code in self.attributes]
-                self.csv.writerow([
+                values = [region.attributes.get(code, "") for code in self.attributes]
+                self.csv.writerow([csv_cell(value) for value in (
                     names[image["id"]], study["accession"], study["patient"], split, region_export_id(region),
-                    region["shape"], region["label"], region["lesion_key"], region["source"],
-                    region["source_author"] or region["author__username"] or "", *(region["bbox"] or ["", "", "", ""]),
-                    region["area_px"], region["area_mm2"], region["long_axis_mm"], region["short_axis_mm"],
-                    _dumps(region["geometry"]), *(";".join(v) if isinstance(v, list) else v for v in values),
-                ])
+                    region.shape, region.label, region.lesion_key, region.source,
+                    region.source_author or region.author__username or "", *(region.bbox or ["", "", "", ""]),
+                    region.area_px, region.area_mm2, region.long_axis_mm, region.short_axis_mm,
+                    _json(region.geometry).decode(), *(";".join(v) if isinstance(v, list) else v for v in values),
+                )])
                 self.counts["regions"] += 1
         self.writer.write(self.buffer.getvalue())
         self.buffer.seek(0)
@@ -666,15 +872,15 @@ class _Masks(_Format):
             mask = PILImage.new("L", (image["width"], image["height"]), 0)
             draw = ImageDraw.Draw(mask)
             for region in image["regions"]:
-                if region["shape"] not in AREA_SHAPES:
+                if region.shape not in AREA_SHAPES:
                     self.counts["regions_skipped_not_area"] += 1
                     continue
-                label = region["label"] or "lesion"
+                label = region.label or "lesion"
                 if label not in self.legend:
                     if len(self.legend) >= 255:
                         raise ExportError("more than 255 lesion labels do not fit an 8-bit mask")
                     self.legend[label] = len(self.legend) + 1
-                points = [tuple(point) for point in geometry_polygon_points(region["shape"], region["geometry"])]
+                points = [tuple(point) for point in geometry_polygon_points(region.shape, region.geometry)]
                 draw.polygon(points, fill=self.legend[label])
                 self.counts["regions"] += 1
             buffer = io.BytesIO()
@@ -697,147 +903,19 @@ FORMAT_CLASSES: dict[str, type[_Format]] = {"coco": _Coco, "jsonl": _Jsonl, "us3
 
 # ---------------------------------------------------------------------------------------------- PostgreSQL
 #
-# On PostgreSQL, COCO and JSONL records are built by the database and streamed out with COPY: fetching
-# rows, turning them into Python objects and back into text was most of an export's time. The SQL
-# states the same records as the writers above, byte for byte on the same data (a test compares them),
-# so the Python path stays the definition and the fallback for other databases.
+# COCO and JSONL records built by the database from the field lists above, streamed out with COPY.
 
 # Never in JSON text, which escapes every control character: with these as quote and delimiter, COPY's
-# CSV output is each record verbatim followed by a newline.
+# CSV output is each row's columns verbatim, separated by \x03 and followed by a newline.
 _COPY = "COPY ({}) TO STDOUT (FORMAT csv, QUOTE E'\\x02', DELIMITER E'\\x03')"
-# Wraps "<shape>:<geometry>" where a COCO outline is computed in Python: a rectangle's or an ellipse's
-# outline is shapely's, rounded by Python; only a polygon's can be copied from its text.
-_OUTLINE_MARK = b"\x01"
-_SQL_SAFE = "'[^A-Za-z0-9._-]+'"
-_SQL_AREA = ", ".join(f"'{shape}'" for shape in AREA_SHAPES)
-
-
-def _sql_text(expression: str) -> str:
-    """JSON string of a text column: PostgreSQL escapes exactly what ``json.dumps`` does."""
-    return f"to_json({expression})::text"
-
-
-def _sql_word(expression: str) -> str:
-    """JSON string of a column that holds one of a few plain words (a check constraint says which)."""
-    return f"""concat('"', {expression}, '"')"""
-
-
-def _sql_float(expression: str) -> str:
-    """JSON number of a float column as Python's ``repr`` writes it (``12.0``, not ``12``)."""
-    return (f"CASE WHEN {expression} IS NULL THEN 'null' WHEN {expression} = trunc({expression}) AND "
-            f"abs({expression}) < 1e15 THEN {expression}::text || '.0' ELSE {expression}::text END")
-
-
-def _sql_object(*fields: tuple[str | None, str]) -> str:
-    """A JSON object's compact text from (key, SQL giving the value's JSON text) pairs; a None key inserts
-    the text as it is (members spread from another object). One concat(): a chain of || copies the
-    growing string at every step, and was most of the database's time."""
-    parts = []
-    for position, (key, value) in enumerate(fields):
-        lead = ("{" if position == 0 else ",") + (json.dumps(key) + ":" if key is not None else "")
-        parts += ["'" + lead.replace("'", "''") + "'", value]
-    return "concat(" + ", ".join(parts) + ", '}')"
-
-
-def _sql_export_id(alias: str) -> str:
-    """region_export_id"""
-    return _sql_text(f"CASE WHEN {alias}.source_id <> '' THEN {alias}.source_id ELSE {alias}.id::text END")
-
-
-_SQL_SPACING = ("CASE WHEN i.pixel_spacing_x_mm <> 0 AND i.pixel_spacing_y_mm <> 0 THEN concat('[', "
-                f"{_sql_float('i.pixel_spacing_x_mm')}, ',', {_sql_float('i.pixel_spacing_y_mm')}, ']') "
-                "ELSE 'null' END")
-
-# _image_names over image ``i`` and study ``s``: ``n.name`` is the name before any id prefix. (OFFSET 0
-# keeps the subquery whole, so the name is computed once however often it is used.)
-_SQL_IMAGE_NAME_JOINS = f"""
-    CROSS JOIN LATERAL (SELECT
-        COALESCE(NULLIF(btrim(regexp_replace(fn.stem, {_SQL_SAFE}, '_', 'g'), '._'), ''), left(i.sha256, 16))
-        || CASE WHEN f.frame = '' THEN ''
-                WHEN f.frame ~ '^[0-9]+$' THEN '_f' || CASE WHEN length(fn.number) >= 4 THEN fn.number
-                                                            ELSE lpad(fn.number, 4, '0') END
-                ELSE '_f' || regexp_replace(f.frame, {_SQL_SAFE}, '_', 'g') END
-        || '.' || CASE WHEN strpos(i.file, '.') > 0 THEN split_part(i.file, '.', -1) ELSE 'png' END AS name
-      FROM (SELECT split_part(COALESCE(NULLIF(i.original_name, ''), i.sha256), '/', -1) AS original) o
-      CROSS JOIN LATERAL (SELECT split_part(o.original, '#frame=', 1) AS stem,
-                                 CASE WHEN strpos(o.original, '#frame=') > 0
-                                      THEN substr(o.original, strpos(o.original, '#frame=') + 7) ELSE '' END AS frame) f
-      CROSS JOIN LATERAL (SELECT ltrim(f.frame, '0') AS number,
-                                 CASE WHEN strpos(f.stem, '.') > 0 THEN left(f.stem, -length(split_part(f.stem, '.', -1)) - 1)
-                                      ELSE f.stem END AS stem) fn
-      OFFSET 0) n"""
-_SQL_IMAGE_PATH = (f"concat('images/', COALESCE(NULLIF(btrim(regexp_replace(s.accession, {_SQL_SAFE}, '_', 'g'), "
-                   "'._'), ''), s.id::text), '/', CASE WHEN n.name = ANY(array_agg(n.name) OVER earlier) "
-                   "THEN i.id || '_' || n.name ELSE n.name END)")
-
-_SQL_COCO_IMAGE = _sql_object(
-    ("id", "i.id"), ("file_name", _sql_text(_SQL_IMAGE_PATH)), ("width", "i.width"), ("height", "i.height"),
-    ("study", _sql_text("s.accession")), ("patient", _sql_text("s.patient")), ("sha256", _sql_text("i.sha256")),
-    ("original_name", _sql_text("i.original_name")), ("laterality", _sql_text("i.laterality")),
-    ("view", _sql_text("i.view")), ("body_marker", _sql_text("i.body_marker")), ("frame", "i.frame_index"),
-    ("pixel_spacing_mm", _SQL_SPACING))
 
 # Each COCO annotation of image ``i`` as ``a.text`` (category ids from %s), ``a.region`` its id. OFFSET 0
 # keeps the regions a lookup for each image, already in export order: flattened into a join, the whole
 # output had to be sorted, on disk.
 _SQL_COCO_ANNOTATIONS = f"""CROSS JOIN LATERAL (
-    SELECT g.id AS region, concat({_sql_object(
-        ("id", "g.id"), ("image_id", "g.image_id"),
-        ("category_id", "array_position(%s::text[], COALESCE(NULLIF(g.label, ''), 'lesion'))"),
-        ("segmentation", "CASE WHEN g.shape = 'polygon' THEN concat('[[', replace(replace(left(substr(gx.text, 12), -1), "
-                         "'[', ''), ']', ''), ']]') ELSE concat(chr(1), g.shape, ':', gx.text, chr(1)) END"),
-        ("bbox", "g.bbox::text"), ("area", _sql_float("g.area_px")), ("iscrowd", "0"),
-        ("attributes", "g.attributes::text"), ("lesion", _sql_text("g.lesion_key")),
-        ("shape", _sql_word("g.shape")),
-        ("geometry", "gx.text"), ("source_id", _sql_export_id("g")),
-        ("source", _sql_word("g.source")),
-        ("author", _sql_text("COALESCE(NULLIF(g.source_author, ''), (SELECT NULLIF(u.username, '') FROM auth_user u "
-                             "WHERE u.id = g.author_id), '')")))}, ',') AS text
+    SELECT g.id AS region, concat({_sql_record(_COCO_ANNOTATION)}, ',') AS text
     FROM annotation_region g CROSS JOIN LATERAL (SELECT g.geometry::text AS text OFFSET 0) gx
     WHERE g.image_id = i.id AND NOT g.is_deleted AND g.shape IN ({_SQL_AREA}){{region_filter}} OFFSET 0) a"""
-
-_SQL_JSONL_REGIONS = f"""COALESCE((
-    SELECT string_agg({_sql_object(
-        ("id", _sql_export_id("g")), ("shape", _sql_word("g.shape")), (None, "left(substr(g.geometry::text, 2), -1)"),
-        ("bbox", "g.bbox::text"), ("label", _sql_text("g.label")), ("lesion", _sql_text("g.lesion_key")),
-        ("attributes", "g.attributes::text"), ("source", _sql_word("g.source")))}, ',' ORDER BY g.id)
-    FROM annotation_region g WHERE g.image_id = i.id AND NOT g.is_deleted{{region_filter}}), '')"""
-
-_SQL_FINDING = _sql_object(
-    ("lesion", _sql_text("fi.lesion")), ("organ", _sql_text("fi.organ")), ("laterality", _sql_text("fi.laterality")),
-    ("clock", _sql_text("fi.clock")), ("quadrant", _sql_text("fi.quadrant")),
-    ("distance_from_nipple_cm", _sql_float("fi.distance_from_nipple_cm")),
-    ("size_mm", "COALESCE(fi.size_mm::text, 'null')"), ("negated", "fi.negated::text"),
-    ("uncertain", "fi.uncertain::text"), ("attributes", "COALESCE(fi.attributes::text, 'null')"),
-    ("assessment", "COALESCE(fi.assessment::text, 'null')"))
-
-_SQL_SENTENCE_FINDINGS = f"""concat('[', (SELECT string_agg({_SQL_FINDING}, ',' ORDER BY fi.index, fi.id)
-                                        FROM alignment_finding fi WHERE fi.sentence_id = se.id), ']')"""
-_SQL_SENTENCE_REGIONS = f"""concat('[', (
-    SELECT string_agg({_sql_export_id('g')}, ',' ORDER BY g.id)
-    FROM (SELECT DISTINCT ON (al.region_id) al.region_id, al.linked FROM alignment_alignment al
-          WHERE al.image_id = i.id AND al.sentence_id = se.id AND al.region_id IS NOT NULL
-          ORDER BY al.region_id, al.source = 'manual' DESC, al.id DESC) link
-    JOIN annotation_region g ON g.id = link.region_id
-    WHERE link.linked AND g.image_id = i.id AND NOT g.is_deleted{{region_filter}}), ']')"""
-
-# _attach_sentences: the current report version's sentences from the latest parse, their findings, and
-# the regions of this image each is linked to (manual beats engine, the latest of a source counts).
-_SQL_JSONL_SENTENCES = f"""COALESCE((
-    SELECT string_agg({_sql_object(
-        ("index", "se.index"), ("start", "se.start"), ("end", 'se."end"'), ("text", _sql_text("se.text")),
-        ("findings", _SQL_SENTENCE_FINDINGS), ("regions", _SQL_SENTENCE_REGIONS))}, ',' ORDER BY se.id)
-    FROM alignment_sentence se
-    WHERE se.report_id = r.id AND se.report_version = r.version AND se.pipeline_version = (
-        SELECT latest.pipeline_version FROM alignment_sentence latest
-        WHERE latest.report_id = r.id AND latest.report_version = r.version ORDER BY latest.id DESC LIMIT 1)), '')"""
-
-_SQL_JSONL = _sql_object(
-    ("image", _sql_text(_SQL_IMAGE_PATH)), ("study", _sql_text("s.accession")), ("patient", _sql_text("s.patient")),
-    ("split", _sql_text("sp.split")), ("report", _sql_text("COALESCE(r.text, '')")),
-    ("language", _sql_text("COALESCE(r.language, '')")), ("width", "i.width"), ("height", "i.height"),
-    ("pixel_spacing_mm", _SQL_SPACING), ("laterality", _sql_text("i.laterality")),
-    ("regions", f"concat('[', {_SQL_JSONL_REGIONS}, ']')"), ("sentences", "concat('[', {sentences}, ']')"))
 
 
 class _Sql:
@@ -927,19 +1005,29 @@ class _Sql:
         return {label: count for label, count, _ in rows}, order
 
 
-def _copy_blocks(sql: str, params: list) -> Iterator[bytes]:
-    """COPY ``sql`` out in blocks of whole records (each ending in a newline), about WRITE_BUFFER each."""
+
+
+def _copy_rows(sql: str, params: list) -> Iterator[bytes]:
+    """COPY ``sql`` out, row by row (each ending in a newline). Close it when leaving early (``closing``):
+    a COPY left open blocks the connection, and with it the rollback that should follow a failure."""
     with connection.cursor() as cursor, cursor.cursor.copy(_COPY.format(sql), params or None) as copy:
-        rows: list = []
-        size = 0
         for row in copy:
+            yield bytes(row)
+
+
+def _copy_blocks(sql: str, params: list) -> Iterator[bytes]:
+    """COPY ``sql`` out in blocks of whole rows, about WRITE_BUFFER each."""
+    rows: list = []
+    size = 0
+    with closing(_copy_rows(sql, params)) as copied:
+        for row in copied:
             rows.append(row)
             size += len(row)
             if size >= WRITE_BUFFER:
                 yield b"".join(rows)
                 rows, size = [], 0
-        if rows:
-            yield b"".join(rows)
+    if rows:
+        yield b"".join(rows)
 
 
 def _outlines(block: bytes) -> bytes:
@@ -949,7 +1037,7 @@ def _outlines(block: bytes) -> bytes:
     parts = block.split(_OUTLINE_MARK)
     for position in range(1, len(parts), 2):
         shape, _, geometry = parts[position].decode().partition(":")
-        parts[position] = _segmentation_text({"shape": shape, "geometry_text": geometry}).encode()
+        parts[position] = _segmentation_text(SimpleNamespace(shape=shape, geometry_text=geometry)).encode()
     return b"".join(parts)
 
 
@@ -958,11 +1046,12 @@ def _copy_json_items(writer: _HashingWriter, sql: str, params: list,
     """Write COPY records, each ending in a comma, as the items of a JSON list laid out as the Python
     path does: each after a newline, separated by commas (the last one's comma dropped)."""
     pending = None
-    for block in _copy_blocks(sql, params):
-        if on_block:
-            on_block(block)
-        writer.write(b"\n" if pending is None else pending)
-        pending = _outlines(block)
+    with closing(_copy_blocks(sql, params)) as blocks:
+        for block in blocks:
+            if on_block:
+                on_block(block)
+            writer.write(b"\n" if pending is None else pending)
+            pending = _outlines(block)
     if pending:
         writer.write(pending[:-2])
 
@@ -983,6 +1072,39 @@ def _export_sql(*, output: _Output, options: ExportOptions, dataset: Dataset, st
             cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
+
+
+def _study_ranges(dataset: Dataset, size: int) -> Iterator[tuple[int, int]]:
+    """(first, last) study ids of consecutive chunks of ``size`` studies, by keyset."""
+    last = 0
+    while ids := list(Study.objects.filter(dataset=dataset, id__gt=last).order_by("id")
+                      .values_list("id", flat=True)[:size]):
+        yield ids[0], ids[-1]
+        last = ids[-1]
+
+
+def _jsonl_sql_chunk(rows: list[list[bytes]], *, status: str) -> Iterator[bytes]:
+    """Complete the lines of a chunk of studies, each ``[image id, report id, report version, line
+    without its Python-added members]``, with their sentences read through the alignment selectors."""
+    versions = {int(report): int(version) for _, report, version, _ in rows if report}
+    by_report, links = sentences_for_export(report_versions=versions, image_ids=[int(row[0]) for row in rows])
+    per_image: dict[int, dict[int, list[int]]] = {}
+    for (sentence_id, image_id), region_ids in links.items():
+        per_image.setdefault(image_id, {})[sentence_id] = region_ids
+    exported: dict[int, dict[int, str]] = {}
+    linked = {region_id for region_ids in links.values() for region_id in region_ids}
+    for region in (Region.objects.filter(_region_filter(status), id__in=linked, is_deleted=False)
+                   .values_list("id", "image_id", "source_id", named=True)):
+        exported.setdefault(region.image_id, {})[region.id] = region_export_id(region)
+    (tail,) = [item for item in _JSONL if item.sql is None]
+    lead = b"," + _json(tail.key) + b":"
+    for image, report, _, head in rows:
+        image_id = int(image)
+        sentences = by_report.get(int(report), []) if report else []
+        value = _jsonl_sentences(sentences, per_image.get(image_id, {}), exported.get(image_id, {}))
+        yield head + lead + _json(value) + b"}\n"
+
+
 def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
                         report: Callable[[ExportProgress], None]) -> None:
     sql = _Sql(dataset=dataset, options=options)
@@ -1001,16 +1123,18 @@ def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dat
         counts["images"] += images
         counts[f"images_{split or 'all'}"] += images
         counts[f"studies_{split or 'all'}"] += studies
+    names = _sql_image_names(keep_names=options.keep_names)
     if options.format == "jsonl":
         if summary:
             counts["regions"] += sum(region_counts.values())
-        from alignment.models import Sentence
-
-        has_sentences = Sentence.objects.filter(report__study__dataset=dataset).exists()
-        columns = _SQL_JSONL.replace("{sentences}", _SQL_JSONL_SENTENCES if has_sentences else "''")
-        query, params = sql.select(columns, joins=_SQL_IMAGE_NAME_JOINS + " LEFT JOIN annotation_report r ON r.study_id = s.id")
+        columns = f"i.id, r.id, r.version, {_sql_record(_JSONL)}"
         writer = output.open("pairs.jsonl")
-        for block in _copy_blocks(query, params):
+        for first, last in _study_ranges(dataset, options.study_chunk):
+            query, params = sql.select(columns, joins=names + " LEFT JOIN annotation_report r ON r.study_id = s.id",
+                                       where=f" AND s.id BETWEEN {int(first)} AND {int(last)}")
+            with closing(_copy_rows(query, params)) as copied:
+                rows = [row[:-1].split(b"\x03", 3) for row in copied]
+            block = b"".join(_jsonl_sql_chunk(rows, status=options.status))
             writer.write(block)
             progress(block)
         writer.close()
@@ -1020,20 +1144,20 @@ def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dat
         counts["regions"] += sum(region_counts.values())
     if skipped:
         counts["regions_skipped_not_area"] += skipped
+    image_record = _sql_record(_coco_image_fields(keep_names=options.keep_names))
     splits = [split for split, _, _ in summary] or [""]
     for split in splits:
         chosen = split if options.split else None
         writer = output.open(f"annotations/instances{'_' + split if split else ''}.json")
         info = {"description": f"Sonoalign export of {dataset.name}", "version": "1",
                 "date_created": timezone.now().isoformat(), "split": split or "all"}
-        writer.write('{"info":' + _dumps(info) + ',"licenses":[],"images":[')
-        _copy_json_items(writer, *sql.select(f"concat({_SQL_COCO_IMAGE}, ',')", joins=_SQL_IMAGE_NAME_JOINS,
-                                             split=chosen), progress)
-        writer.write('\n],"annotations":[')
+        writer.write(b'{"info":' + _json(info) + b',"licenses":[],"images":[')
+        _copy_json_items(writer, *sql.select(f"concat({image_record}, ',')", joins=names, split=chosen), progress)
+        writer.write(b'\n],"annotations":[')
         _copy_json_items(writer, *sql.select("a.text", joins=_SQL_COCO_ANNOTATIONS, then_by=", a.region",
                                              split=chosen, params=(categories,)))
-        writer.write('\n],"categories":' + _dumps([{"id": number, "name": name, "supercategory": "lesion"}
-                                                   for number, name in enumerate(categories, 1)]) + "}\n")
+        writer.write(b'\n],"categories":' + _json([{"id": number, "name": name, "supercategory": "lesion"}
+                                                   for number, name in enumerate(categories, 1)]) + b"}\n")
         writer.close()
 
 
@@ -1053,7 +1177,7 @@ def pipeline_version() -> str | None:
     return match.group(1) if match else None
 
 
-def _export_python(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
+def _export_records(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
                    report: Callable[[ExportProgress], None]) -> None:
     state.total = Image.objects.filter(_image_filter(options.status), study__dataset=dataset).count()
     report(state)
@@ -1063,7 +1187,7 @@ def _export_python(*, output: _Output, options: ExportOptions, dataset: Dataset,
     for chunk in chunks:
         for study in chunk:
             split = split_of(study["patient"], split=options.split, seed=options.seed)
-            names = _image_names(study)
+            names = _image_names(study, keep_names=options.keep_names)
             writer.study(study, names, split)
             if options.include_images:
                 for image in study["images"]:
@@ -1081,7 +1205,7 @@ def export_run(*, dataset: Dataset, out: str | Path, options: ExportOptions,
                progress: Callable[[ExportProgress], None] | None = None) -> dict:
     """Export ``dataset`` to ``out`` and return the manifest. Raises ``ExportError`` for bad options;
     on any failure nothing is left at ``out`` (a previous export there stays as it was)."""
-    _options({"format": options.format, "status": options.status})
+    _options_check(options)
     out = Path(out)
     state = ExportProgress()
     report = progress or (lambda state: None)
@@ -1099,14 +1223,16 @@ def export_run(*, dataset: Dataset, out: str | Path, options: ExportOptions,
                     and options.format in ("coco", "jsonl")):
                 _export_sql(output=output, options=options, dataset=dataset, state=state, report=report)
             else:
-                _export_python(output=output, options=options, dataset=dataset, state=state, report=report)
+                _export_records(output=output, options=options, dataset=dataset, state=state, report=report)
         lexicon = dataset.lexicon
         manifest = {
             "dataset": {"id": dataset.pk, "name": dataset.name},
             "format": options.format,
             "filters": {"status": options.status, "split": list(options.split) if options.split else None,
-                        "seed": options.seed if options.split else None, "include_images": options.include_images},
+                        "seed": options.seed if options.split else None, "include_images": options.include_images,
+                        "keep_names": options.keep_names},
             "region_rule": REGION_RULES[options.status],
+            "layout": _layout(options),
             "counts": dict(sorted(state.counts.items())),
             "lexicon": {"system": lexicon.system, "version": lexicon.version, "sha256": lexicon.sha256},
             "pipeline_version": pipeline_version(),
@@ -1127,12 +1253,24 @@ REGION_RULES = {
 }
 
 
+def _layout(options: ExportOptions) -> dict[str, str]:
+    """How the export names its files and columns, for whoever reads it later (in ``manifest.json``)."""
+    layout = {"image_names": "images/<accession>/<original file name> (kept on request)" if options.keep_names
+              else "images/<accession>/<position in study, 4 digits>.<ext>; a second image at the same position "
+                   "gets _<first 16 hex digits of its sha256>"}
+    if options.format == "csv":
+        layout["csv_attribute_columns"] = f"{CSV_ATTRIBUTE_PREFIX}<lexicon attribute code>; several values joined by ;"
+        layout["csv_text_cells"] = ("text starting with = + - @ tab or carriage return is prefixed with ' so that "
+                                    "a spreadsheet shows it instead of running it; numbers are written as they are")
+    return layout
+
+
 # ---------------------------------------------------------------------------------------------- jobs
 
 
 def export_job_create(*, dataset: Dataset, user, params: dict) -> ExportJob:
     """Record an export job and queue it once committed. ``params``: format, status, split, seed,
-    include_images (checked here, so a bad request fails before anything is queued)."""
+    include_images, keep_names (checked here, so a bad request fails before anything is queued)."""
     from .tasks import export_job_run as task
 
     _options(params)
@@ -1146,16 +1284,26 @@ def export_job_create(*, dataset: Dataset, user, params: dict) -> ExportJob:
 
 
 def _options(params: dict) -> ExportOptions:
+    """Export options from a job's parameters (as a form or the API gives them), checked."""
     split = params.get("split")
-    options = ExportOptions(
+    try:
+        seed = int(params.get("seed") or 42)
+    except (TypeError, ValueError):
+        raise ExportError(f"the seed must be a whole number (got {params.get('seed')!r})")
+    return _options_check(ExportOptions(
         format=params.get("format", ""), status=params.get("status") or "adjudicated",
         split=split_parse(split) if isinstance(split, str) and split else (tuple(split) if split else None),
-        seed=int(params.get("seed") or 42), include_images=bool(params.get("include_images")),
-    )
+        seed=seed, include_images=bool(params.get("include_images")), keep_names=bool(params.get("keep_names")),
+    ))
+
+
+def _options_check(options: ExportOptions) -> ExportOptions:
     if options.format not in FORMATS:
         raise ExportError(f"unknown format {options.format!r} (use {', '.join(FORMATS)})")
     if options.status not in STATUSES:
         raise ExportError(f"unknown status {options.status!r} (use {', '.join(STATUSES)})")
+    if options.split is not None:
+        _split_check(tuple(options.split), shown=",".join(map(str, options.split)))
     return options
 
 
@@ -1186,13 +1334,15 @@ def export_job_run(*, job_id: int, worker: str = "inline") -> ExportJob | None:
             with target.open("rb") as handle:
                 name = default_storage.save(name, handle)
             shutil.rmtree(target.parent, ignore_errors=True)
+        # Inside the try: should even this last write fail, the job is still finished, as failed, and
+        # never left running.
+        job_finish(model=ExportJob, job_id=job_id, worker=worker, status=ExportJob.Status.DONE, output=name,
+                   manifest=manifest, total=manifest["counts"].get("images", 0),
+                   done=manifest["counts"].get("images", 0), counts=manifest["counts"])
     except Exception as error:
         job_finish(model=ExportJob, job_id=job_id, worker=worker, status=ExportJob.Status.FAILED,
                    errors=[{"level": "error", "reason": f"{type(error).__name__}: {error}"[:1000]}])
         if isinstance(error, ExportError):
             return ExportJob.objects.get(pk=job_id)
         raise
-    job_finish(model=ExportJob, job_id=job_id, worker=worker, status=ExportJob.Status.DONE, output=name,
-               manifest=manifest, total=manifest["counts"].get("images", 0), done=manifest["counts"].get("images", 0),
-               counts=manifest["counts"])
     return ExportJob.objects.get(pk=job_id)

@@ -75,14 +75,17 @@ def dataset_export(request, dataset_id: int):
     if request.method == "POST":
         params = {"format": request.POST.get("format", ""), "status": request.POST.get("status") or "adjudicated",
                   "split": (request.POST.get("split") or "").strip() or None,
-                  "seed": request.POST.get("seed") or 42, "include_images": bool(request.POST.get("include_images"))}
+                  "seed": request.POST.get("seed") or 42, "include_images": bool(request.POST.get("include_images")),
+                  "keep_names": bool(request.POST.get("keep_names"))}
         try:
             if params["split"]:
                 split_parse(params["split"])
             params["seed"] = int(params["seed"])
             job = export_job_create(dataset=dataset, user=request.user, params=params)
-        except (ExportError, ValueError) as error:
+        except ExportError as error:
             errors.append(str(error))
+        except ValueError:
+            errors.append("The seed must be a whole number.")
         else:
             return redirect("batches:export-job", job_id=job.pk)
     jobs = ExportJob.objects.filter(dataset=dataset).order_by("-created_at")[:RECENT]

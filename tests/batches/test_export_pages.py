@@ -63,3 +63,34 @@ def test_a_bad_split_is_refused_before_anything_is_queued(client, dataset_with_a
     response = client.post(reverse("batches:export", args=[dataset.pk]), {"format": "coco", "split": "0.9,0.9"})
     assert response.status_code == 400 and b"sum to 1" in response.content
     assert not ExportJob.objects.exists()
+
+
+@pytest.mark.parametrize("split", ["nan,nan,nan", "inf,0,0", "-0.5,1.5", "0.7,0.7"])
+def test_a_non_finite_or_negative_split_is_a_form_error_and_no_job_is_left_running(client, dataset_with_admin,
+                                                                                   django_capture_on_commit_callbacks,
+                                                                                   split):
+    dataset, admin = dataset_with_admin
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("batches:export", args=[dataset.pk]), {"format": "coco", "split": split})
+    assert response.status_code == 400 and b"sum to 1" in response.content
+    assert not ExportJob.objects.exists()
+
+
+def test_a_seed_that_is_no_whole_number_is_a_form_error(client, dataset_with_admin):
+    dataset, admin = dataset_with_admin
+    client.force_login(admin)
+    response = client.post(reverse("batches:export", args=[dataset.pk]), {"format": "coco", "seed": "1e3"})
+    assert response.status_code == 400 and b"whole number" in response.content
+    assert not ExportJob.objects.exists()
+
+
+def test_keep_names_is_asked_for_on_the_page_and_recorded_in_the_manifest(client, dataset_with_admin,
+                                                                         django_capture_on_commit_callbacks):
+    dataset, admin = dataset_with_admin
+    client.force_login(admin)
+    assert b'name="keep_names"' in client.get(reverse("batches:export", args=[dataset.pk])).content
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("batches:export", args=[dataset.pk]), {"format": "jsonl", "keep_names": "on"})
+    job = ExportJob.objects.get()
+    assert job.status == "done" and job.manifest["filters"]["keep_names"] is True

@@ -24,6 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("--split", help="train,val[,test] fractions by patient, e.g. 0.8,0.1,0.1")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--include-images", action="store_true", help="copy the image files in")
+        parser.add_argument("--keep-names", action="store_true",
+                            help="name image files after their source files instead of accession and position "
+                                 "(source names can identify a patient)")
 
     def handle(self, *args, **options):
         dataset = Dataset.objects.select_related("lexicon").filter(name=options["dataset"]).first()
@@ -39,7 +42,7 @@ class Command(BaseCommand):
 
             manifest = export_run(dataset=dataset, out=options["out"], progress=progress, options=ExportOptions(
                 format=options["format"], status=options["status"], split=split, seed=options["seed"],
-                include_images=options["include_images"]))
+                include_images=options["include_images"], keep_names=options["keep_names"]))
         except ExportError as error:
             raise CommandError(str(error))
         if interactive:
