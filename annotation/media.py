@@ -36,15 +36,17 @@ class VerifiedImage:
     width: int
     height: int
     format: str
+    thumbnail: bytes | None = None  # the 256-px JPEG, when made from the same decode
 
     @property
     def extension(self) -> str:
         return {"JPEG": "jpg"}.get(self.format, self.format.lower())
 
 
-def image_verify(content: bytes) -> VerifiedImage:
+def image_verify(content: bytes, *, thumbnail: bool = False) -> VerifiedImage:
     """Decode ``content`` completely and return its facts. Raises ``ImageFileError`` for an empty,
-    oversized, truncated, unknown-format or decompression-bomb file."""
+    oversized, truncated, unknown-format or decompression-bomb file. With ``thumbnail`` the thumbnail
+    is made from the same decoded pixels (an importer then decodes each file once)."""
     if not content:
         raise ImageFileError("the file is empty")
     if len(content) > settings.IMAGE_MAX_BYTES:
@@ -59,6 +61,7 @@ def image_verify(content: bytes) -> VerifiedImage:
             with PILImage.open(io.BytesIO(content)) as image:
                 image.load()
                 width, height = image.size
+                small = thumbnail_jpeg(image) if thumbnail and fmt in ACCEPTED_FORMATS else None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
         raise ImageFileError(f"the image has too many pixels (limit {settings.IMAGE_MAX_PIXELS:,})") from error
     except UnidentifiedImageError as error:
@@ -68,7 +71,19 @@ def image_verify(content: bytes) -> VerifiedImage:
     if fmt not in ACCEPTED_FORMATS:
         raise ImageFileError(f"image format {fmt or 'unknown'} is not accepted")
     return VerifiedImage(content=content, sha256=hashlib.sha256(content).hexdigest(), width=width,
-                         height=height, format=fmt)
+                         height=height, format=fmt, thumbnail=small)
+
+
+def thumbnail_jpeg(image: PILImage.Image) -> bytes:
+    """The thumbnail of ``image`` as JPEG bytes; ``image`` is shrunk in place (no copy of its pixels)."""
+    image.thumbnail(THUMBNAIL_SIZE)
+    buffer = io.BytesIO()
+    image.convert("L" if image.mode in ("L", "I;16", "I") else "RGB").save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def thumbnail_name(sha256: str) -> str:
+    return f"thumbnails/{sha256[:2]}/{sha256}.jpg"
 
 
 def image_store(verified: VerifiedImage) -> str:
@@ -87,11 +102,19 @@ def image_store_pending(verified: VerifiedImage) -> tuple[str, str | None]:
     was written). Finish with ``image_store_commit`` once the rows are committed, or
     ``image_store_discard`` when they are not."""
     name = f"images/{verified.sha256[:2]}/{verified.sha256}.{verified.extension}"
+    return name, _pending(name, verified.content, verified.extension)
+
+
+def thumbnail_store_pending(verified: VerifiedImage) -> tuple[str, str | None]:
+    """``image_store_pending`` for the thumbnail made with the image (``verified.thumbnail``)."""
+    name = thumbnail_name(verified.sha256)
+    return name, _pending(name, verified.thumbnail, "jpg")
+
+
+def _pending(name: str, content: bytes, extension: str) -> str | None:
     if default_storage.exists(name):
-        return name, None
-    temporary = default_storage.save(f"images/pending/{uuid.uuid4().hex}.{verified.extension}",
-                                     ContentFile(verified.content))
-    return name, temporary
+        return None
+    return default_storage.save(f"images/pending/{uuid.uuid4().hex}.{extension}", ContentFile(content))
 
 
 def image_store_commit(temporary: str, name: str) -> None:
@@ -119,14 +142,12 @@ def image_store_discard(temporary: str) -> None:
 def thumbnail_make(*, file_name: str) -> str:
     """Make (once) the thumbnail of a stored image file and return its storage name."""
     digest = file_name.rsplit("/", 1)[-1].split(".", 1)[0]
-    name = f"thumbnails/{digest[:2]}/{digest}.jpg"
+    name = thumbnail_name(digest)
     if default_storage.exists(name):
         return name
     with default_storage.open(file_name, "rb") as handle, PILImage.open(handle) as image:
-        image.thumbnail(THUMBNAIL_SIZE)
-        buffer = io.BytesIO()
-        image.convert("L" if image.mode in ("L", "I;16", "I") else "RGB").save(buffer, "JPEG", quality=85)
-    saved = default_storage.save(name, ContentFile(buffer.getvalue()))
+        content = thumbnail_jpeg(image)
+    saved = default_storage.save(name, ContentFile(content))
     if saved != name:
         default_storage.delete(saved)
     return name

@@ -106,14 +106,20 @@ def membership_add(*, dataset: Dataset, user, role: str) -> Membership:
 # ---------------------------------------------------------------------------------------------- reports
 
 
-@transaction.atomic
-def report_set(*, study: Study, text: str, language: str = "en") -> Report:
-    """Create or replace the study's report. The version goes up only when the text or language
-    changes, so re-importing the same report changes nothing."""
+def report_validate(*, text: Any, language: Any) -> None:
+    """What ``report_set`` accepts; raises ``ValidationError`` otherwise (also for writers that insert
+    new reports in bulk)."""
     if language not in Report.Language.values:
         raise ValidationError({"language": f"unknown language '{language}' (use en or zh)"})
     if not isinstance(text, str) or not text.strip():
         raise ValidationError({"text": "the report text is empty"})
+
+
+@transaction.atomic
+def report_set(*, study: Study, text: str, language: str = "en") -> Report:
+    """Create or replace the study's report. The version goes up only when the text or language
+    changes, so re-importing the same report changes nothing."""
+    report_validate(text=text, language=language)
     report = Report.objects.select_for_update().filter(study=study).first()
     if report is None:
         report = Report.objects.create(study=study, text=text, language=language)
@@ -174,6 +180,34 @@ def _revision(region: Region, *, action: str, actor, changed: Sequence[str]) -> 
     )
 
 
+def region_build(
+    *, image: Image, lexicon, author, shape: str, geometry: Any, attributes: Any = None, label: str = "lesion",
+    lesion_key: str = "", assignment: Assignment | None = None, source: str = Region.Source.READER,
+    source_author: str = "", source_id: str = "",
+) -> Region:
+    """A new region validated and measured as ``region_create`` does, not saved: for writers that insert
+    many at once (``regions_insert``). ``image`` may itself be unsaved (its size and spacing are read).
+    Raises ``ValidationError`` with a message per field. Checks no reading lock: the caller owns that."""
+    clean = _validated(image=image, lexicon=lexicon, shape=shape, geometry=geometry,
+                       attributes=attributes or {}, label=label, lesion_key=lesion_key)
+    region = Region(image=image, author=author, assignment=assignment, source=source,
+                    source_author=source_author, source_id=str(source_id or "")[:128], **clean)
+    _measure(region, image)
+    return region
+
+
+def regions_insert(*, regions: Sequence[Region], batch_size: int = 500) -> list[Region]:
+    """Insert regions made by ``region_build`` (their images saved) with their revision 1, in two bulk
+    inserts. Precondition: inside the caller's transaction."""
+    created = Region.objects.bulk_create(regions, batch_size=batch_size)
+    RegionRevision.objects.bulk_create([
+        RegionRevision(region=region, version=region.version, action=RegionRevision.Action.CREATE,
+                       actor=region.author, shape=region.shape, geometry=region.geometry, label=region.label,
+                       lesion_key=region.lesion_key, attributes=region.attributes, changed=list(REGION_FIELDS))
+        for region in created], batch_size=batch_size)
+    return created
+
+
 @transaction.atomic
 def region_create(
     *, image: Image, author, shape: str, geometry: Any, attributes: Any = None, label: str = "lesion",
@@ -187,12 +221,9 @@ def region_create(
     same moment waits and then sees this region."""
     if assignment is not None:
         assignment = _reading_lock(assignment, allow_closed=allow_closed)
-    lexicon = image.study.dataset.lexicon
-    clean = _validated(image=image, lexicon=lexicon, shape=shape, geometry=geometry,
-                       attributes=attributes or {}, label=label, lesion_key=lesion_key)
-    region = Region(image=image, author=author, assignment=assignment, source=source,
-                    source_author=source_author, source_id=str(source_id or "")[:128], **clean)
-    _measure(region, image)
+    region = region_build(image=image, lexicon=image.study.dataset.lexicon, author=author, shape=shape,
+                          geometry=geometry, attributes=attributes, label=label, lesion_key=lesion_key,
+                          assignment=assignment, source=source, source_author=source_author, source_id=source_id)
     region.save()
     _revision(region, action=RegionRevision.Action.CREATE, actor=author, changed=list(REGION_FIELDS))
     if assignment is not None and assignment.status == Assignment.Status.ASSIGNED:

@@ -35,6 +35,8 @@ import numpy as np
 from django.conf import settings
 from PIL import Image as PILImage
 
+from annotation.media import thumbnail_jpeg
+
 DICM_OFFSET = 128
 LATERALITY = {"R": "right", "L": "left", "B": "bilateral", "U": ""}
 CM_UNITS = 3  # PhysicalUnitsX/YDirection code for centimetres (PS3.3 C.8.5.5.1.15)
@@ -68,6 +70,7 @@ class DicomFrame:
     png: bytes
     width: int
     height: int
+    thumbnail: bytes | None = None  # made from the same decoded pixels as the PNG
 
 
 def is_dicom(head: bytes, name: str = "") -> bool:
@@ -253,5 +256,7 @@ def dicom_frames(content: bytes, *, frames: list[int] | None = None, frame_step:
         buffer = io.BytesIO()
         # compress_level 1: the PNG is a lossless carrier; level 6 costs several times the time for a
         # few per cent of size on speckle.
-        PILImage.fromarray(np.ascontiguousarray(array)).save(buffer, "PNG", compress_level=1)
-        yield DicomFrame(index=index, png=buffer.getvalue(), width=int(array.shape[1]), height=int(array.shape[0]))
+        picture = PILImage.fromarray(np.ascontiguousarray(array))
+        picture.save(buffer, "PNG", compress_level=1)
+        yield DicomFrame(index=index, png=buffer.getvalue(), width=int(array.shape[1]), height=int(array.shape[0]),
+                         thumbnail=thumbnail_jpeg(picture))

@@ -49,6 +49,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from alignment import services as alignment_services
+from alignment import tasks as alignment_tasks
 from annotation import services
 from annotation.geometry import GeometryError, geometry_validate, polygon_repair
 from annotation.lexicons import AttributeValidationError, attributes_validate
@@ -59,6 +61,7 @@ from annotation.media import (
     image_store_discard,
     image_store_pending,
     image_verify,
+    thumbnail_store_pending,
 )
 from annotation.models import Assignment, Dataset, Image, Membership, Region, Report, Study
 
@@ -113,6 +116,45 @@ class RowFailed(Exception):
         super().__init__("; ".join(p["reason"] for p in problems))
 
 
+class _Isolate(Exception):
+    """A chunk written without per-row savepoints met an error it cannot pin on one row (a failed bulk
+    insert, a database error inside a row): it is rolled back and written again a row at a time."""
+
+
+@dataclass
+class _Writes:
+    """New rows waiting for their bulk insert, and what follows their commit: files to move into place
+    and studies to align. Lookups find a row's or an earlier row's new objects before they are saved."""
+
+    studies: list[Study] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
+    images: list[Image] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)  # (temporary, final) storage names
+    aligned: list[Study] = field(default_factory=list)  # studies whose new report asks for alignment
+    study_of: dict[str, Study] = field(default_factory=dict)  # accession -> new study
+    image_of: dict[tuple[str, str], Image] = field(default_factory=dict)  # (accession, sha256) -> new image
+    studies_of_file: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> accessions of new images
+    regions_of: dict[int, list[Region]] = field(default_factory=dict)  # id(new image) -> its new regions
+
+    def extend(self, other: _Writes) -> None:
+        for name in ("studies", "reports", "images", "regions", "files", "aligned"):
+            getattr(self, name).extend(getattr(other, name))
+        self.study_of.update(other.study_of)
+        self.image_of.update(other.image_of)
+        self.regions_of.update(other.regions_of)
+        for sha256, accessions in other.studies_of_file.items():
+            self.studies_of_file.setdefault(sha256, []).extend(accessions)
+
+    def insert(self) -> None:
+        """Insert the waiting rows, parents first (bulk inserts set primary keys on both databases)."""
+        Study.objects.bulk_create(self.studies)
+        Report.objects.bulk_create(self.reports)
+        Image.objects.bulk_create(self.images, batch_size=500)
+        services.regions_insert(regions=self.regions)
+        self.studies, self.reports, self.images, self.regions = [], [], [], []
+
+
 @dataclass
 class ImportOptions:
     format: str = "manifest"  # "manifest" (manifest.jsonl and/or DICOM files) or "coco"
@@ -120,7 +162,7 @@ class ImportOptions:
     as_reader: Any = None  # a user: regions become that reader's submitted work
     frame_step: int = 1  # keep every n-th frame of a cine
     banner: tuple[int, int, int, int] | None = None  # x, y, width, height blacked out on DICOM frames
-    thumbnails: bool = True  # queue a thumbnail task for every new image (on commit)
+    thumbnails: bool = True  # make each new image's thumbnail from the decode that verifies it
     strict: bool = False  # a refused region refuses its whole row, and outlines are not repaired
 
 
@@ -325,38 +367,50 @@ class _Importer:
         self._in_chunks((lambda headers=headers: self._dicom_row(headers)) for headers in groups.values())
 
     def _in_chunks(self, rows: Iterable[Callable[[], None]]) -> None:
-        """Run the rows ``chunk_rows()`` at a time in one transaction each (a savepoint per row keeps a
-        failing row's writes out). Files of the chunk's rows are moved into place, and thumbnails
-        queued, once the chunk has committed; progress is recorded between chunks."""
+        """Run the rows ``chunk_rows()`` at a time, one transaction per chunk: rows are checked in Python
+        and their new studies, reports, images and regions inserted in bulk at the end of the chunk.
+        A chunk that fails there is written again with a savepoint per row, which pins the failure on
+        its row. Files are moved into place, and alignment of the new reports queued, once the chunk has
+        committed; progress is recorded between chunks."""
         iterator = iter(rows)
         while chunk := list(itertools.islice(iterator, chunk_rows())):
-            self._chunk_files: list[tuple[str, str]] = []
-            self._chunk_images: list[int] = []
-            before = Counter(self.report.counts)
+            counts, problems = Counter(self.report.counts), len(self.report.problems)
             try:
-                with transaction.atomic():
-                    for run_row in chunk:
-                        run_row()
-            except Exception as failure:  # the commit itself failed: none of the chunk is stored
-                logger.exception("import chunk failed")
-                for temporary, _ in self._chunk_files:
-                    image_store_discard(temporary)
-                self.report.counts = before
-                self.report.counts["rows_failed"] += len(chunk)
-                self.report.add(level="error", reason=f"{len(chunk)} rows from here on could not be saved "
-                                                      f"({type(failure).__name__}: {failure})"[:500])
-            else:
-                for temporary, final in self._chunk_files:
-                    image_store_commit(temporary, final)
-                if self.options.thumbnails and self._chunk_images:
-                    from annotation.tasks import image_thumbnail_make
-
-                    for image_id in self._chunk_images:
-                        # Outside any transaction on_commit runs at once; in an outer one, at its commit.
-                        transaction.on_commit(lambda image_id=image_id: _thumbnail_queue(image_thumbnail_make,
-                                                                                         image_id))
+                self._chunk(chunk, isolating=False)
+            except _Isolate:
+                self.report.counts, self.report.problems[problems:] = counts, []
+                self._chunk(chunk, isolating=True)
             self.report.done += len(chunk)
             self.progress(self.report)
+
+    def _chunk(self, chunk: list[Callable[[], None]], *, isolating: bool) -> None:
+        self._isolating = isolating
+        self._chunk_writes = writes = _Writes()
+        self._positions: dict[str, int] = {}
+        before = Counter(self.report.counts)
+        try:
+            with transaction.atomic():
+                for run_row in chunk:
+                    run_row()
+                writes.insert()
+        except Exception as failure:
+            for temporary, _ in writes.files:
+                image_store_discard(temporary)
+            if not isolating:
+                raise _Isolate() from failure
+            # The commit itself failed: none of the chunk is stored.
+            logger.exception("import chunk failed")
+            self.report.counts = before
+            self.report.counts["rows_failed"] += len(chunk)
+            self.report.add(level="error", reason=f"{len(chunk)} rows from here on could not be saved "
+                                                  f"({type(failure).__name__}: {failure})"[:500])
+            return
+        for temporary, final in writes.files:
+            image_store_commit(temporary, final)
+        study_ids = [study.pk for study in writes.aligned]
+        if study_ids:
+            # Outside any transaction on_commit runs at once; in an outer one, at its commit.
+            transaction.on_commit(lambda: _studies_align(study_ids))
 
     def _manifest_line_count(self) -> int:
         count, last = 0, b"\n"
@@ -412,41 +466,63 @@ class _Importer:
     # -- one row = one savepoint in its chunk's transaction
 
     def _row(self, *, line: int | None, file: str, study_label: str, work: Callable[[list[dict]], None]) -> bool:
-        """Run ``work`` atomically (a savepoint inside the chunk's transaction); it appends problems to
-        the list it is given. Any error problem rolls the whole row back. Warnings are reported either
-        way."""
+        """Run ``work``, which appends problems to the list it is given; any error problem discards the
+        whole row. New rows wait in the row's ``_Writes`` and join the chunk's when the row succeeds;
+        a write through a service (``_direct``) runs in a savepoint of the row. Warnings are reported
+        either way."""
         problems: list[dict] = []
-        new_images: list[int] = []
-        self._new_images = new_images
         # Image files of the row, written under temporary names: moved into place once the row is
-        # committed, removed when it is rolled back, so storage never holds a file no row points to.
-        pending: list[tuple[str, str]] = []
-        self._pending_files = pending
+        # committed, removed when it is not, so storage never holds a file no row points to.
+        self._row_writes = writes = _Writes()
+        self._savepoint = transaction.savepoint() if self._isolating else None
         before = Counter(self.report.counts)
         try:
-            with transaction.atomic():
-                work(problems)
-                if any(self._fails_row(p) for p in problems):
-                    raise RowFailed(problems)
+            work(problems)
+            if any(self._fails_row(p) for p in problems):
+                raise RowFailed(problems)
+            if self._isolating:
+                self._direct()
         except Exception as failure:
-            # Whatever a row holds, it costs only that row: an unexpected error is its error, with the
-            # exception named, and the batch goes on. The row's counts were provisional.
+            if self._savepoint is not None:
+                transaction.savepoint_rollback(self._savepoint)
+            for temporary, _ in writes.files:
+                image_store_discard(temporary)
             if not isinstance(failure, RowFailed):
+                if not self._isolating:
+                    # The database may have refused something mid-row: only a savepoint per row can
+                    # tell what to keep, so the chunk is written again that way.
+                    raise _Isolate() from failure
+                # Whatever a row holds, it costs only that row: an unexpected error is its error, with
+                # the exception named, and the batch goes on. The row's counts were provisional.
                 logger.exception("import row failed (line %s, %s)", line, file)
                 problems.append({"level": "error", "reason": f"the row could not be imported "
                                                              f"({type(failure).__name__}: {failure})"[:500]})
-            for temporary, _ in pending:
-                image_store_discard(temporary)
             self.report.counts = before
             self.report.counts["rows_failed"] += 1
         else:
-            self._chunk_files.extend(pending)
-            self._chunk_images.extend(new_images)
+            if self._savepoint is not None:
+                transaction.savepoint_commit(self._savepoint)
+            self._chunk_writes.extend(writes)
             self.report.counts["rows_imported"] += 1
         for problem in problems:
             self.report.add(level=problem["level"], reason=problem["reason"], where=problem.get("where", ""),
                             line=line, file=problem.get("file", file), study=study_label)
         return not any(self._fails_row(p) for p in problems)
+
+    def _direct(self) -> None:
+        """Before a write through a service (a study, report or region that exists already, a reader's
+        work): the row gets its savepoint, so a later failure rolls the write back, and the row's new
+        rows so far are inserted, so the service sees saved parents."""
+        if self._savepoint is None:
+            self._savepoint = transaction.savepoint()
+        self._row_writes.insert()
+
+    def _new_study(self, accession: str) -> Study | None:
+        return self._row_writes.study_of.get(accession) or self._chunk_writes.study_of.get(accession)
+
+    def _new_image(self, accession: str, sha256: str) -> Image | None:
+        key = (accession, sha256)
+        return self._row_writes.image_of.get(key) or self._chunk_writes.image_of.get(key)
 
     def _fails_row(self, problem: dict) -> bool:
         """An error fails its row, except a refused region: its image and the other regions go in
@@ -509,14 +585,19 @@ class _Importer:
 
     def _study(self, *, accession: str, patient: str | None, exam_date: date | None, body_part: str,
                metadata: dict, problems: list[dict]) -> Study | None:
-        study = Study.objects.select_for_update().filter(dataset=self.dataset, accession=accession).first()
+        study = self._new_study(accession)
+        if study is None:
+            study = Study.objects.select_for_update().filter(dataset=self.dataset, accession=accession).first()
         if study is None:
             if not patient:
                 problems.append({"level": "error", "reason": "a new study needs 'patient' (the pseudonymised id)"})
                 return None
             self.report.counts["studies_created"] += 1
-            return Study.objects.create(dataset=self.dataset, accession=accession, patient=patient.strip(),
-                                        exam_date=exam_date, body_part=body_part.strip(), metadata=metadata)
+            study = Study(dataset=self.dataset, accession=accession, patient=patient.strip(), exam_date=exam_date,
+                          body_part=body_part.strip(), metadata=metadata)
+            self._row_writes.studies.append(study)
+            self._row_writes.study_of[accession] = study
+            return study
         if patient and patient.strip() != study.patient:
             problems.append({"level": "error", "reason": f"study {accession} is already in the dataset for patient "
                                                          f"{study.patient}; this row says {patient.strip()}"})
@@ -529,6 +610,7 @@ class _Importer:
             study.body_part = body_part.strip()
             changed.append("body_part")
         if changed:
+            self._direct()
             study.save(update_fields=changed)
             self.report.counts["studies_updated"] += 1
         else:
@@ -552,6 +634,10 @@ class _Importer:
                                        "(IMPORT_REPORT_MAX_BYTES)"})
             return
         language = value.get("language") or report_language_detect(text)
+        if study.pk is None:
+            self._report_new(study, text, language, problems)
+            return
+        self._direct()
         version = Report.objects.filter(study=study).values_list("version", flat=True).first()
         try:
             report = services.report_set(study=study, text=text, language=language)
@@ -561,6 +647,26 @@ class _Importer:
         if version is None:
             self.report.counts["reports_created"] += 1
         elif report.version != version:
+            self.report.counts["reports_updated"] += 1
+        else:
+            self.report.counts["reports_unchanged"] += 1
+
+    def _report_new(self, study: Study, text: str, language: str, problems: list[dict]) -> None:
+        """The report of a study new in this row: checked as ``report_set`` checks it, inserted with the
+        chunk, and aligned once the chunk commits."""
+        try:
+            services.report_validate(text=text, language=language)
+        except ValidationError as error:
+            problems.append({"level": "error", "where": "report", "reason": _validation_text(error)})
+            return
+        waiting = next((report for report in self._row_writes.reports + self._chunk_writes.reports
+                        if report.study is study), None)
+        if waiting is None:
+            self._row_writes.reports.append(Report(study=study, text=text, language=language))
+            self._row_writes.aligned.append(study)
+            self.report.counts["reports_created"] += 1
+        elif (waiting.text, waiting.language) != (text, language):
+            waiting.text, waiting.language = text, language
             self.report.counts["reports_updated"] += 1
         else:
             self.report.counts["reports_unchanged"] += 1
@@ -602,7 +708,7 @@ class _Importer:
                                  {"laterality": laterality} if entry.get("laterality") else {}), seen=seen)
             return
         try:
-            verified = image_verify(content)
+            verified = image_verify(content, thumbnail=self.options.thumbnails)
         except ImageFileError as failure:
             error(str(failure), name)
             return
@@ -634,24 +740,42 @@ class _Importer:
                              "reason": f"the same file as {seen[verified.sha256]} in this study; imported once"})
         else:
             seen[verified.sha256] = f"{where} '{name}'".replace(" ''", "")
-        image = Image.objects.filter(study=study, sha256=verified.sha256).first()
+        writes = self._row_writes
+        image = self._new_image(study.accession, verified.sha256)
+        if image is None and study.pk is not None:
+            image = Image.objects.filter(study=study, sha256=verified.sha256).first()
         if image is None:
             stored, temporary = image_store_pending(verified)
             if temporary:
-                self._pending_files.append((temporary, stored))
-            last = Image.objects.filter(study=study).order_by("-position").values_list("position", flat=True).first()
-            image = Image.objects.create(
-                study=study, file=stored, original_name=name[:255], width=verified.width, height=verified.height,
-                sha256=verified.sha256, position=0 if last is None else last + 1, **facts,
-            )
-            self._new_images.append(image.pk)
+                writes.files.append((temporary, stored))
+            thumbnail = ""
+            if verified.thumbnail is not None:
+                thumbnail, temporary = thumbnail_store_pending(verified)
+                if temporary:
+                    writes.files.append((temporary, thumbnail))
+            position = self._positions.get(study.accession)
+            if position is None and study.pk is not None:
+                last = (Image.objects.filter(study=study).order_by("-position")
+                        .values_list("position", flat=True).first())
+                position = -1 if last is None else last
+            self._positions[study.accession] = position = (-1 if position is None else position) + 1
+            image = Image(study=study, file=stored, thumbnail=thumbnail, original_name=name[:255],
+                          width=verified.width, height=verified.height, sha256=verified.sha256, position=position,
+                          **facts)
+            writes.images.append(image)
+            writes.image_of[(study.accession, verified.sha256)] = image
+            writes.studies_of_file.setdefault(verified.sha256, []).append(study.accession)
             self.report.counts["images_created"] += 1
         elif not duplicate:
             self.report.counts["images_existing"] += 1
         if duplicate:
             return image
-        others = list(Image.objects.filter(study__dataset=self.dataset, sha256=verified.sha256)
-                      .exclude(study=study).values_list("study__accession", flat=True)[:5])
+        stored_others = Image.objects.filter(study__dataset=self.dataset, sha256=verified.sha256)
+        if study.pk is not None:
+            stored_others = stored_others.exclude(study=study)
+        waiting = [accession for source in (self._chunk_writes, writes)
+                   for accession in source.studies_of_file.get(verified.sha256, ()) if accession != study.accession]
+        others = list(dict.fromkeys(waiting + list(stored_others.values_list("study__accession", flat=True)[:5])))[:5]
         if others:
             problems.append({
                 "level": "warning", "where": where, "file": name,
@@ -666,6 +790,7 @@ class _Importer:
         reader = self.options.as_reader
         assignment = None
         if reader is not None and regions:
+            self._direct()
             if not Membership.objects.filter(dataset=self.dataset, user=reader, role="annotator").exists():
                 services.membership_add(dataset=self.dataset, user=reader, role=Membership.Role.ANNOTATOR)
             assignment, _ = Assignment.objects.get_or_create(image=image, annotator=reader)
@@ -715,6 +840,19 @@ class _Importer:
         label, lesion = data.get("label", "lesion"), data.get("lesion", "")
         attributes = data.get("attributes") or {}
         reader = self.options.as_reader
+        if image.pk is None and reader is None:
+            try:
+                region = services.region_build(
+                    image=image, lexicon=self.dataset.lexicon, author=None, shape=shape, geometry=geometry,
+                    attributes=attributes, label=label, lesion_key=lesion, source=Region.Source.IMPORT,
+                    source_author=author_name, source_id=source_id)
+            except ValidationError as failure:
+                error(_validation_text(failure))
+                return
+            region.source_points = source_points
+            self._region_new(image, region)
+            return
+        self._direct()
         if reader is not None:
             mine = Region.objects.filter(image=image, author=reader, source=Region.Source.READER, is_deleted=False)
         else:
@@ -756,6 +894,27 @@ class _Importer:
             error(_validation_text(failure))
         except services.RegionConflict:
             error("the region changed while importing; try again")
+
+    def _region_new(self, image: Image, region: Region) -> None:
+        """A region of an image new in this row: the same region twice in the row (by source id, else by
+        identical content) is written once, the later one winning, as a re-import would leave it."""
+        mine = self._row_writes.regions_of.setdefault(id(image), [])
+        same = next((other for other in mine if (other.source_id and other.source_id == region.source_id) or (
+            not region.source_id and not other.source_id and other.shape == region.shape
+            and other.geometry == region.geometry and other.label == region.label
+            and other.lesion_key == region.lesion_key and other.source_author == region.source_author)), None)
+        if same is None:
+            mine.append(region)
+            self._row_writes.regions.append(region)
+            self.report.counts["regions_created"] += 1
+        elif (same.shape, same.geometry, same.label, same.lesion_key, same.attributes) == (
+                region.shape, region.geometry, region.label, region.lesion_key, region.attributes):
+            self.report.counts["regions_existing"] += 1
+        else:
+            for name in ("shape", "geometry", "label", "lesion_key", "attributes", "source_points", "bbox",
+                         "area_px", "area_mm2", "long_axis_mm", "short_axis_mm"):
+                setattr(same, name, getattr(region, name))
+            self.report.counts["regions_updated"] += 1
 
     # -- DICOM
 
@@ -819,7 +978,8 @@ class _Importer:
                     label += f"#frame={decoded.index}"
                 # The PNG was made here from decoded pixels: its facts are known, no second decode.
                 verified = VerifiedImage(content=decoded.png, sha256=hashlib.sha256(decoded.png).hexdigest(),
-                                         width=decoded.width, height=decoded.height, format="PNG")
+                                         width=decoded.width, height=decoded.height, format="PNG",
+                                         thumbnail=decoded.thumbnail if self.options.thumbnails else None)
                 image = self._image(study, verified, name=label, facts=facts | {"frame_index": decoded.index},
                                     where=where or label, seen=seen, problems=problems)
                 if image is not None and regions:
@@ -901,7 +1061,7 @@ class _Importer:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": facts})
                 return None
             try:
-                verified = image_verify(self.source.read(name))
+                verified = image_verify(self.source.read(name), thumbnail=self.options.thumbnails)
             except (ImageFileError, FileNotFoundError) as failure:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": str(failure)})
                 return None
@@ -926,13 +1086,18 @@ class _Importer:
         return None
 
 
-def _thumbnail_queue(task, image_id: int) -> None:
-    """Queue (or, in-process, make) a thumbnail; a failure there is the thumbnail's, never the import's:
-    the image is committed and its thumbnail is made again on demand."""
+def _studies_align(study_ids: list[int]) -> None:
+    """Align a committed chunk's studies with new reports: in this process, in one transaction, on the
+    embedded default; else one task for the chunk on the alignment workers. A failure there is the
+    alignment's, never the import's: the rows are committed and the studies can be aligned again."""
     try:
-        task.delay(image_id)
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            alignment_services.studies_align(study_ids=study_ids, worker="import")
+        else:
+            # No alignment run to report to: the studies' own state rows show their progress.
+            alignment_tasks.alignment_chunk.delay(None, study_ids)
     except Exception:
-        logger.warning("thumbnail of image %s not made", image_id, exc_info=True)
+        logger.warning("alignment of %d imported studies not started", len(study_ids), exc_info=True)
 
 
 def _image_facts(entry: dict) -> dict | str:

@@ -138,15 +138,15 @@ def test_coco_frame_that_is_not_a_whole_number_is_that_images_error(dataset, tmp
 
 
 def test_an_unexpected_failure_inside_a_row_is_that_rows_error(dataset, tmp_path, media, monkeypatch):
-    real = services.report_set
+    real = services.report_validate
 
-    def report_set(*, study, text, language="en"):
-        if study.accession == "ACC-2":
+    def report_validate(*, text, language):
+        if text == "Report of ACC-2.":
             raise RuntimeError("disk on fire")
-        return real(study=study, text=text, language=language)
+        return real(text=text, language=language)
 
-    monkeypatch.setattr(services, "report_set", report_set)
-    rows = [_row(f"ACC-{n}", f"{n}.jpg") | {"report": "Normal thyroid."} for n in (1, 2, 3)]
+    monkeypatch.setattr(services, "report_validate", report_validate)
+    rows = [_row(f"ACC-{n}", f"{n}.jpg") | {"report": f"Report of ACC-{n}."} for n in (1, 2, 3)]
     report = batch_import(dataset=dataset, path=batch_write(tmp_path / "b", rows, {
         f"{n}.jpg": jpeg_bytes(seed=n) for n in (1, 2, 3)}))
     assert _errors(report) == ["line 2 (ACC-2): the row could not be imported (RuntimeError: disk on fire)"]
