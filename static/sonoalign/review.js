@@ -168,7 +168,13 @@
       ? (points.length ? gettext("Drag the green points to reshape the consensus outline; Save outline when done.")
         : gettext("Click around the lesion to place the outline's points; Save outline when done."))
       : gettext("Regions in this disagreement are drawn bold; toggle layers above.");
-    if (!editing) document.getElementById("save-outline").hidden = true;
+    if (!editing) {
+      document.getElementById("save-outline").hidden = true;
+      // Leaving the editor withdraws its outline: a decision taken afterwards must not carry an
+      // unfinished (or empty) one with it.
+      document.getElementById("geometry-input").value = "";
+      document.getElementById("shape-input").value = "";
+    }
     draw();
   });
 

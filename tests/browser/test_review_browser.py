@@ -144,9 +144,10 @@ def _switch(page, language: str) -> None:
 
 @pytest.mark.parametrize("language, words", [
     ("zh-hans", {"queue": "审核队列", "accept": "采纳", "decided": "已记录决定", "dashboard": "各属性的阅片者间一致性",
-                 "value": "低回声"}),
+                 "value": "低回声", "hint": "沿病灶周围点击"}),
     ("en", {"queue": "Review queue", "accept": "Accept", "decided": "Decision recorded",
-            "dashboard": "Reader agreement per attribute", "value": "Hypoechoic"}),
+            "dashboard": "Reader agreement per attribute", "value": "Hypoechoic",
+            "hint": "Click around the lesion"}),
 ])
 def test_reviewer_works_in_either_language(review_setup, login, live_server, language, words):
     """A reviewer opens the queue, a disagreement, decides, and reads the dashboard in the chosen
@@ -177,6 +178,10 @@ def test_reviewer_works_in_either_language(review_setup, login, live_server, lan
     page.screenshot(path=str(shots / f"review-adjudicate-{language}.png"), full_page=True)
     if language == "zh-hans":
         assert _latin_words(page) == set(), "English left on the Chinese adjudication page"
+    # The outline editor's hints come from the JavaScript catalogue.
+    page.click("#edit-outline")
+    assert words["hint"] in page.locator("#tool-hint").inner_text()
+    page.click("#edit-outline")
 
     page.fill("#comment", "动态图像上为低回声" if language == "zh-hans" else "Hypoechoic on the cine loop")
     page.locator("#comment").press("Escape")
