@@ -1307,6 +1307,16 @@ def _options_check(options: ExportOptions) -> ExportOptions:
     return options
 
 
+def stored_file_digest(name: str) -> tuple[int, str]:
+    """(size in bytes, sha256) of a file in the default storage, read once in blocks."""
+    digest, size = hashlib.sha256(), 0
+    with default_storage.open(name, "rb") as handle:
+        while block := handle.read(WRITE_BUFFER):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
 def export_job_run(*, job_id: int, worker: str = "inline") -> ExportJob | None:
     """Run a queued export job into ``exports/<job id>/`` of the default storage. Claimed by one worker
     at a time (``jobs.job_claim``); a takeover after a crash writes a fresh archive (the temporary one
@@ -1336,9 +1346,11 @@ def export_job_run(*, job_id: int, worker: str = "inline") -> ExportJob | None:
             shutil.rmtree(target.parent, ignore_errors=True)
         # Inside the try: should even this last write fail, the job is still finished, as failed, and
         # never left running.
+        archive_bytes, archive_sha256 = stored_file_digest(name)
         job_finish(model=ExportJob, job_id=job_id, worker=worker, status=ExportJob.Status.DONE, output=name,
                    manifest=manifest, total=manifest["counts"].get("images", 0),
-                   done=manifest["counts"].get("images", 0), counts=manifest["counts"])
+                   done=manifest["counts"].get("images", 0), counts=manifest["counts"],
+                   output_bytes=archive_bytes, output_sha256=archive_sha256)
     except Exception as error:
         job_finish(model=ExportJob, job_id=job_id, worker=worker, status=ExportJob.Status.FAILED,
                    errors=[{"level": "error", "reason": f"{type(error).__name__}: {error}"[:1000]}])

@@ -56,6 +56,10 @@ class ImportJob(Job):
 class ExportJob(Job):
     output = models.FileField(max_length=255, blank=True)
     manifest = models.JSONField(default=dict, blank=True)
+    # The archive as a whole (``manifest`` lists the files inside it): what the download page shows and
+    # what a recipient checks the download against.
+    output_bytes = models.BigIntegerField(null=True, blank=True)
+    output_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
         db_table = "annotation_exportjob"
