@@ -390,26 +390,47 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
     finding_index = {finding.key: i for i, finding in enumerate(findings)}
     holder = {index_of[m.lesion]: findings[finding_index[m.finding]] for m in matches}
 
-    def repeat_of(i: int, candidates: Iterable[int]) -> Match | None:
+    restated: set[int] = set()  # lesions an earlier restatement took
+
+    def repeat_of(i: int, candidates: Iterable[int], settle: bool = True) -> Match | None:
         """The lesion finding ``i`` restates, among ``candidates``: firm evidence and nothing against
         it, judged against the lesion or, for what the report says (size, attributes), against the
-        mention that took the lesion (a report that misstates a lesion misstates it every time)."""
+        mention that took the lesion (a report that misstates a lesion misstates it every time).
+
+        When it fits several alike ("2. Nodule in the mid portion of the left lobe" of two such nodules),
+        an impression lists the lesions once each and in the order the findings described them: the
+        first of those no other restatement took. ``settle=False`` returns None for such a finding, so
+        the restatements that fit one lesion only are placed first."""
         fitting = [(_repeat_score(findings[i], holder.get(j), scores[i, j], evidence[i, j]), j) for j in candidates]
         fitting = sorted(((score, j) for score, j in fitting if score is not None), key=lambda item: -item[0])
         if not fitting:
             return None
         score, j = fitting[0]
-        ambiguous = len(fitting) > 1 and fitting[1][0] >= score - 0.25
+        tied = [k for other, k in fitting if other >= score - 0.25]
+        ambiguous = len(tied) > 1
+        if ambiguous:
+            if not settle:
+                return None
+            free = [k for k in tied if k not in restated] or tied
+            j = min(free, key=lambda k: holder[k].start if k in holder else float("inf"))
+        restated.add(j)
         return Match(findings[i].key, lesions[j].key, float(scores[i, j]), evidence[i, j], repeat=True,
                      ambiguous=ambiguous)
 
-    left = []
+    left, unsettled = [], []
     for i in secondary:
+        repeat = repeat_of(i, holder, settle=False)
+        if repeat is not None:
+            matches.append(repeat)
+        else:
+            unsettled.append(i)
+    for i in unsettled:
         repeat = repeat_of(i, holder)
         if repeat is not None:
             matches.append(repeat)
         else:
             left.append(i)
+    left.sort()
     taken = {m.lesion for m in matches}
     free = [j for j, lesion in enumerate(lesions) if lesion.key not in taken]
     assigned = _assign(findings, lesions, scores, evidence, left, free)

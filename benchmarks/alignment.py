@@ -72,6 +72,7 @@ def quality(dataset, reader_disagreements=()) -> dict:
     planted, recalled = defaultdict(int), defaultdict(int)
     found_by_kind, true_by_kind = defaultdict(int), defaultdict(int)
     false_examples: dict[str, list] = defaultdict(list)
+    link_text: dict[tuple, tuple] = {}  # (study, truth sentence, lesion) -> what --show-missed prints
     changed_readings = defaultdict(list)  # (accession, lesion key) -> what the seeder changed in a reading
     for item in reader_disagreements:
         changed_readings[item["study"], item["lesion"]].append(item)
@@ -83,12 +84,17 @@ def quality(dataset, reader_disagreements=()) -> dict:
             for key in sentence["lesion_keys"]:
                 if key in drawn:
                     truth_links.add((study.pk, index, key))
+                    markers = [image["body_marker"] for image in truth["images"]
+                               if any(lesion["key"] == key for lesion in image["lesions"])]
+                    link_text[study.pk, index, key] = (study.accession, sentence["text"], f"{key} {markers}", "")
         for link in (Alignment.objects.filter(image__study=study, linked=True, region__isnull=False)
                      .select_related("sentence", "region")):
             best = max(range(len(truth["sentences"])), default=None, key=lambda i: overlap(
                 truth["sentences"][i]["start"], truth["sentences"][i]["end"], link.sentence.start, link.sentence.end))
             if best is not None:
                 predicted_links.add((study.pk, best, link.region.lesion_key))
+                link_text.setdefault((study.pk, best, link.region.lesion_key), (
+                    study.accession, truth["sentences"][best]["text"], link.region.lesion_key, link.sentence.text))
         found = list(Disagreement.objects.filter(study=study).prefetch_related("regions").select_related("sentence"))
 
         def about(d, key, truth=truth) -> bool:
@@ -119,7 +125,8 @@ def quality(dataset, reader_disagreements=()) -> dict:
             if not true and len(false_examples[d.kind]) < 5:
                 false_examples[d.kind].append((study.accession, d.attribute, d.values))
     return {"truth_links": truth_links, "predicted_links": predicted_links, "planted": planted,
-            "recalled": recalled, "found": found_by_kind, "true": true_by_kind, "false_examples": false_examples}
+            "recalled": recalled, "found": found_by_kind, "true": true_by_kind, "false_examples": false_examples,
+            "link_text": link_text}
 
 
 def reader_changes(dataset) -> list[dict]:
@@ -164,6 +171,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="also time dataset_align on N worker processes")
     parser.add_argument("--reuse", action="store_true", help="reuse the seeded dataset of an earlier run")
     parser.add_argument("--show-false", action="store_true", help="print a few disagreements no truth explains")
+    parser.add_argument("--show-missed", action="store_true",
+                        help="print the links missed and the links no truth holds, with their sentences")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     name = f"bench-align-{args.seed}-{args.studies}"
@@ -207,6 +216,12 @@ def main() -> None:
         recall = tp / len(q["truth_links"]) if q["truth_links"] else 0.0
         print(f"sentence→region links: precision {precision:.3f}  recall {recall:.3f}  "
               f"(truth {len(q['truth_links'])}, predicted {len(q['predicted_links'])})")
+        if args.show_missed:
+            for label, links in (("missed", q["truth_links"] - q["predicted_links"]),
+                                 ("extra", q["predicted_links"] - q["truth_links"])):
+                for link in sorted(links):
+                    accession, text, key, linked = q["link_text"][link]
+                    print(f"    {label} link {accession} {key}: {text!r}" + (f" (linked {linked!r})" if linked else ""))
         hits, reader_planted = reader_recall(result.dataset, changed)
         q["planted"]["reader_vs_reader"], q["recalled"]["reader_vs_reader"] = reader_planted, hits
 

@@ -9,7 +9,7 @@ from .model import Assessment, Attribute, Finding, ParsedReport, Sentence
 from .parser import classify_context, detect_language, parse_report, parse_reports
 
 # Bump whenever the parser's output for the same input can change: alignment results are keyed by it.
-PIPELINE_VERSION = "1.0.7"
+PIPELINE_VERSION = "1.0.8"
 
 __all__ = [
     "PIPELINE_VERSION",

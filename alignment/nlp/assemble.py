@@ -103,6 +103,9 @@ class _Context:
         self.last_organ: str | None = None
         self.open: Finding | None = None
         self.section: str | None = None
+        # the sentence before was a lesion's label ("Nodule 1:"), so this one may be its value
+        self.label_open = False
+        self.follows_label = False
 
 
 def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: LexiconTables) -> ParsedReport:
@@ -158,6 +161,8 @@ def assemble(doc: Doc, nlp: Language, language: str, lexicon: str, tables: Lexic
                 draft = _sentence_draft(sentence_text, header, analysis, by_key, lexicon, tables, language)
             if max_entries > 0:
                 remember(drafts, key, draft, max_entries)
+        ctx.follows_label = ctx.label_open
+        ctx.label_open = header == "organ" and draft.kind == _FINDINGS
         if header == "organ" and draft.kind != _ORGAN_HEADER:
             # a lesion's label ("Nodule 1:") starts a field group of its own: the side and site of the
             # organ label before it ("Isthmus:") are not its
@@ -210,6 +215,8 @@ class _Draft:
         "zh",
         "single",
         "needs_organ",
+        "describes_open",
+        "places",
     )
 
     def __init__(self, kind: int) -> None:
@@ -230,6 +237,12 @@ class _Draft:
         self.single: Finding | None = None
         # a bare measurement ("4.6 x 1.9 x 1.5 cm"): a finding only under an organ label
         self.needs_organ = False
+        # calcifications named without a place of their own ("No calcifications are seen.", "Echogenic
+        # foci: peripheral (rim) calcifications (2)."): what the open lesion holds, if one is open
+        self.describes_open = False
+        # it names a side, site or size: the value of a lesion label just before it ("Nodule 1: left lobe,
+        # mid portion.") places that lesion
+        self.places = False
 
 
 # Roles of a draft's finding templates (see ``_copies``).
@@ -384,13 +397,14 @@ def _sentence_draft(
         # a structured field line ("Location: right lobe, lower pole", "Size: 2.8 x 2.0 cm") describes the
         # open lesion even with only a side, site or size
         located = field is not None or (has_colon and _LOCATION_FIELD.match(text) is not None)
-        draft.content_if_open = located and any(k in by for k in ("laterality", SITE, "size"))
+        draft.places = any(k in by for k in ("laterality", SITE, "size"))
+        draft.content_if_open = located and draft.places
         no_foci = field is not None and hint is not None and "echogenic_foci" in hint
         if no_foci and _NONE_VALUE.match(text[field_end:]):
             draft.content = True
         else:
             no_foci = False
-        if draft.content or draft.content_if_open:
+        if draft.content or draft.places:
             f = _finding_from(text, start, end, [], by, scopes, lexicon, tables, hint, field_end, cues, slots)
             if slots:
                 draft.probe_slots = slots[0]
@@ -419,8 +433,16 @@ def _sentence_draft(
     draft.last_organ = organs[-1].value if organs else None
     draft.has_lats = bool(lats)
     draft.zh = zh
+    if (
+        draft.kind == _FINDINGS
+        and anchors
+        and all(a.value == "calcification" for a in anchors)
+        and not any(k in by for k in ("laterality", ORGAN, SITE, "clock", "quadrant", "distance", "size", "volume"))
+    ):
+        draft.describes_open = True
     if draft.kind == _FINDINGS and len(draft.findings) == 1 and not zh and not draft.needs_organ:
-        draft.single = draft.findings[0][0]
+        if not draft.describes_open:
+            draft.single = draft.findings[0][0]
     return draft
 
 
@@ -507,6 +529,16 @@ def _place(
     off = sentence.start
     if draft.needs_organ and ctx.header_laterality is None and ctx.header_organ is None and not ctx.header_site:
         return  # a number with no organ label before it measures nothing we can name
+    if draft.describes_open and _describes(ctx.open):
+        op = ctx.open
+        for i, (t, _) in enumerate(draft.findings):
+            f = _copy(t, off, None, sentence.text)
+            if draft.slots is not None and draft.slots[i] is not None:
+                _fill(f, draft.slots[i], regex)
+            f.attributes = [a for a in f.attributes if a.text]  # the structural udaf tags are the lesion's own
+            f.organ = f.lesion = None
+            _merge(op, f)
+        return
     if draft.kind == _FINDINGS:
         templates = draft.findings
         if len(templates) == 1:  # one lesion: the usual sentence
@@ -519,7 +551,7 @@ def _place(
                     _fill(f, slot, regex)
     else:
         op = ctx.open
-        if not (draft.content or (draft.content_if_open and op is not None)):
+        if not (draft.content or ((draft.content_if_open or (draft.places and ctx.follows_label)) and op is not None)):
             if draft.last_organ is not None:
                 ctx.last_organ = draft.last_organ
             return
@@ -564,6 +596,18 @@ def _place(
         ctx.last_organ = draft.last_organ
     if new_findings:
         ctx.open = new_findings[-1]
+
+
+def _describes(op: Finding | None) -> bool:
+    """Whether a sentence without a lesion of its own may describe the open finding ``op``."""
+    return (
+        op is not None
+        and op.lesion is not None
+        and op.lesion != "calcification"
+        and not op.negated
+        and not op.historical
+        and op.lesion not in _NO_MERGE
+    )
 
 
 def _copies(
@@ -632,6 +676,10 @@ def _copy(t: Finding, off: int, ctx: _Context | None, text: str) -> Finding:
         t.volume_ml,
     )
     if ctx is None:
+        return f
+    if f.organ is not None and ctx.header_organ is not None and f.organ != ctx.header_organ:
+        # a sentence naming another organ than its label's ("Isthmus: 0.4 cm AP. The right kidney measures
+        # 11.2 cm.") is outside that field: the label's side and site are not its own
         return f
     if f.laterality is None:
         f.laterality = ctx.header_laterality

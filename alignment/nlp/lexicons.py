@@ -14,6 +14,8 @@ from pathlib import Path
 
 from annotation.lexicons import LEXICON_DIR, lexicon_load, term_code
 
+from .vocabulary import EXTRA_VALUES
+
 __all__ = ["LEXICON_SYSTEMS", "LexiconTables", "ValueRef", "load_tables", "resolve_ref", "term_code"]
 
 LEXICON_SYSTEMS: tuple[str, ...] = ("udaf", "birads-us", "tirads")
@@ -120,6 +122,10 @@ def load_tables(directory: str | None = None) -> LexiconTables:
                         refs = attributes[lang].setdefault(_norm(phrase, lang), [])
                         if ref not in refs:
                             refs.append(ref)
+    for lang, extra in EXTRA_VALUES.items():
+        for phrase, values in extra.items():
+            refs = attributes[lang].setdefault(_norm(phrase, lang), [])
+            refs.extend(ref for ref in (ValueRef(*value) for value in values) if ref not in refs)
     return LexiconTables(
         attributes={lang: {p: tuple(r) for p, r in table.items()} for lang, table in attributes.items()},
         organs=organs,

@@ -152,6 +152,35 @@ EXTRA_ORGANS: dict[str, dict[str, str]] = {
     "zh": {"腋尾区": "Breast", "腋尾部": "Breast", "腋尾处": "Breast", "腋尾": "Breast", "内膜": "Uterus"},
 }
 
+# Descriptor phrases the lexicons lack, as (lexicon, attribute, value) per lexicon: a mixed echo "predominantly"
+# of one kind is mixed for udaf and BI-RADS, while ACR TI-RADS scores the predominant echo.
+EXTRA_VALUES: dict[str, dict[str, tuple[tuple[str, str, str], ...]]] = {
+    "en": {
+        f"{mixed}{sep}predominantly {echo}": (
+            ("udaf", "echogenicity", "mixed_echogenicity"),
+            ("birads-us", "echo_pattern", "heterogeneous"),
+            ("tirads", "echogenicity", tirads),
+        )
+        for mixed in ("mixed", "mixed echogenicity", "heterogeneous")
+        for sep in (", ", " ")
+        for echo, tirads in (
+            ("isoechoic", "hyperechoic_or_isoechoic"),
+            ("hyperechoic", "hyperechoic_or_isoechoic"),
+            ("hypoechoic", "hypoechoic"),
+        )
+    },
+    "zh": {
+        f"混合回声{sep}以{echo}为主": (
+            ("udaf", "echogenicity", "mixed_echogenicity"),
+            ("birads-us", "echo_pattern", "heterogeneous"),
+            ("tirads", "echogenicity", tirads),
+        )
+        for sep in ("，", ",", "")
+        for echo, tirads in (("等回声", "hyperechoic_or_isoechoic"), ("高回声", "hyperechoic_or_isoechoic"),
+                             ("低回声", "hypoechoic"))
+    },
+}
+
 # Site words -> normalised site code.
 SITES: dict[str, tuple[list[str], list[str]]] = {
     "upper": (["upper", "upper pole", "upper third", "superior pole"], ["上极", "上部", "上份", "上段"]),

@@ -216,6 +216,26 @@ def test_a_second_nodule_at_the_same_site_is_not_taken_for_a_restatement():
     assert [(m.finding, m.repeat) for m in match_source([first, second], [drawn])] == [("s1f0", False)]
 
 
+def test_impression_lines_that_fit_two_alike_nodules_take_them_once_each_in_report_order():
+    kw = {"laterality": "right", "clock": "10:00", "organ": "Breast"}
+    drawn = [lesion("r:L1", long_axis_mm=16.0, **kw), lesion("r:L2", long_axis_mm=7.0, **kw,
+                                                             attributes={"echogenicity": f(["mixed_echogenicity"])})]
+    findings = [finding("s1f0", size_mm=(7.0,), attributes={"echogenicity": f(["mixed_echogenicity"])}, **kw),
+                finding("s2f0", size_mm=(16.0,), start=20, end=30, **kw),
+                # "1. Mixed-echogenicity nodule ... 2. Nodule in the right breast at 10:00"
+                finding("s5f0", section="impression", start=40, end=50,
+                        attributes={"echogenicity": f(["mixed_echogenicity"])}, **kw),
+                finding("s6f0", section="impression", start=60, end=70, **kw)]
+    links = {m.finding: m.lesion for m in match_source(findings, drawn)}
+    assert links == {"s1f0": "r:L2", "s2f0": "r:L1", "s5f0": "r:L2", "s6f0": "r:L1"}
+    # nothing but their order tells two impression lines apart: the first restates the first described
+    alike = [finding("s1f0", size_mm=(7.0,), **kw), finding("s2f0", size_mm=(16.0,), start=20, end=30, **kw),
+             finding("s5f0", section="impression", start=40, end=50, **kw),
+             finding("s6f0", section="impression", start=60, end=70, **kw)]
+    links = {m.finding: m.lesion for m in match_source(alike, drawn)}
+    assert links == {"s1f0": "r:L2", "s2f0": "r:L1", "s5f0": "r:L2", "s6f0": "r:L1"}
+
+
 # ----------------------------------------------------------------------------------------- a whole study
 
 

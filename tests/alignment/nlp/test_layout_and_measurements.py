@@ -140,3 +140,56 @@ def test_organ_measurements_are_never_lesions() -> None:
 def test_a_number_without_an_organ_measures_nothing() -> None:
     assert _measurements("Follow-up in 6 months. 4.6 x 1.9 x 1.5 cm.") == []
     assert _measurements("There is a 1.2 cm hypoechoic nodule in the right lobe.") == []
+
+
+def test_a_lesion_label_takes_its_side_and_site_from_the_line_after_it() -> None:
+    text = ("Nodule 1: left lobe, mid portion. Size: 1.7 x 1.0 cm. Nodule 2: right lobe, lower pole. "
+            "Size: 0.9 cm.")
+    findings = [f for f in parse_report(text).findings if f.lesion == "nodule"]
+    assert [(f.laterality, f.site, f.size_mm) for f in findings] == [
+        ("left", ["mid"], [17.0, 10.0]), ("right", ["lower"], [9.0])]
+
+
+def test_a_sentence_naming_another_organ_leaves_the_label_before_it() -> None:
+    findings = _measurements("Isthmus: 0.4 cm AP. The right kidney measures 11.2 cm.")
+    assert [(f["organ"], f["laterality"], f["site"]) for f in findings] == [
+        ("Thyroid gland", None, ["isthmus"]), ("Kidney and ureter", "right", [])]
+
+
+@pytest.mark.parametrize(
+    ("lexicon", "attribute", "value"),
+    [("udaf", "echogenicity", "mixed_echogenicity"), ("tirads", "echogenicity", "hyperechoic_or_isoechoic"),
+     ("birads-us", "echo_pattern", "heterogeneous")],
+)
+def test_mixed_echo_predominantly_isoechoic_is_mixed_but_scores_as_isoechoic(
+    lexicon: str, attribute: str, value: str
+) -> None:
+    report = parse_report("Nodule 1: right lobe, upper pole. Echogenicity: mixed, predominantly isoechoic (1).",
+                          lexicon=lexicon)
+    assert [(a.name, a.value) for a in report.findings[0].attributes if a.text] == [(attribute, value)]
+
+
+def test_chinese_mixed_echo_with_a_predominant_echo() -> None:
+    report = parse_report("甲状腺右叶可见一结节，混合回声，以低回声为主。", lexicon="udaf")
+    assert [(a.name, a.value) for a in report.findings[0].attributes if a.text] == [
+        ("echogenicity", "mixed_echogenicity")]
+
+
+def test_calcifications_without_a_place_describe_the_open_lesion() -> None:
+    report = parse_report(
+        "In the left breast at 5 o'clock there is a hypoechoic nodule measuring 1.0 x 0.6 cm. No calcifications "
+        "are seen. No internal vascularity. Right breast, 9 o'clock: oval cyst, 0.5 cm. Internal calcifications "
+        "are noted.", lexicon="udaf")
+    first, second = report.findings
+    assert (first.lesion, second.lesion) == ("nodule", "cyst")
+    assert {(a.name, a.value, a.negated) for a in first.attributes if a.text} == {
+        ("echogenicity", "hypoechoic", False), ("internal_characteristics", "calcifications", True),
+        ("vascularity", "no_vascularity", False)}
+    assert any("calcifications" in (a.name, a.value) and not a.negated for a in second.attributes)
+
+
+def test_calcifications_with_a_place_or_without_a_lesion_stay_findings() -> None:
+    assert [(f.lesion, f.negated) for f in parse_report("No calcifications are seen.").findings] == [
+        ("calcification", True)]
+    placed = parse_report("Oval cyst at 3 o'clock in the left breast. Scattered calcifications in the right breast.")
+    assert [(f.lesion, f.laterality) for f in placed.findings] == [("cyst", "left"), ("calcification", "right")]
