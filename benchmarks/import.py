@@ -11,8 +11,9 @@ two images per study) as a manifest batch, then times, each in a process of its 
   thumbnail: what any importer must do;
 - **sqlite** — ``manage.py import_batch`` on a fresh SQLite database, tasks in-process (the embedded
   default): thumbnails, report parsing and alignment included;
-- **postgres** — ``import_batch`` on a fresh PostgreSQL database, thumbnails, parsing and alignment
-  fanned out to a Celery worker with 2 processes (Redis broker); timed until every thumbnail exists.
+- **postgres** — ``import_batch`` on a fresh PostgreSQL database (named after ``DATABASE_URL``'s with
+  ``_bench`` added), parsing and alignment fanned out to a Celery worker with 2 processes (Redis
+  broker); timed until every thumbnail exists and every study is aligned.
 
 Prints each time, images/s, ratio to the floor and peak memory. Needs ``DATABASE_URL`` pointing at a
 PostgreSQL server whose user may create databases, and Redis (``--broker``) for the postgres run.
@@ -112,7 +113,7 @@ def run_sqlite(batch: Path, work: Path) -> tuple[float, float]:
 def run_postgres(batch: Path, work: Path, *, images: int, base_url: str, broker: str) -> tuple[float, float]:
     import psycopg
 
-    name = "sonoalign_bench_import"
+    name = base_url.rsplit("/", 1)[1].split("?")[0] + "_bench"
     admin = base_url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin.replace("postgres://", "postgresql://"), autocommit=True) as connection:
         connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -129,14 +130,17 @@ def run_postgres(batch: Path, work: Path, *, images: int, base_url: str, broker:
                               start_new_session=True)
     time.sleep(5)
 
-    def thumbnails_done() -> bool:
+    def all_done() -> bool:
         with psycopg.connect(url.replace("postgres://", "postgresql://")) as connection:
-            (count,) = connection.execute("SELECT count(*) FROM annotation_image WHERE thumbnail <> ''").fetchone()
-        return count >= images
+            (thumbnails,) = connection.execute(
+                "SELECT count(*) FROM annotation_image WHERE thumbnail <> ''").fetchone()
+            (aligned,) = connection.execute(
+                "SELECT count(*) FROM alignment_studyalignmentstate WHERE status IN ('done', 'failed')").fetchone()
+        return thumbnails >= images and aligned >= (images + 1) // 2
 
     try:
         return timed([PYTHON, "manage.py", "import_batch", str(batch), "--dataset", "bench", "--create"], env,
-                     until=thumbnails_done)
+                     until=all_done)
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(timeout=60)
