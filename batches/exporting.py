@@ -345,15 +345,15 @@ def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool,
                 if image is not None:
                     image["regions"].append(region)
         if sentences:
-            _attach_sentences(studies, by_image)
+            chunk = Study.objects.filter(dataset=dataset, id__gte=studies[0]["id"], id__lte=last)
+            _attach_sentences(studies, by_image, chunk)
         yield [study for study in studies if study["images"]]
 
 
-def _attach_sentences(studies: list[dict], by_image: dict[int, dict]) -> None:
-    """Give each study its current report's ``sentences`` and each image ``links``: (sentence id →
-    linked region ids), both read through ``alignment.selectors.sentences_for_export``."""
-    versions = {s["report__id"]: s["report__version"] for s in studies if s["report__id"]}
-    by_report, links = sentences_for_export(report_versions=versions, image_ids=list(by_image))
+def _attach_sentences(studies: list[dict], by_image: dict[int, dict], chunk) -> None:
+    """Give each study (of the queryset ``chunk``) its current report's ``sentences`` and each image
+    ``links`` (sentence id → linked region ids), read through ``alignment.selectors.sentences_for_export``."""
+    by_report, links = sentences_for_export(studies=chunk, image_ids=list(by_image))
     for study in studies:
         study["sentences"] = by_report.get(study["report__id"], [])
     for image in by_image.values():
@@ -1083,11 +1083,10 @@ def _study_ranges(dataset: Dataset, size: int) -> Iterator[tuple[int, int]]:
         last = ids[-1]
 
 
-def _jsonl_sql_chunk(rows: list[list[bytes]], *, status: str) -> Iterator[bytes]:
-    """Complete the lines of a chunk of studies, each ``[image id, report id, report version, line
-    without its Python-added members]``, with their sentences read through the alignment selectors."""
-    versions = {int(report): int(version) for _, report, version, _ in rows if report}
-    by_report, links = sentences_for_export(report_versions=versions, image_ids=[int(row[0]) for row in rows])
+def _jsonl_sql_chunk(rows: list[list[bytes]], *, studies, status: str) -> Iterator[bytes]:
+    """Complete the lines of the chunk ``studies`` (a queryset), each ``[image id, report id, line without
+    its Python-added members]``, with their sentences read through the alignment selectors."""
+    by_report, links = sentences_for_export(studies=studies, image_ids=[int(row[0]) for row in rows])
     per_image: dict[int, dict[int, list[int]]] = {}
     for (sentence_id, image_id), region_ids in links.items():
         per_image.setdefault(image_id, {})[sentence_id] = region_ids
@@ -1098,7 +1097,7 @@ def _jsonl_sql_chunk(rows: list[list[bytes]], *, status: str) -> Iterator[bytes]
         exported.setdefault(region.image_id, {})[region.id] = region_export_id(region)
     (tail,) = [item for item in _JSONL if item.sql is None]
     lead = b"," + _json(tail.key) + b":"
-    for image, report, _, head in rows:
+    for image, report, head in rows:
         image_id = int(image)
         sentences = by_report.get(int(report), []) if report else []
         value = _jsonl_sentences(sentences, per_image.get(image_id, {}), exported.get(image_id, {}))
@@ -1127,14 +1126,15 @@ def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dat
     if options.format == "jsonl":
         if summary:
             counts["regions"] += sum(region_counts.values())
-        columns = f"i.id, r.id, r.version, {_sql_record(_JSONL)}"
+        columns = f"i.id, r.id, {_sql_record(_JSONL)}"
         writer = output.open("pairs.jsonl")
         for first, last in _study_ranges(dataset, options.study_chunk):
             query, params = sql.select(columns, joins=names + " LEFT JOIN annotation_report r ON r.study_id = s.id",
                                        where=f" AND s.id BETWEEN {int(first)} AND {int(last)}")
             with closing(_copy_rows(query, params)) as copied:
-                rows = [row[:-1].split(b"\x03", 3) for row in copied]
-            block = b"".join(_jsonl_sql_chunk(rows, status=options.status))
+                rows = [row[:-1].split(b"\x03", 2) for row in copied]
+            studies = Study.objects.filter(dataset=dataset, id__gte=first, id__lte=last)
+            block = b"".join(_jsonl_sql_chunk(rows, studies=studies, status=options.status))
             writer.write(block)
             progress(block)
         writer.close()

@@ -394,11 +394,12 @@ def test_sentences_for_export_prefer_this_pipeline_s_parse_else_the_newest(impor
                                 start=0, end=3, text=text)
     Sentence.objects.create(report=report, report_version=report.version + 1, pipeline_version=PIPELINE_VERSION,
                             index=0, start=0, end=3, text="of another version of the report")
-    by_report, links = sentences_for_export(report_versions={report.pk: report.version}, image_ids=[])
+    studies = Study.objects.filter(pk=study.pk)
+    by_report, links = sentences_for_export(studies=studies, image_ids=[])
     assert [s.text for s in by_report[report.pk]] == ["newer"] and links == {}
     Sentence.objects.create(report=report, report_version=report.version, pipeline_version=PIPELINE_VERSION,
                             index=0, start=0, end=3, text="current")
-    by_report, _ = sentences_for_export(report_versions={report.pk: report.version}, image_ids=[])
+    by_report, _ = sentences_for_export(studies=studies, image_ids=[])
     assert [s.text for s in by_report[report.pk]] == ["current"]
 
 
