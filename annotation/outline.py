@@ -22,9 +22,11 @@ count as lesion contrast.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -348,28 +350,42 @@ def _stretch(points: np.ndarray, x0, y0, x1, y1) -> np.ndarray:
     return (points - low) / span * np.array([x1 - x0, y1 - y0]) + np.array([x0, y0])
 
 
-def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal:
-    """Find the lesion's extent first (the best of a few hundred ellipses around the click, by the
-    contrast across their rim and between inside and outside), then outline it as inside a box."""
-    cx, cy = point
-    height, width = image.shape[:2]
-    longest = max(height, width)
+def _click_candidates(cx: float, cy: float, longest: int) -> np.ndarray:
+    """Ellipses around a click: centre x, y, radii x, y, then size, aspect and offset (in radii) of each."""
     reach = POINT_REACH * longest
-    sigma = float(np.clip(0.004 * longest, 1.0, 3.0))
-    margin = 1.4 * reach + 3 * sigma
-    window = _window(image, cx - margin, cy - margin, cx + margin, cy + margin, sigma)
-    if window.spread < 1e-3:
-        raise OutlineNotFound("The image is blank around the click: there is no boundary to follow.")
     sizes = np.geomspace(max(6.0, 0.02 * longest), reach, 14)
-    candidates = np.array(
+    return np.array(
         [
-            (cx + dx * size / math.sqrt(aspect), cy + dy * size * math.sqrt(aspect), size / math.sqrt(aspect), size * math.sqrt(aspect))
+            (
+                cx + dx * size / math.sqrt(aspect),
+                cy + dy * size * math.sqrt(aspect),
+                size / math.sqrt(aspect),
+                size * math.sqrt(aspect),
+                size,
+                aspect,
+                dx,
+                dy,
+            )
             for size in sizes
             for aspect in (0.55, 0.75, 1.0, 1.3)
             for dx in (-0.3, 0.0, 0.3)
             for dy in (-0.3, 0.0, 0.3)
         ]
     )
+
+
+def _click_window(image: np.ndarray, cx: float, cy: float) -> _Window:
+    longest = max(image.shape[:2])
+    sigma = float(np.clip(0.004 * longest, 1.0, 3.0))
+    margin = 1.4 * POINT_REACH * longest + 3 * sigma
+    return _window(image, cx - margin, cy - margin, cx + margin, cy + margin, sigma)
+
+
+def click_candidate_features(window: _Window, candidates: np.ndarray, longest: int) -> np.ndarray:
+    """What the image shows of each candidate ellipse (rows as candidates): the contrast across its rim
+    and between inside and outside, how even that contrast is around it, the texture inside and around,
+    how much of its ring runs off the scanned sector, its size, aspect and offset; the first eight also
+    standardised over the candidates of this click, as the choice is among them."""
     angles = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
 
     def rim(scale: float) -> np.ndarray:
@@ -377,23 +393,111 @@ def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal
         ys = candidates[:, 1:2] + candidates[:, 3:4] * scale * np.sin(angles) - window.top
         return ndimage.map_coordinates(window.smooth, [ys.ravel() - 0.5, xs.ravel() - 0.5], order=1, mode="nearest").reshape(xs.shape)
 
-    inside = np.concatenate([rim(scale) for scale in (0.3, 0.55, 0.8)], axis=1).mean(axis=1)
+    inside = np.concatenate([rim(scale) for scale in (0.3, 0.55, 0.8)], axis=1)
     ring = np.concatenate([rim(scale) for scale in (1.15, 1.3)], axis=1)
-    outside = ring.mean(axis=1)
-    # Outside the scanned sector the image is black: an ellipse whose rim runs there has no boundary
+    step = (rim(1.12) - rim(0.9)) / window.spread
+    region = (ring.mean(axis=1) - inside.mean(axis=1)) / window.spread
+    far = (rim(1.6).mean(axis=1) - ring[:, : len(angles)].mean(axis=1)) / window.spread
+    # Outside the scanned sector the image is black: an ellipse whose ring runs there has no boundary
     # of tissue to show, only the end of the picture.
     void = np.mean(ring < VOID_LEVEL * float(np.percentile(window.smooth, 99)), axis=1)
-    step = (rim(1.12) - rim(0.9)).mean(axis=1) / window.spread
-    region = (outside - inside) / window.spread
-    # Most lesions are darker than the tissue around them; a brighter one (iso- or hyperechoic) counts
-    # with a discount, so that it is found when nothing dark is there.
-    evidence = np.maximum(step + region, -POINT_BRIGHT * (step + region))
-    typical = POINT_TYPICAL * longest
-    size_prior = np.log(np.sqrt(candidates[:, 2] * candidates[:, 3]) / typical) ** 2
-    evidence = np.where(void > POINT_MAX_VOID, -np.inf, evidence)
-    best = int(np.argmax(evidence - POINT_SIZE_PRIOR * size_prior))
-    if evidence[best] < POINT_MIN_EVIDENCE:
+    log_size = np.log(candidates[:, 4] / (POINT_TYPICAL * longest))
+    log_aspect = np.log(candidates[:, 5])
+    mean_step = step.mean(axis=1)
+    evidence = mean_step + region
+    measured = np.column_stack(
+        [
+            mean_step,
+            np.percentile(step, 25, axis=1),
+            (step > 0).mean(axis=1),
+            region,
+            inside.std(axis=1) / window.spread,
+            ring.std(axis=1) / window.spread,
+            far,
+            void,
+        ]
+    )
+    standardised = (measured - measured.mean(axis=0)) / (measured.std(axis=0) + 1e-6)
+    return np.column_stack(
+        [
+            measured,
+            log_size,
+            log_aspect,
+            np.abs(candidates[:, 6]),
+            np.abs(candidates[:, 7]),
+            log_size**2,
+            log_aspect**2,
+            mean_step * region,
+            np.maximum(evidence, 0.0),
+            np.minimum(evidence, 0.0),
+            standardised,
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Forest:
+    """Regression trees as flat arrays (one row per node, trees one after another), evaluated with numpy:
+    a node sends a sample left when its feature is at most the threshold; a leaf is its own child on
+    both sides, so every sample walks ``depth`` steps and stays at its leaf once there."""
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray  # row of the left child
+    right: np.ndarray
+    value: np.ndarray  # leaf values (zero for inner nodes)
+    roots: np.ndarray
+    depth: int
+    baseline: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        # All trees at once, one level a step: (trees x samples) node rows.
+        samples = np.arange(len(features))[None, :]
+        node = np.repeat(self.roots[:, None], len(features), axis=1)
+        for _ in range(self.depth):
+            goes_left = features[samples, self.feature[node]] <= self.threshold[node]
+            node = np.where(goes_left, self.left[node], self.right[node])
+        return self.baseline + self.value[node].sum(axis=0)
+
+    def save(self, path) -> None:
+        np.savez_compressed(path, **{name: getattr(self, name) for name in self.__dataclass_fields__})
+
+    @classmethod
+    def load(cls, path) -> Forest:
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in ("feature", "threshold", "left", "right", "value", "roots")}
+            return cls(**arrays, depth=int(saved["depth"]), baseline=float(saved["baseline"]))
+
+
+# Which candidate ellipse around a click best matches the lesion is learned: trees fitted on the
+# development thyroid tracings predict each candidate's overlap with the traced outline from its
+# features (benchmarks/outline.py --fit writes this file; its README says on which cases and how well).
+CLICK_MODEL = Path(__file__).with_name("outline_click_model.npz")
+
+
+@functools.cache
+def _forest(path: Path) -> Forest:
+    return Forest.load(path)
+
+
+def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal:
+    """Find the lesion's extent first (the best of a few hundred ellipses around the click, as the
+    learned model ranks them by what the image shows of each), then outline it as inside a box."""
+    cx, cy = point
+    height, width = image.shape[:2]
+    longest = max(height, width)
+    window = _click_window(image, cx, cy)
+    if window.spread < 1e-3:
+        raise OutlineNotFound("The image is blank around the click: there is no boundary to follow.")
+    candidates = _click_candidates(cx, cy, longest)
+    features = click_candidate_features(window, candidates, longest)
+    # Columns 0, 3 and 7: mean step across the rim, inside/outside contrast, share of ring off the sector.
+    evidence = features[:, 0] + features[:, 3]
+    evidence = np.maximum(evidence, -POINT_BRIGHT * evidence)
+    in_sector = features[:, 7] <= POINT_MAX_VOID
+    if not in_sector.any() or evidence[in_sector].max() < POINT_MIN_EVIDENCE:
         raise OutlineNotFound("No lesion boundary was found around the click; try a box around the lesion.")
-    ex, ey, rx, ry = candidates[best]
+    predicted = np.where(in_sector, _forest(CLICK_MODEL).predict(features), -np.inf)
+    ex, ey, rx, ry = candidates[int(np.argmax(predicted)), :4]
     box = (max(ex - rx, 0.0), max(ey - ry, 0.0), min(ex + rx, float(width)), min(ey + ry, float(height)))
     return _propose_in_box(image, box, excluded, max_vertices)

@@ -40,7 +40,8 @@ from shapely.geometry import Point, Polygon  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from annotation.outline import OutlineNotFound, outline_propose  # noqa: E402
+import annotation.outline as outline_module  # noqa: E402
+from annotation.outline import Forest, OutlineNotFound, outline_propose  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/thyroid-us-dev")
 
@@ -49,6 +50,7 @@ DEFAULT_DATA = Path("/work/shared/data/thyroid-us-dev")
 class Traced:
     image: Path
     outline: Polygon
+    case: int
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -103,7 +105,7 @@ def traced_outlines(data: Path) -> tuple[list[Traced], dict[str, int]]:
                 if polygon.area < 100:
                     skip("smaller than 100 px2")
                     continue
-                found.append(Traced(image=image, outline=polygon))
+                found.append(Traced(image=image, outline=polygon, case=int(number) if number.isdigit() else 0))
     return found, skipped
 
 
@@ -189,6 +191,77 @@ def measure_quality(outlines: list[Traced], worst: int, artifacts: Path | None) 
     print(f"  overlays in {artifacts}")
 
 
+def in_half(traced: Traced, half: str) -> bool:
+    return half == "all" or (traced.case % 2 == 0) == (half == "even")
+
+
+def fit_click_model(outlines: list[Traced], target: Path, extra_clicks: int = 2) -> None:
+    """Fit the trees that rank candidate ellipses around a click: for every outline and every click (its
+    representative point, and a few more drawn anywhere well inside it, as annotators click where they
+    like), each candidate's features and its IoU with the tracing; the trees learn to predict that IoU."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    features, overlaps = [], []
+    angles = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+    for traced in outlines:
+        pixels = pixels_of(traced.image)
+        longest = max(pixels.shape[:2])
+        for x, y in [traced.point, *interior_points(traced, extra_clicks)]:
+            window = outline_module._click_window(pixels, x, y)
+            candidates = outline_module._click_candidates(x, y, longest)
+            features.append(outline_module.click_candidate_features(window, candidates, longest))
+            for cx, cy, rx, ry in candidates[:, :4]:
+                overlaps.append(iou(Polygon(np.c_[cx + rx * np.cos(angles), cy + ry * np.sin(angles)]), traced.outline))
+    model = HistGradientBoostingRegressor(
+        max_iter=200, learning_rate=0.05, max_leaf_nodes=31, max_depth=5, min_samples_leaf=100, random_state=0
+    )
+    model.fit(np.vstack(features), np.asarray(overlaps))
+    forest = forest_from(model)
+    check = np.vstack(features[:3])
+    assert np.allclose(forest.predict(check), model.predict(check), atol=1e-6)
+    forest.save(target)
+    print(f"click model fitted on {len(outlines)} outlines ({len(overlaps)} candidates), written to {target}")
+
+
+def interior_points(traced: Traced, count: int) -> list[tuple[float, float]]:
+    """Points drawn uniformly inside the outline, away from its edge (a seed per case: the same each run)."""
+    radius = math.sqrt(traced.outline.area / math.pi)
+    inner = traced.outline.buffer(-0.2 * radius)
+    if inner.is_empty:
+        return []
+    rng = np.random.default_rng(traced.case * 1000 + int(traced.outline.area))
+    x0, y0, x1, y1 = inner.bounds
+    points: list[tuple[float, float]] = []
+    for _ in range(200 * count):
+        if len(points) == count:
+            break
+        x, y = rng.uniform(x0, x1), rng.uniform(y0, y1)
+        if inner.contains(Point(x, y)):
+            points.append((x, y))
+    return points
+
+
+def forest_from(model) -> Forest:
+    """scikit-learn's fitted gradient-boosted trees as flat arrays, so that proposing needs neither
+    scikit-learn nor pickle."""
+    parts = {name: [] for name in ("feature", "threshold", "left", "right", "value")}
+    roots, offset = [], 0
+    for (tree,) in model._predictors:
+        nodes = tree.nodes
+        leaf = nodes["is_leaf"].astype(bool)
+        rows = np.arange(len(nodes)) + offset
+        roots.append(offset)
+        parts["feature"].append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int32))
+        parts["threshold"].append(np.where(leaf, np.inf, nodes["num_threshold"]))
+        parts["left"].append(np.where(leaf, rows, nodes["left"].astype(np.int64) + offset))
+        parts["right"].append(np.where(leaf, rows, nodes["right"].astype(np.int64) + offset))
+        parts["value"].append(np.where(leaf, nodes["value"], 0.0))
+        offset += len(nodes)
+    arrays = {name: np.concatenate(values) for name, values in parts.items()}
+    depth = int(max(tree[0].nodes["depth"].max() for tree in model._predictors))
+    return Forest(**arrays, roots=np.asarray(roots), depth=depth, baseline=float(np.ravel(model._baseline_prediction)[0]))
+
+
 def measure_time(outlines: list[Traced], count: int) -> None:
     width, height = 800, 600
     chosen = outlines[:: max(len(outlines) // count, 1)][:count]
@@ -236,13 +309,25 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts" / "outline")
     parser.add_argument("--no-artifacts", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="only the first N outlines (quick runs)")
+    parser.add_argument("--half", choices=("all", "even", "odd"), default="all", help="only the outlines of even or odd case numbers")
+    parser.add_argument(
+        "--click-model", type=Path, default=outline_module.CLICK_MODEL, help="trees that rank the candidates around a click"
+    )
+    parser.add_argument(
+        "--fit", action="store_true", help="fit the click model on the chosen outlines and write it to --click-model, then stop"
+    )
     args = parser.parse_args()
+    outline_module.CLICK_MODEL = args.click_model
     if not (args.data / "xml").is_dir():
         sys.exit(f"No data set at {args.data} (expects xml/ and images/).")
     outlines, skipped = traced_outlines(args.data)
+    outlines = [traced for traced in outlines if in_half(traced, args.half)]
     if args.limit:
         outlines = outlines[: args.limit]
-    print(f"{len(outlines)} traced outlines; skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    print(f"{len(outlines)} traced outlines ({args.half} cases); skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    if args.fit:
+        fit_click_model(outlines, args.click_model)
+        return
     measure_quality(outlines, args.worst, None if args.no_artifacts else args.artifacts)
     measure_time(outlines, args.timed)
 
