@@ -9,9 +9,11 @@ Promises:
   sentences), and every output is written as it goes. COCO JSON is written by hand: its images and
   annotations go to two part files that are joined at the end, so memory stays flat however large the
   dataset is. Only the category list (lesion labels) is held in memory.
-- One definition of each record: the ``*_record`` functions give each JSON record as the object that
-  orjson writes; JSON already stored (geometry, bbox, attributes) is copied in as text
-  (``orjson.Fragment``), never decoded and encoded again. The same writers run on every database.
+- One definition of each record: every COCO and JSONL record is one list of fields (see "records"),
+  from which both the Python writers (orjson; JSON already stored, such as geometry, bbox and
+  attributes, copied in as text with ``orjson.Fragment``) and, on PostgreSQL, the SQL that builds the
+  same records for COPY are made. Report sentences and their links are read through
+  ``alignment.selectors.sentences_for_export`` on both paths.
 - No source paths: image files are named ``images/<accession>/<position>.<ext>`` unless ``keep_names``
   (source file names often carry a patient's name).
 - CSV cells that a spreadsheet would run as a formula are neutralised (``csv_cell``), and lexicon
@@ -312,7 +314,7 @@ def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool,
     """Yield lists of studies, each with ``images`` (each with ``regions``) and, when asked, the
     ``sentences`` of its current report. Keyset pagination on the study id: every query is an index
     range scan, so the thousandth chunk costs what the first did. Regions come as named tuples of
-    ``REGION_FIELDS`` (a dict a row cost more than the rest of a record). With ``raw_json`` their
+    ``REGION_FIELDS``, cheaper to make than a dict a row. With ``raw_json`` their
     geometry, attributes and bbox come as JSON text (``geometry_text``...) instead, for formats that copy
     them into their output: decoding and re-encoding them was most of an export's time."""
     image_filter, region_filter = _image_filter(options.status), _region_filter(options.status)
@@ -330,16 +332,17 @@ def _study_chunks(*, dataset: Dataset, options: ExportOptions, sentences: bool,
         by_study = {study["id"]: study for study in studies}
         for study in studies:
             study["images"] = []
-        images = list(Image.objects.filter(image_filter, study_id__in=list(by_study)).order_by(
-            "study_id", "position", "id").values(*IMAGE_FIELDS))
+        # Images and regions by the chunk's range of studies: an index range, not hundreds of ids to send.
+        images = list(Image.objects.filter(image_filter, study__dataset=dataset, study_id__gte=studies[0]["id"],
+                                           study_id__lte=last).order_by("study_id", "position", "id")
+                      .values(*IMAGE_FIELDS))
         by_image = {}
         for image in images:
             image["regions"] = []
             by_image[image["id"]] = image
             by_study[image["study_id"]]["images"].append(image)
         if by_image:
-            # By the chunk's range of studies (an index range, not thousands of ids to send); regions of
-            # images the status filter left out are skipped here.
+            # Regions of images the status filter left out are skipped here.
             for region in regions.filter(image__study_id__gte=studies[0]["id"], image__study_id__lte=last):
                 image = by_image.get(region.image_id)
                 if image is not None:

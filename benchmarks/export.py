@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/sonoalign CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
         .venv/bin/python benchmarks/export.py --images 10000 [--images 100000 --images 364000] [--import-images 300] \\
-        [--repeat 3]
+        [--repeat 3] [--python-writers]
 
 For each scale it builds a throw-away database (``<name>_bench``, dropped at the end) holding that many
 images with about three polygon regions each, then measures:
@@ -10,7 +10,9 @@ images with about three polygon regions each, then measures:
 - the floor: PostgreSQL ``COPY (SELECT ...) TO STDOUT`` of the same image, study, report and region rows,
   read to the end by the client;
 - ``coco`` and ``jsonl`` exports (status all) to a temporary folder, each in a forked child whose peak
-  resident memory (VmHWM, reset just before the export) is reported, so one run cannot inflate another.
+  resident memory (VmHWM, reset just before the export) is reported, so one run cannot inflate another;
+  with ``--python-writers`` also the same exports by the Python writers (``database_records=False``, the
+  path of SQLite and of the other formats), to see what building records in the database gains.
 
 With ``--repeat N`` the floor and both exports are measured N times in turn, each ratio against the floor
 measured just before it, and the medians are reported: on a shared machine a single run says little.
@@ -129,7 +131,7 @@ def _copy_floor(dataset) -> float:
     return time.perf_counter() - started
 
 
-def _export_in_child(dataset_id: int, fmt: str, out: Path) -> dict:
+def _export_in_child(dataset_id: int, fmt: str, out: Path, database_records: bool = True) -> dict:
     """Fork: the child resets its peak-RSS mark, exports, and reports seconds and peak MiB."""
     from django.db import connections
 
@@ -146,7 +148,8 @@ def _export_in_child(dataset_id: int, fmt: str, out: Path) -> dict:
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
             before = _status_kib("VmRSS")
             started = time.perf_counter()
-            export_run(dataset=dataset, out=out, options=ExportOptions(format=fmt, status="all"))
+            export_run(dataset=dataset, out=out, options=ExportOptions(format=fmt, status="all",
+                                                                       database_records=database_records))
             seconds = time.perf_counter() - started
             result = {"seconds": seconds, "peak_mib": (_status_kib("VmHWM") - before) / 1024,
                       "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())}
@@ -168,7 +171,7 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def bench_export(scale: int, work: Path, repeat: int = 1) -> dict:
+def bench_export(scale: int, work: Path, repeat: int = 1, python_writers: bool = False) -> dict:
     from annotation import services
 
     dataset = services.dataset_create(name=f"bench-{scale}")
@@ -181,15 +184,18 @@ def bench_export(scale: int, work: Path, repeat: int = 1) -> dict:
         cursor.execute("ANALYZE")
     floors: list[float] = []
     runs: dict[str, list[dict]] = {"coco": [], "jsonl": []}
+    if python_writers:
+        runs |= {"coco_python": [], "jsonl_python": []}
     for attempt in range(repeat):
-        for fmt in runs:
+        for name in runs:
+            fmt = name.removesuffix("_python")
             floor = min(_copy_floor(dataset) for _ in range(2))
             floors.append(floor)
-            out = work / f"{fmt}-{scale}-{attempt}"
-            measured = _export_in_child(dataset.pk, fmt, out)
+            out = work / f"{name}-{scale}-{attempt}"
+            measured = _export_in_child(dataset.pk, fmt, out, database_records=fmt == name)
             if "error" in measured:
                 raise RuntimeError(measured["error"])
-            runs[fmt].append({**measured, "ratio": measured["seconds"] / floor})
+            runs[name].append({**measured, "ratio": measured["seconds"] / floor})
             shutil.rmtree(out, ignore_errors=True)
     result = {"images": scale, "build_s": round(built, 1), "copy_floor_s": round(statistics.median(floors), 2),
               "repeat": repeat}
@@ -265,6 +271,8 @@ def main() -> None:
     parser.add_argument("--import-images", type=int, default=300, help="images for the import rate (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     parser.add_argument("--repeat", type=int, default=1, help="measure floor and exports this many times (medians)")
+    parser.add_argument("--python-writers", action="store_true",
+                        help="also measure coco and jsonl written by the Python writers")
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgres"):
@@ -274,7 +282,8 @@ def main() -> None:
         media = str(work / "media")
         _setup(base, media)
         try:
-            results = {"export": [bench_export(scale, work, args.repeat) for scale in (args.images or [10_000])]}
+            results = {"export": [bench_export(scale, work, args.repeat, args.python_writers)
+                                  for scale in (args.images or [10_000])]}
             if args.import_images:
                 results["import"] = bench_import(args.import_images, work, media)
         finally:
