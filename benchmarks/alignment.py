@@ -62,12 +62,13 @@ def overlap(a0, a1, b0, b1) -> int:
     return max(0, min(a1, b1) - max(a0, b0))
 
 
-def quality(dataset, reader_disagreements=()) -> dict:
+def quality(dataset, reader_disagreements=(), language: str = "all") -> dict:
     """Links and disagreements against the recorded truth. A planted disagreement is recalled when one
     of its kind is about its lesion (one of the lesion's regions, or a sentence describing it); a
     disagreement found is true when it is about a planted one of its kind, or about a lesion whose
     second reading the seeder changed (reader vs reader, and the report or the assessment against
-    that changed reading)."""
+    that changed reading). ``language`` ("en", "zh") scores only the studies whose report is in it.
+    Studies planted as a whole (``truth["scenario"]``) are also counted apart, per kind."""
     truth_links, predicted_links = set(), set()
     planted, recalled = defaultdict(int), defaultdict(int)
     found_by_kind, true_by_kind = defaultdict(int), defaultdict(int)
@@ -77,8 +78,15 @@ def quality(dataset, reader_disagreements=()) -> dict:
     for item in reader_disagreements:
         changed_readings[item["study"], item["lesion"]].append(item)
     studies = Study.objects.filter(dataset=dataset).order_by("id")
+    scenario_planted: dict[tuple, int] = defaultdict(int)
+    scenario_recalled: dict[tuple, int] = defaultdict(int)
+    accessions = set()
     for study in studies.iterator(chunk_size=200):
         truth = study.metadata["truth"]
+        if language != "all" and truth["language"] != language:
+            continue
+        accessions.add(study.accession)
+        scenario = truth.get("scenario", "")
         drawn = {lesion["key"] for image in truth["images"] for lesion in image["lesions"]}
         for index, sentence in enumerate(truth["sentences"]):
             for key in sentence["lesion_keys"]:
@@ -104,8 +112,11 @@ def quality(dataset, reader_disagreements=()) -> dict:
 
         for item in truth["disagreements"]:
             planted[item["kind"]] += 1
-            if any(d.kind == item["kind"] and about(d, item["lesion_key"]) for d in found):
-                recalled[item["kind"]] += 1
+            hit = any(d.kind == item["kind"] and about(d, item["lesion_key"]) for d in found)
+            recalled[item["kind"]] += hit
+            if scenario:
+                scenario_planted[scenario, item["kind"]] += 1
+                scenario_recalled[scenario, item["kind"]] += hit
         for d in found:
             found_by_kind[d.kind] += 1
             if d.kind == "reader_vs_reader":
@@ -126,7 +137,8 @@ def quality(dataset, reader_disagreements=()) -> dict:
                 false_examples[d.kind].append((study.accession, d.attribute, d.values))
     return {"truth_links": truth_links, "predicted_links": predicted_links, "planted": planted,
             "recalled": recalled, "found": found_by_kind, "true": true_by_kind, "false_examples": false_examples,
-            "link_text": link_text}
+            "link_text": link_text, "scenario_planted": scenario_planted, "scenario_recalled": scenario_recalled,
+            "accessions": accessions}
 
 
 def reader_changes(dataset) -> list[dict]:
@@ -153,8 +165,10 @@ def reader_changes(dataset) -> list[dict]:
     return changes
 
 
-def reader_recall(dataset, reader_disagreements) -> tuple[int, int]:
+def reader_recall(dataset, reader_disagreements, accessions=None) -> tuple[int, int]:
     hits = 0
+    if accessions is not None:
+        reader_disagreements = [item for item in reader_disagreements if item["study"] in accessions]
     for item in reader_disagreements:
         found = Disagreement.objects.filter(dataset=dataset, kind="reader_vs_reader", study__accession=item["study"],
                                             regions__lesion_key=item["lesion"])
@@ -164,6 +178,39 @@ def reader_recall(dataset, reader_disagreements) -> tuple[int, int]:
     return hits, len(reader_disagreements)
 
 
+def quality_print(dataset, changed: list[dict], language: str, args) -> None:
+    """Print links and per-kind precision and recall for the studies in ``language``."""
+    q = quality(dataset, changed, language)
+    print(f"-- reports: {language} ({len(q['accessions'])} studies)")
+    tp = len(q["truth_links"] & q["predicted_links"])
+    precision = tp / len(q["predicted_links"]) if q["predicted_links"] else 0.0
+    recall = tp / len(q["truth_links"]) if q["truth_links"] else 0.0
+    print(f"sentence→region links: precision {precision:.3f}  recall {recall:.3f}  "
+          f"(truth {len(q['truth_links'])}, predicted {len(q['predicted_links'])})")
+    if args.show_missed:
+        for label, links in (("missed", q["truth_links"] - q["predicted_links"]),
+                             ("extra", q["predicted_links"] - q["truth_links"])):
+            for link in sorted(links):
+                accession, text, key, linked = q["link_text"][link]
+                print(f"    {label} link {accession} {key}: {text!r}" + (f" (linked {linked!r})" if linked else ""))
+    hits, reader_planted = reader_recall(dataset, changed, q["accessions"])
+    q["planted"]["reader_vs_reader"], q["recalled"]["reader_vs_reader"] = reader_planted, hits
+
+    def ratio(part: int, whole: int) -> str:
+        return f"{part / whole:.3f} ({part}/{whole})" if whole else "  —  (0/0)"
+
+    print(f"  {'disagreements':<26} {'precision':<18} recall")
+    for kind in sorted(set(q["planted"]) | set(q["found"])):
+        print(f"  {kind:<26} {ratio(q['true'][kind], q['found'][kind]):<18} "
+              f"{ratio(q['recalled'][kind], q['planted'][kind])}")
+    for (scenario, kind), count in sorted(q["scenario_planted"].items()):
+        print(f"  recall in {scenario} studies, {kind}: {ratio(q['scenario_recalled'][scenario, kind], count)}")
+    if args.show_false:
+        for kind, examples in sorted(q["false_examples"].items()):
+            for example in examples:
+                print(f"    false {kind}: {example}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, default=300)
@@ -171,6 +218,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="also time dataset_align on N worker processes")
     parser.add_argument("--reuse", action="store_true", help="reuse the seeded dataset of an earlier run")
     parser.add_argument("--show-false", action="store_true", help="print a few disagreements no truth explains")
+    parser.add_argument("--language", choices=("all", "en", "zh", "each"), default="all",
+                        help="score the studies whose report is in one language ('each': all, English, Chinese)")
     parser.add_argument("--show-missed", action="store_true",
                         help="print the links missed and the links no truth holds, with their sentences")
     args = parser.parse_args()
@@ -210,32 +259,8 @@ def main() -> None:
 
     if args.workers == 0:
         changed = result.reader_disagreements or reader_changes(result.dataset)
-        q = quality(result.dataset, changed)
-        tp = len(q["truth_links"] & q["predicted_links"])
-        precision = tp / len(q["predicted_links"]) if q["predicted_links"] else 0.0
-        recall = tp / len(q["truth_links"]) if q["truth_links"] else 0.0
-        print(f"sentence→region links: precision {precision:.3f}  recall {recall:.3f}  "
-              f"(truth {len(q['truth_links'])}, predicted {len(q['predicted_links'])})")
-        if args.show_missed:
-            for label, links in (("missed", q["truth_links"] - q["predicted_links"]),
-                                 ("extra", q["predicted_links"] - q["truth_links"])):
-                for link in sorted(links):
-                    accession, text, key, linked = q["link_text"][link]
-                    print(f"    {label} link {accession} {key}: {text!r}" + (f" (linked {linked!r})" if linked else ""))
-        hits, reader_planted = reader_recall(result.dataset, changed)
-        q["planted"]["reader_vs_reader"], q["recalled"]["reader_vs_reader"] = reader_planted, hits
-
-        def ratio(part: int, whole: int) -> str:
-            return f"{part / whole:.3f} ({part}/{whole})" if whole else "  —  (0/0)"
-
-        print(f"  {'disagreements':<26} {'precision':<18} recall")
-        for kind in sorted(set(q["planted"]) | set(q["found"])):
-            print(f"  {kind:<26} {ratio(q['true'][kind], q['found'][kind]):<18} "
-                  f"{ratio(q['recalled'][kind], q['planted'][kind])}")
-        if args.show_false:
-            for kind, examples in sorted(q["false_examples"].items()):
-                for example in examples:
-                    print(f"    false {kind}: {example}")
+        for language in (("all", "en", "zh") if args.language == "each" else (args.language,)):
+            quality_print(result.dataset, changed, language, args)
         return
 
     StudyAlignmentState.objects.filter(study__dataset=result.dataset).delete()

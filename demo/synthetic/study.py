@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
+from dataclasses import replace
 
 from .report import ReportLesion, report_write
 from .scene import (
+    SIDE_ABBREV,
+    VIEW_ABBREV,
     LesionEntity,
     lesion_entity,
     pooled_lesion_entity,
@@ -58,6 +62,12 @@ _SWAPS = {
         "normal_regular_vascularity": ["no_vascularity", "increased_vascularity"],
     },
 }
+# Studies planted as a whole, each instead of the ordinary planted disagreement: the readers drew nothing
+# although the report describes lesions ("empty_reading": each reported lesion is reported_not_annotated),
+# or the lesion drawn lies where its image's body marker contradicts the report's place for it, the axilla
+# against a clock position or the isthmus against a lobe ("location_veto": the report's lesion is
+# reported_not_annotated and the region annotated_not_reported, with no link between them).
+SCENARIO_RATES = {"empty_reading": 0.02, "location_veto": 0.02}
 _WRONG_BIRADS = {"1": "4B", "2": "4B", "3": "4C", "4A": "2", "4B": "2", "4C": "3", "5": "3"}
 _WRONG_TIRADS = {"TR1": "TR4", "TR2": "TR5", "TR3": "TR5", "TR4": "TR2", "TR5": "TR2"}
 _EPOCH = dt.date(2023, 1, 1)
@@ -95,6 +105,18 @@ def _lesion_truth(key: str, entity: LesionEntity, view_slot: int | None) -> Lesi
     )
 
 
+def _elsewhere(drawn: LesionTruth, view: str, key: str) -> tuple[LesionTruth, str]:
+    """The lesion ``drawn`` moved where the report does not place it, under ``key``, and its image's body
+    marker: a breast lesion into the axilla of the same side, a thyroid nodule into the isthmus."""
+    side = SIDE_ABBREV[drawn.laterality]
+    if drawn.clock is not None:
+        marker, site = f"{side} AXILLA {VIEW_ABBREV[view]}", ["axilla"]
+    else:
+        marker, site = f"THY {VIEW_ABBREV[view]} ISTH", ["isthmus"]
+    moved = replace(drawn, key=key, clock=None, distance_from_nipple_cm=None, site=site)
+    return moved, marker
+
+
 def study_plan(
     seed: int,
     index: int,
@@ -115,6 +137,12 @@ def study_plan(
     """
     if language not in (None, "en", "zh"):
         raise ValueError(f"language must be 'en', 'zh' or None, not {language!r}")
+    # A stream of its own, so that adding the scenarios left every other study as it was.
+    roll = random.Random(f"{seed}:scenario:{index}").random()
+    scenario = next(
+        (name for name, edge in zip(SCENARIO_RATES, itertools.accumulate(SCENARIO_RATES.values())) if roll < edge),
+        "",
+    )
     rng = random.Random(f"{seed}:study:{index}")
     drawn_language = "zh" if rng.random() < zh_share else "en"
     language = language or drawn_language
@@ -127,6 +155,8 @@ def study_plan(
         if rng.random() < disagreement_rate
         else None
     )
+    if scenario:
+        planted = None
 
     ids = _entity_ids(rng, index, n_lesions + 1, image_pool, "-")
     make_entity = pooled_lesion_entity if image_pool else lesion_entity
@@ -146,6 +176,12 @@ def study_plan(
     ]
     for _ in range(n_images - len(slots)):
         slots.insert(rng.randint(0, len(slots)), None)
+    if scenario == "empty_reading":
+        slots = [None] * len(slots)  # the lesions are not on the images the study holds
+    # The lesion drawn where its body marker contradicts the report: another lesion for the truth.
+    elsewhere = (
+        random.Random(f"{seed}:elsewhere:{index}").randrange(n_lesions) if scenario == "location_veto" else None
+    )
     sides = [entity.laterality for entity in entities]
     survey_ids = _entity_ids(rng, index, n_images, image_pool, "-s")
     images: list[ImageTruth] = []
@@ -171,6 +207,11 @@ def study_plan(
             continue
         key, entity, slot = item
         view = entity.views[slot]
+        drawn = _lesion_truth(key, entity, slot)
+        marker, render_key = view.body_marker, view.render_key
+        if elsewhere is not None and key == keys[elsewhere]:
+            drawn, marker = _elsewhere(drawn, view.view, f"L{n_lesions + 1}")
+            render_key = f"{render_key}:elsewhere"
         images.append(
             ImageTruth(
                 index=number,
@@ -179,9 +220,9 @@ def study_plan(
                 pixel_spacing_mm=view.spacing,
                 laterality=entity.laterality,
                 view=view.view,
-                body_marker=view.body_marker,
-                lesions=[_lesion_truth(key, entity, slot)],
-                render_key=view.render_key,
+                body_marker=marker,
+                lesions=[drawn],
+                render_key=render_key,
                 body_part=body_part,
                 probe=view.probe,
             )
@@ -252,6 +293,15 @@ def study_plan(
         reported.insert(rng.randint(0, len(reported)), ghost)
         unannotated.append(_lesion_truth(key, extra, None))
         disagreements.append(PlantedDisagreement(planted, key, None, None, None))
+    elif scenario == "empty_reading":
+        for lesion, entity in zip(reported, entities, strict=True):
+            unannotated.append(_lesion_truth(lesion.key, entity, None))
+            disagreements.append(PlantedDisagreement("reported_not_annotated", lesion.key, None, None, None))
+    elif scenario == "location_veto":
+        target = reported[elsewhere]
+        unannotated.append(_lesion_truth(target.key, entities[elsewhere], None))
+        disagreements.append(PlantedDisagreement("reported_not_annotated", target.key, None, None, None))
+        disagreements.append(PlantedDisagreement("annotated_not_reported", f"L{n_lesions + 1}", None, None, None))
     if len(reported) == 2 and rng.random() < 0.3:
         reported.reverse()
 
@@ -263,6 +313,7 @@ def study_plan(
             key=len,
         )
     return StudyTruth(
+        scenario=scenario,
         accession=f"SYN{seed}-{index:07d}",
         patient=f"SYNP{seed}-{index // 2:07d}",
         exam_date=exam_date,

@@ -218,6 +218,7 @@ class StudyTruth:
     unannotated: list[LesionTruth] = field(default_factory=list)
     seed: int = 0
     index: int = 0
+    scenario: str = ""  # "", or a study planted as a whole: "empty_reading", "location_veto" (see study_plan)
 
     def lesion_keys(self) -> list[str]:
         """Keys of the lesions drawn on at least one image, in first-seen order."""
@@ -242,4 +243,5 @@ class StudyTruth:
             "unannotated": [lesion.to_dict() for lesion in self.unannotated],
             "seed": self.seed,
             "index": self.index,
+            "scenario": self.scenario,
         }

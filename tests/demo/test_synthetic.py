@@ -448,8 +448,10 @@ def test_planted_disagreements_are_really_in_the_text(plans):
                 )
             elif item.kind == "reported_not_annotated":
                 assert item.lesion_key not in drawn_keys and about
-                assert [lesion.key for lesion in plan.unannotated] == [item.lesion_key]
-                assert plan.unannotated[0].geometry == {} and plan.unannotated[0].shape == "none"
+                ghost = next(lesion for lesion in plan.unannotated if lesion.key == item.lesion_key)
+                assert ghost.geometry == {} and ghost.shape == "none"
+                if not plan.scenario:
+                    assert [lesion.key for lesion in plan.unannotated] == [item.lesion_key]
             elif item.kind == "annotated_not_reported":
                 assert item.lesion_key in drawn_keys and not about
             elif item.kind == "assessment_inconsistent":
@@ -520,3 +522,42 @@ def test_ground_truth_round_trips_through_json(plans):
     for plan in plans[:200]:
         stored = plan.to_dict()
         assert json.loads(json.dumps(stored, ensure_ascii=False)) == stored
+
+
+# --- studies planted as a whole ------------------------------------------------------------------------
+def _scenario_plans(scenario: str, count: int = 8) -> list[StudyTruth]:
+    found = []
+    for index in range(3000):
+        plan = study_plan(SEED, index)
+        if plan.scenario == scenario:
+            found.append(plan)
+            if len(found) == count:
+                return found
+    raise AssertionError(f"no {scenario} study in 3,000")
+
+
+def test_an_empty_reading_draws_nothing_and_reports_every_lesion_missing():
+    for plan in _scenario_plans("empty_reading"):
+        assert not plan.lesion_keys() and plan.images
+        described = {key for sentence in plan.sentences for key in sentence.lesion_keys}
+        assert described == {lesion.key for lesion in plan.unannotated}
+        assert sorted((d.kind, d.lesion_key) for d in plan.disagreements) == sorted(
+            ("reported_not_annotated", key) for key in described)
+        assert study_plan(SEED, plan.index) == plan
+
+
+def test_a_location_veto_draws_the_lesion_where_its_body_marker_contradicts_the_report():
+    for plan in _scenario_plans("location_veto"):
+        kinds = {d.kind: d.lesion_key for d in plan.disagreements}
+        assert set(kinds) == {"reported_not_annotated", "annotated_not_reported"}
+        moved, reported = kinds["annotated_not_reported"], kinds["reported_not_annotated"]
+        markers = [image.body_marker for image in plan.images if any(lesion.key == moved for lesion in image.lesions)]
+        assert markers and all(("AXILLA" in m) if plan.body_part == "breast" else m.endswith("ISTH") for m in markers)
+        assert not any(moved in sentence.lesion_keys for sentence in plan.sentences)
+        assert any(reported in sentence.lesion_keys for sentence in plan.sentences)
+        assert reported not in plan.lesion_keys()
+        ghost = next(lesion for lesion in plan.unannotated if lesion.key == reported)
+        drawn = next(lesion for image in plan.images for lesion in image.lesions if lesion.key == moved)
+        # a lookalike: the same side and attributes, only the place differs
+        assert (drawn.attributes, drawn.laterality) == (ghost.attributes, ghost.laterality)
+        assert study_plan(SEED, plan.index) == plan
