@@ -10,6 +10,8 @@ Prints, in one run:
 - per disagreement kind, precision (the share of the disagreements found that are about a planted
   one, or about a reading the seeder changed) next to recall (the share of planted ones found):
   report/image kinds from the generator, reader-vs-reader ones from the seeder;
+- the same per kind for the studies planted as a whole (an empty reading, a location veto);
+- with --language en|zh|each, the same for the studies whose report is in that language;
 - the share of in-process alignment time spent parsing, matching and in the database;
 - with --workers N (needs PostgreSQL and a broker): studies/s of dataset_align on N worker processes.
 """

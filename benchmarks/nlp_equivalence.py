@@ -57,20 +57,34 @@ def input_sets(generated: bool = True) -> dict[str, tuple[str, list[str]]]:
     return sets
 
 
-def digests(dump: Path | None = None, generated: bool = True) -> dict[str, str]:
-    """``{"<input set>/<lexicon>": "<number of texts>:<sha256 of the to_dict() JSON Lines>"}``."""
+def outputs(generated: bool = True) -> dict[str, tuple[list[str], list[str]]]:
+    """``{"<input set>/<lexicon>": (texts, to_dict() JSON of each)}``."""
     from alignment.nlp import parse_reports
 
-    out: dict[str, str] = {}
+    out: dict[str, tuple[list[str], list[str]]] = {}
     for name, (language, texts) in input_sets(generated).items():
         for lexicon in LEXICONS:
             reports = parse_reports(texts, language=language, lexicon=lexicon)
-            lines = [json.dumps(r.to_dict(), ensure_ascii=False, sort_keys=True) for r in reports]
-            blob = "\n".join(lines).encode("utf-8")
-            out[f"{name}/{lexicon}"] = f"{len(texts)}:{hashlib.sha256(blob).hexdigest()}"
-            if dump is not None:
-                dump.mkdir(parents=True, exist_ok=True)
-                (dump / f"{name}.{lexicon}.jsonl").write_bytes(blob + b"\n")
+            out[f"{name}/{lexicon}"] = (texts, [json.dumps(r.to_dict(), ensure_ascii=False, sort_keys=True)
+                                                for r in reports])
+    return out
+
+
+def report_digests(lines: list[str]) -> str:
+    """One short digest per report, space-separated: enough to name the reports whose output changed."""
+    return " ".join(hashlib.sha256(line.encode("utf-8")).hexdigest()[:8] for line in lines)
+
+
+def digests(dump: Path | None = None, generated: bool = True,
+            found: dict[str, tuple[list[str], list[str]]] | None = None) -> dict[str, str]:
+    """``{"<input set>/<lexicon>": "<number of texts>:<sha256 of the to_dict() JSON Lines>"}``."""
+    out: dict[str, str] = {}
+    for key, (texts, lines) in (found if found is not None else outputs(generated)).items():
+        blob = "\n".join(lines).encode("utf-8")
+        out[key] = f"{len(texts)}:{hashlib.sha256(blob).hexdigest()}"
+        if dump is not None:
+            dump.mkdir(parents=True, exist_ok=True)
+            (dump / f"{key.replace('/', '.')}.jsonl").write_bytes(blob + b"\n")
     return out
 
 
@@ -81,9 +95,13 @@ def main() -> int:
     args = ap.parse_args()
     from alignment.nlp import PIPELINE_VERSION
 
-    current = digests(args.dump)
+    found = outputs()
+    current = digests(args.dump, found=found)
     if args.write:
-        record = {"pipeline_version": PIPELINE_VERSION, "digests": current}
+        # per report only for the quick sets the test suite checks, so that it can name what changed
+        quick = [key for key in found if not key.startswith("generated")]
+        record = {"pipeline_version": PIPELINE_VERSION, "digests": current,
+                  "reports": {key: report_digests(found[key][1]) for key in sorted(quick)}}
         REFERENCE.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         print(f"wrote {len(current)} digests to {REFERENCE.relative_to(ROOT)}")
         return 0
