@@ -14,16 +14,15 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation import selectors as annotation_selectors
 from annotation.models import Report
 from annotation.permissions import ADMIN_ROLES, REVIEW_ROLES, may_review
+from annotation.request_input import id_or_none
 
 from . import selectors, services
 from .models import Sentence
 
 
 def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    # Bounded: an id past 64 bits would overflow the database driver.
+    return id_or_none(value)
 
 
 def _report_panel(request, image, region_id: int | None):

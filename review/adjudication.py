@@ -31,6 +31,7 @@ from alignment.models import Alignment, Disagreement
 from annotation import permissions, services
 from annotation.lexicons import term_label
 from annotation.models import Assignment, Dataset, Image, Membership, Region
+from annotation.request_input import id_or_none
 from annotation.selectors import dataset_roles
 
 from . import metrics
@@ -97,8 +98,8 @@ class ReviewFilters:
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> ReviewFilters:
         def number(name: str) -> int | None:
-            text = (query.get(name) or "").strip()
-            return int(text) if text.isdigit() else None
+            # Not str.isdigit(): it accepts "²"; and an id past 64 bits would overflow the driver.
+            return id_or_none(query.get(name))
 
         kinds = Disagreement.Kind.values
         kind = query.get("kind") or ""

@@ -8,7 +8,6 @@ the plain forms and links work without JavaScript.
 from __future__ import annotations
 
 import csv
-import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -17,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -27,6 +27,7 @@ from annotation import selectors
 from annotation.geometry import geometry_polygon_points
 from annotation.lexicons import term_code, term_label
 from annotation.models import Dataset
+from annotation.request_input import IdFormField, json_loads_bounded
 
 from . import adjudication
 from .models import AdjudicationDecision
@@ -149,7 +150,7 @@ def review_queue(request):
 def _decision_input(request) -> dict:
     geometry = request.POST.get("geometry") or ""
     try:
-        geometry = json.loads(geometry) if geometry else None
+        geometry = json_loads_bounded(geometry) if geometry else None
     except ValueError:
         raise ValidationError({"geometry": _("The outline could not be read; draw it again.")})
     value = request.POST.getlist("value")
@@ -171,8 +172,9 @@ def disagreement_resolve(request, disagreement_id: int):
     try:
         fields = _decision_input(request)
         image = None
-        if request.POST.get("image"):
-            image = selectors.image_get_for_user(user=request.user, image_id=int(request.POST["image"]))
+        image_id = IdFormField().clean(request.POST.get("image"))
+        if image_id is not None:
+            image = selectors.image_get_for_user(user=request.user, image_id=image_id)
         adjudication.disagreement_resolve(disagreement=disagreement, actor=request.user, image=image, **fields)
     except (ValidationError, ValueError) as problem:
         error = "; ".join(getattr(problem, "messages", [str(problem)]))
@@ -279,7 +281,16 @@ def image_confirm(request, image_id: int):
         messages.success(request, _("Image confirmed."))
     except ValidationError as problem:
         messages.error(request, "; ".join(problem.messages))
-    return redirect(request.POST.get("next") or reverse("review:queue"))
+    return redirect(_local_url(request, request.POST.get("next")) or reverse("review:queue"))
+
+
+def _local_url(request, url: str | None) -> str | None:
+    """``url`` if it stays on this site (a form's ``next``), else ``None``: a crafted link must not send
+    a signed-in reviewer on to another site."""
+    if url and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()},
+                                               require_https=request.is_secure()):
+        return url
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- dashboard
