@@ -91,6 +91,9 @@ RULES: dict[str, dict[str, dict[str, int]]] = {
     "batches:import-job": {"GET": row(302, 404, 403, 403, 403, 200)},
     "batches:export-job": {"GET": row(302, 404, 403, 403, 403, 200)},
     "batches:export-download": {"GET": row(302, 404, 403, 403, 403, 404)},
+    "batches:export-preview": {"GET": row(302, 404, 403, 403, 403, 200)},
+    "batches:import-report-csv": {"GET": row(302, 404, 403, 403, 403, 200)},
+    "batches:import-failed-lines": {"GET": row(302, 404, 403, 403, 403, 404)},  # the job has no failed line
     "review:queue": {"GET": row(302, 403, 403, 403, 200, 200)},
     "review:disagreement": {"GET": row(302, 404, 403, 403, 200, 200)},
     "review:resolve": {"POST": row(302, 404, 403, 403, 302, 302)},
