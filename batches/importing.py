@@ -7,15 +7,23 @@ The management command ``import_batch`` and the import job (``tasks.import_job_r
 Promises:
 
 - A *row* is one manifest line, one DICOM study (files grouped by Study Instance UID) or one COCO image.
-  Each row is written in one transaction: it goes in whole or not at all. A bad row is reported with
-  its line (or file) and every reason found, and the other rows still import.
-- Every image is decoded by ``media.image_verify`` (Pillow, decompression-bomb and size limits) and
-  stored once under its sha256. The same file twice in one study is imported once; the same file in
-  two studies is imported for both (stored once) with a warning naming both studies.
+  A row goes in whole or not at all. A bad row is reported with its line (or file) and every reason
+  found, and the other rows still import.
+- Rows are written in chunks (``IMPORT_CHUNK_ROWS``), one transaction each: a row is checked in Python
+  and its new studies, reports, images and regions wait for one bulk insert per kind at the end of the
+  chunk. A row that changes what exists already writes through the services in a savepoint of its own.
+  A chunk whose insert fails is written again with a savepoint per row, so the failure is its row's.
+- Every image is decoded once, by ``media.image_verify`` (Pillow, decompression-bomb and size limits),
+  which makes its thumbnail from the same pixels; it is stored once under its sha256. The same file
+  twice in one study is imported once; the same file in two studies is imported for both (stored
+  once) with a warning naming both studies.
 - Re-importing the same batch changes nothing: studies are found by accession, images by
   (study, sha256), regions by their source id (else by identical content), reports through
   ``services.report_set`` (the version moves only when the text changes).
-- Regions go through ``services.region_create``: the importer cannot accept what the editor refuses.
+- New reports are parsed and aligned once their chunk has committed: in this process, the chunk's
+  studies in one transaction, on the embedded default; as one task per chunk on the workers otherwise.
+- Regions are checked by the region service (``services.region_build``, which ``region_create`` uses):
+  the importer cannot accept what the editor refuses.
   They are pre-annotations of a named import author (``source=import``), or with ``as_reader`` the
   submitted reading of that user (migration from another tool).
 - Zip entries and manifest paths that would leave the batch folder are refused (path traversal).
