@@ -291,7 +291,7 @@ BOX_SIGMA = 0.2
 BOX_REACH = 0.05
 EDGE_CLIP = 1.0
 BOX_REGION = 0.05
-BOX_SHAPE = 0.6
+BOX_SHAPE = 6.0  # around the learned prior, which the edges may only nudge
 POINT_REACH = 0.3  # largest lesion radius looked for, as a share of the image's longer side
 POINT_TYPICAL = 0.095  # typical lesion radius, same unit (the median of the development outlines)
 POINT_SIZE_PRIOR = 1.0
@@ -301,21 +301,81 @@ VOID_LEVEL = 0.06  # below this share of the bright end, a pixel is outside the 
 POINT_MAX_VOID = 0.1
 
 
-def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> OutlineProposal:
+@dataclass(frozen=True)
+class _BoxFrame:
+    """A box prompt in polar terms: rays from the box centre, each as long as the box lets it be."""
+
+    window: _Window
+    cx: float
+    cy: float
+    half_w: float
+    half_h: float
+    angles: np.ndarray
+    to_box: np.ndarray  # distance from the centre to the box's edge along each ray
+    to_ellipse: np.ndarray  # ... and to the inscribed ellipse
+
+
+def _box_frame(image: np.ndarray, box) -> _BoxFrame:
     x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
-    size = min(half_w, half_h)
-    sigma = float(np.clip(size * BOX_SIGMA, 1.0, 6.0))
-    margin = max(half_w, half_h) * 0.3 + 3 * sigma
+    sigma = float(np.clip(min(half_w, half_h) * BOX_SIGMA, 1.0, 6.0))
+    margin = max(half_w, half_h) * 0.5 + 3 * sigma
     window = _window(image, x0 - margin, y0 - margin, x1 + margin, y1 + margin, sigma)
     angles = _angles()
     cos, sin = np.abs(np.cos(angles)), np.abs(np.sin(angles))
     to_box = np.minimum(half_w / np.maximum(cos, 1e-9), half_h / np.maximum(sin, 1e-9))
     to_ellipse = 1.0 / np.sqrt((cos / half_w) ** 2 + (sin / half_h) ** 2)
+    return _BoxFrame(window, (x0 + x1) / 2, (y0 + y1) / 2, half_w, half_h, angles, to_box, to_ellipse)
+
+
+# Where each ray's profile is read, as shares of the distance to the box's edge.
+PROFILE_FRACTIONS = np.linspace(0.1, 1.45, 28)
+
+
+def box_ray_features(frame: _BoxFrame) -> np.ndarray:
+    """What each ray shows (rows as rays): the speckle-reduced intensity along it, relative to the
+    lesion's middle and in units of contrast, averaged with its two neighbours; its steps; the mean
+    profile of all rays (the box as a whole); where the ray points and the box's shape and size."""
+    window, angles = frame.window, frame.angles
+    inside = np.median(_sample(window, frame.cx, frame.cy, frame.to_ellipse[:, None] * np.linspace(0, 0.6, 8), angles))
+    radii = frame.to_box[:, None] * PROFILE_FRACTIONS[None, :]
+    profile = np.clip((_sample(window, frame.cx, frame.cy, radii, angles) - inside) / window.spread, -4, 4)
+    neighbours = (np.roll(profile, 1, axis=0) + profile + np.roll(profile, -1, axis=0)) / 3
+    rays = len(angles)
+    return np.column_stack(
+        [
+            neighbours,
+            np.diff(profile, axis=1),
+            frame.to_ellipse / frame.to_box,
+            np.abs(np.cos(angles)),
+            np.abs(np.sin(angles)),
+            np.cos(angles),
+            np.sin(angles),
+            np.full(rays, math.log(frame.half_w / frame.half_h)),
+            np.full(rays, math.log(4 * frame.half_w * frame.half_h) / 10),
+            np.repeat(profile.mean(axis=0, keepdims=True), rays, axis=0),
+        ]
+    )
+
+
+def _box_prior(frame: _BoxFrame) -> np.ndarray:
+    """Where the lesion's edge most likely crosses each ray (share of the distance to the box's edge):
+    the inscribed ellipse, moved by what the learned trees read in the ray's profile, smoothed over
+    neighbouring rays as outlines are."""
+    ellipse = frame.to_ellipse / frame.to_box
+    shift = ndimage.gaussian_filter1d(_forest(BOX_MODEL).predict(box_ray_features(frame)), BOX_PRIOR_SMOOTH, mode="wrap")
+    return np.clip(ellipse + shift, 0.25, 1.0)
+
+
+def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> OutlineProposal:
+    x0, y0, x1, y1 = box
+    frame = _box_frame(image, box)
+    window, angles, to_box, to_ellipse = frame.window, frame.angles, frame.to_box, frame.to_ellipse
+    cx, cy, half_w, half_h = frame.cx, frame.cy, frame.half_w, frame.half_h
+    size = min(half_w, half_h)
     fractions = np.linspace(0.25, 1.0, BOX_RADII)
     radii = to_box[:, None] * fractions[None, :]
-    ellipse_fraction = (to_ellipse / to_box)[:, None]
+    prior = _box_prior(frame)[:, None]
 
     polarity = _polarity(window, cx, cy, to_ellipse[:, None] * np.linspace(0, 0.6, 8), to_box[:, None] * np.linspace(1.05, 1.25, 4), angles)
     reach = max(2.0, BOX_REACH * size)
@@ -326,7 +386,7 @@ def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> Outline
     likeness = ((values - outside_level) ** 2 - (values - inside_level) ** 2) / window.spread**2
     # Cumulative along each ray: the region a boundary at this radius encloses.
     region = -np.cumsum(np.clip(likeness, -4, 4), axis=1) * (fractions[1] - fractions[0]) * 10
-    shape = ((fractions[None, :] - ellipse_fraction) / 0.15) ** 2
+    shape = ((fractions[None, :] - prior) / 0.15) ** 2
     cost = -BOX_EDGE * np.clip(contrast, -EDGE_CLIP, EDGE_CLIP) + BOX_REGION * region + BOX_SHAPE * shape
     _forbid_excluded(cost, cx, cy, radii, angles, excluded)
     path = _closed_path(cost)
@@ -468,6 +528,10 @@ class Forest:
             arrays = {name: saved[name] for name in ("feature", "threshold", "left", "right", "value", "roots")}
             return cls(**arrays, depth=int(saved["depth"]), baseline=float(saved["baseline"]))
 
+
+# The same for where a box's lesion edge crosses each ray, relative to the inscribed ellipse.
+BOX_MODEL = Path(__file__).with_name("outline_box_model.npz")
+BOX_PRIOR_SMOOTH = 2.0  # rays
 
 # Which candidate ellipse around a click best matches the lesion is learned: trees fitted on the
 # development thyroid tracings predict each candidate's overlap with the traced outline from its

@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
-from shapely.geometry import Point, Polygon  # noqa: E402
+from shapely.geometry import LineString, Point, Polygon  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -216,11 +216,48 @@ def fit_click_model(outlines: list[Traced], target: Path, extra_clicks: int = 2)
         max_iter=200, learning_rate=0.05, max_leaf_nodes=31, max_depth=5, min_samples_leaf=100, random_state=0
     )
     model.fit(np.vstack(features), np.asarray(overlaps))
-    forest = forest_from(model)
-    check = np.vstack(features[:3])
-    assert np.allclose(forest.predict(check), model.predict(check), atol=1e-6)
-    forest.save(target)
+    save_forest(model, np.vstack(features[:3]), target)
     print(f"click model fitted on {len(outlines)} outlines ({len(overlaps)} candidates), written to {target}")
+
+
+def fit_box_model(outlines: list[Traced], target: Path) -> None:
+    """Fit the trees that read, ray by ray from the box's centre, how far the lesion's edge lies from the
+    inscribed ellipse: the truth is where the tracing last crosses the ray, as a share of the way to the
+    box's edge."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    features, shifts = [], []
+    for traced in outlines:
+        frame = outline_module._box_frame(pixels_of(traced.image), traced.box)
+        features.append(outline_module.box_ray_features(frame))
+        shifts.append(traced_fraction(traced, frame) - frame.to_ellipse / frame.to_box)
+    features, shifts = np.vstack(features), np.concatenate(shifts)
+    known = np.isfinite(shifts)
+    model = HistGradientBoostingRegressor(
+        max_iter=300, learning_rate=0.05, max_leaf_nodes=31, max_depth=6, min_samples_leaf=50, random_state=0
+    )
+    model.fit(features[known], np.clip(shifts[known], -0.5, 0.5))
+    save_forest(model, features[:200], target)
+    print(f"box model fitted on {len(outlines)} outlines ({known.sum()} rays), written to {target}")
+
+
+def traced_fraction(traced: Traced, frame) -> np.ndarray:
+    """Where the tracing last crosses each ray, as a share of the distance to the box's edge (NaN where
+    it does not cross it)."""
+    shares = np.full(len(frame.angles), np.nan)
+    for ray, (angle, to_box) in enumerate(zip(frame.angles, frame.to_box, strict=True)):
+        far = (frame.cx + 3 * to_box * math.cos(angle), frame.cy + 3 * to_box * math.sin(angle))
+        crossing = traced.outline.exterior.intersection(LineString([(frame.cx, frame.cy), far]))
+        points = [g for g in getattr(crossing, "geoms", [crossing]) if g.geom_type == "Point" and not g.is_empty]
+        if points:
+            shares[ray] = max(math.hypot(g.x - frame.cx, g.y - frame.cy) for g in points) / to_box
+    return shares
+
+
+def save_forest(model, sample: np.ndarray, target: Path) -> None:
+    forest = forest_from(model)
+    assert np.allclose(forest.predict(sample), model.predict(sample), atol=1e-6)
+    forest.save(target)
 
 
 def interior_points(traced: Traced, count: int) -> list[tuple[float, float]]:
@@ -313,11 +350,13 @@ def main() -> None:
     parser.add_argument(
         "--click-model", type=Path, default=outline_module.CLICK_MODEL, help="trees that rank the candidates around a click"
     )
+    parser.add_argument("--box-model", type=Path, default=outline_module.BOX_MODEL, help="trees that place a box's outline ray by ray")
     parser.add_argument(
-        "--fit", action="store_true", help="fit the click model on the chosen outlines and write it to --click-model, then stop"
+        "--fit", action="store_true", help="fit both models on the chosen outlines, write them to --click-model and --box-model, and stop"
     )
     args = parser.parse_args()
     outline_module.CLICK_MODEL = args.click_model
+    outline_module.BOX_MODEL = args.box_model
     if not (args.data / "xml").is_dir():
         sys.exit(f"No data set at {args.data} (expects xml/ and images/).")
     outlines, skipped = traced_outlines(args.data)
@@ -326,6 +365,7 @@ def main() -> None:
         outlines = outlines[: args.limit]
     print(f"{len(outlines)} traced outlines ({args.half} cases); skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
     if args.fit:
+        fit_box_model(outlines, args.box_model)
         fit_click_model(outlines, args.click_model)
         return
     measure_quality(outlines, args.worst, None if args.no_artifacts else args.artifacts)
