@@ -228,13 +228,13 @@ def region_report_findings(*, user, region: Region) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- export
 
 
-def sentences_for_export(*, studies, image_ids: Iterable[int]
+def sentences_for_export(*, studies, image_ids: Iterable[int] | None
                          ) -> tuple[dict[int, list[Sentence]], dict[tuple[int, int], list[int]]]:
     """``sentences_current`` for the reports of many studies at once, for a batch export: ``studies`` is
     a queryset (read as a subquery, so a chunk of thousands costs what one does). Returns the sentences
     of each report's current version and parse (keyed by report id, in order, findings prefetched in
-    order) and, keyed by (sentence id, image id) for ``image_ids``, the ids of the regions each sentence
-    is linked to there (ascending), as ``_effective_links`` decides. A fixed number of queries; no
+    order) and, keyed by (sentence id, image id) for ``image_ids`` (None: every image), the ids of the
+    regions each sentence is linked to there (ascending), as ``_effective_links`` decides. A fixed number of queries; no
     permission check (the caller exports a dataset its user administers)."""
     sentences = Sentence.objects.filter(report__study__in=studies)
     parses: dict[int, set[str]] = {}
@@ -255,10 +255,10 @@ def sentences_for_export(*, studies, image_ids: Iterable[int]
         if sentence.report_version == sentence.report.version and sentence.pipeline_version == current.get(
                 sentence.report_id):
             by_report.setdefault(sentence.report_id, []).append(sentence)
-    wanted = set(image_ids)
+    wanted = None if image_ids is None else set(image_ids)
     links: dict[tuple[int, int], list[int]] = {}
     kept = [sentence for report_sentences in by_report.values() for sentence in report_sentences]
     for (sentence_id, region_id), row in sorted(_effective_links(sentences=kept, region_ids=None, image=None).items()):
-        if row.linked and row.image_id in wanted:
+        if row.linked and (wanted is None or row.image_id in wanted):
             links.setdefault((sentence_id, row.image_id), []).append(region_id)
     return by_report, links

@@ -1086,10 +1086,10 @@ def _study_ranges(dataset: Dataset, size: int) -> Iterator[tuple[int, int]]:
         last = ids[-1]
 
 
-def _jsonl_sql_chunk(rows: list[list[bytes]], *, studies, status: str) -> Iterator[bytes]:
-    """Complete the lines of the chunk ``studies`` (a queryset), each ``[image id, report id, line without
-    its Python-added members]``, with their sentences read through the alignment selectors."""
-    by_report, links = sentences_for_export(studies=studies, image_ids=[int(row[0]) for row in rows])
+def _jsonl_sentences_of(*, studies, status: str) -> Callable[[int, bytes], bytes]:
+    """For the chunk ``studies`` (a queryset): the JSON text of the sentences member of an image's line,
+    from its id and its report's id (as COPY gives them), read through the alignment selectors."""
+    by_report, links = sentences_for_export(studies=studies, image_ids=None)
     per_image: dict[int, dict[int, list[int]]] = {}
     for (sentence_id, image_id), region_ids in links.items():
         per_image.setdefault(image_id, {})[sentence_id] = region_ids
@@ -1098,13 +1098,14 @@ def _jsonl_sql_chunk(rows: list[list[bytes]], *, studies, status: str) -> Iterat
     for region in (Region.objects.filter(_region_filter(status), id__in=linked, is_deleted=False)
                    .values_list("id", "image_id", "source_id", named=True)):
         exported.setdefault(region.image_id, {})[region.id] = region_export_id(region)
-    (tail,) = [item for item in _JSONL if item.sql is None]
-    lead = b"," + _json(tail.key) + b":"
-    for image, report, head in rows:
-        image_id = int(image)
+
+    def sentences_of(image_id: int, report: bytes) -> bytes:
         sentences = by_report.get(int(report), []) if report else []
-        value = _jsonl_sentences(sentences, per_image.get(image_id, {}), exported.get(image_id, {}))
-        yield head + lead + _json(value) + b"}\n"
+        if not sentences:
+            return b"[]"
+        return _json(_jsonl_sentences(sentences, per_image.get(image_id, {}), exported.get(image_id, {})))
+
+    return sentences_of
 
 
 def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dataset, state: ExportProgress,
@@ -1129,17 +1130,22 @@ def _export_sql_records(*, output: _Output, options: ExportOptions, dataset: Dat
     if options.format == "jsonl":
         if summary:
             counts["regions"] += sum(region_counts.values())
+        # Each COPY row: image id, report id, the line up to the members Python adds (the sentences).
         columns = f"i.id, r.id, {_sql_record(_JSONL)}"
+        (tail,) = [item for item in _JSONL if item.sql is None]
+        lead = b"," + _json(tail.key) + b":"
         writer = output.open("pairs.jsonl")
         for first, last in _study_ranges(dataset, options.study_chunk):
             query, params = sql.select(columns, joins=names + " LEFT JOIN annotation_report r ON r.study_id = s.id",
                                        where=f" AND s.id BETWEEN {int(first)} AND {int(last)}")
+            sentences_of = _jsonl_sentences_of(studies=Study.objects.filter(dataset=dataset, id__gte=first,
+                                                                            id__lte=last), status=options.status)
             with closing(_copy_rows(query, params)) as copied:
-                rows = [row[:-1].split(b"\x03", 2) for row in copied]
-            studies = Study.objects.filter(dataset=dataset, id__gte=first, id__lte=last)
-            block = b"".join(_jsonl_sql_chunk(rows, studies=studies, status=options.status))
-            writer.write(block)
-            progress(block)
+                for row in copied:
+                    image_id, report_id, head = row.split(b"\x03", 2)
+                    writer.write(head[:-1] + lead + sentences_of(int(image_id), report_id) + b"}\n")
+                    state.done += 1
+            report(state)
         writer.close()
         return
     skipped = region_counts.pop(None, 0)
