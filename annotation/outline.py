@@ -12,8 +12,15 @@ and always a simple polygon). The cost of putting the boundary at a given radius
   measured from the prompt and flipped for the bright ones);
 - a region term (click prompts): pixels unlike the ones around the click cost to include, pixels like
   them cost to leave out, so the outline grows as far as the lesion and no further;
-- a shape term (box prompts): a box drawn around a lesion is tight, so radii close to the inscribed
-  ellipse are cheap and the result is finally stretched to touch the four sides of the box.
+- a shape term (box prompts): a box drawn around a lesion is tight, so radii close to a learned prior
+  are cheap, and the result is finally stretched to touch the four sides of the box. The prior is the
+  inscribed ellipse moved, ray by ray, by regression trees that read the ray's intensity profile (fitted
+  on the development thyroid tracings: `benchmarks/outline.py --fit`).
+
+A click is first turned into a box: a few hundred candidate ellipses around it are described by the
+contrast across their rim, inside against outside, texture and size, and trees fitted the same way
+predict which overlaps the lesion best. The trees are stored as plain arrays beside this module and
+evaluated with numpy: proposing needs neither scikit-learn nor pickle.
 
 Before any of this, thin bright structures (caliper crosses, burned-in text, measurement dots) are
 found with a white top-hat and filled from their surroundings, so they neither attract the boundary nor

@@ -14,6 +14,14 @@ counts as IoU 0.
 Then it times proposals on the same images enlarged to 800x600, on one core, next to a trivial floor
 (grayscale conversion and the inscribed ellipse), in one run. The worst cases of each prompt type are
 written as PNG overlays to artifacts/outline/ (truth green, proposal red, prompt yellow).
+
+The proposal's two learned parts (annotation/outline_box_model.npz, annotation/outline_click_model.npz)
+are fitted on these tracings, so the figures of the shipped models on them are in-sample. The honest
+figures come from fitting on one half of the cases and measuring on the other:
+
+    .venv/bin/python benchmarks/outline.py --fit --half even --box-model /tmp/box-even.npz --click-model /tmp/click-even.npz
+    .venv/bin/python benchmarks/outline.py --half odd --box-model /tmp/box-even.npz --click-model /tmp/click-even.npz
+    (and the same with even and odd swapped; `--fit` alone refits the shipped models on all cases)
 """
 
 from __future__ import annotations

@@ -129,3 +129,23 @@ def test_bad_prompt_is_refused_with_a_reason(pixels, prompt, message):
 def test_box_drawn_from_any_corner_is_the_same_box(lesion, pixels):
     x0, y0, x1, y1 = lesion.bounds
     assert outline_propose(pixels=pixels, box=(x1, y1, x0, y0)) == outline_propose(pixels=pixels, box=(x0, y0, x1, y1))
+
+
+def test_trees_stored_as_arrays_predict_as_fitted(tmp_path):
+    from annotation.outline import Forest
+
+    # Two stumps on feature 1 (threshold 0.5) and feature 0 (threshold -1): a leaf is its own child.
+    forest = Forest(
+        feature=np.array([1, 0, 0, 0, 0, 0]),
+        threshold=np.array([0.5, np.inf, np.inf, -1.0, np.inf, np.inf]),
+        left=np.array([1, 1, 2, 4, 4, 5]),
+        right=np.array([2, 1, 2, 5, 4, 5]),
+        value=np.array([0.0, 1.0, 2.0, 0.0, 10.0, 20.0]),
+        roots=np.array([0, 3]),
+        depth=1,
+        baseline=0.5,
+    )
+    features = np.array([[0.0, 0.0], [0.0, 1.0], [-2.0, 0.5], [-2.0, 0.6]])
+    assert forest.predict(features).tolist() == [21.5, 22.5, 11.5, 12.5]
+    forest.save(tmp_path / "trees.npz")
+    assert Forest.load(tmp_path / "trees.npz").predict(features).tolist() == [21.5, 22.5, 11.5, 12.5]
