@@ -31,6 +31,7 @@ EXPORT_STATUS_SHORT = {"adjudicated": _("adjudicated"), "submitted": _("submitte
 SPLIT_LABELS = {"train": _("train"), "val": _("validation"), "test": _("test"), "all": _("all")}
 LEVEL_LABELS = {"error": _("error"), "warning": _("warning")}
 COUNT_LABELS = {
+    "studies": _("Studies"), "images": _("Images"), "regions": _("Regions"),
     "rows_imported": _("Rows imported"), "rows_failed": _("Rows failed"),
     "errors": _("Errors"), "warnings": _("Warnings"), "problems_not_kept": _("Problems not listed"),
     "studies_created": _("Studies created"), "studies_existing": _("Studies already there"),
@@ -40,7 +41,6 @@ COUNT_LABELS = {
     "regions_created": _("Regions created"), "regions_existing": _("Regions already there"),
     "regions_updated": _("Regions updated"), "regions_refused": _("Regions refused"),
     "regions_repaired": _("Outlines repaired"), "regions_skipped_not_area": _("Marks skipped (no area)"),
-    "studies": _("Studies"), "images": _("Images"), "regions": _("Regions"),
     "studies_train": _("Studies, train"), "studies_val": _("Studies, validation"), "studies_test": _("Studies, test"),
     "studies_all": _("Studies, no split"), "images_train": _("Images, train"), "images_val": _("Images, validation"),
     "images_test": _("Images, test"), "images_all": _("Images, no split"),

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from annotation.models import Dataset, Image, Region
 
-from .exporting import STATUSES, _image_filter, _region_filter, csv_cell, split_of
+from .exporting import AREA_SHAPES, STATUSES, _image_filter, _region_filter, csv_cell, split_of
 from .importing import MANIFEST_NAME, BatchSource, _local_path
 from .models import ImportJob
 
@@ -35,6 +35,9 @@ RECORD_BYTES = {  # format: (per image, per region)
     "masks": (6000, 40),
 }
 IMAGE_SIZE_SAMPLE = 20
+# Formats whose writers (``_Coco``, ``_Masks``) leave out marks without an area (lines, points);
+# ``test_preview_agrees_with_the_export_it_announces`` holds the preview to their counts.
+AREA_ONLY_FORMATS = ("coco", "masks")
 REPORT_COLUMNS = ("level", "line", "study", "file", "where", "reason")
 
 
@@ -56,6 +59,7 @@ class ExportPreview:
     regions: int
     estimated_bytes: int
     images_by_status: dict[str, int]
+    regions_left_out: int = 0  # marks without an area, which the format cannot hold
     splits: list[SplitCount] = field(default_factory=list)
 
     @property
@@ -81,6 +85,10 @@ def export_preview(*, dataset: Dataset, status: str, format: str = "coco", split
     estimate of its size before compression. Precondition: ``status`` is one of ``STATUSES``."""
     images = Image.objects.filter(_image_filter(status), study__dataset=dataset)
     regions = Region.objects.filter(_region_filter(status), is_deleted=False, image__in=images.values("pk"))
+    left_out = 0
+    if format in AREA_ONLY_FORMATS:
+        left_out = regions.exclude(shape__in=AREA_SHAPES).count()
+        regions = regions.filter(shape__in=AREA_SHAPES)
     per_patient: dict[str, list[int]] = {}
     for row in images.values("study__patient").annotate(studies=Count("study_id", distinct=True), images=Count("pk")):
         per_patient[row["study__patient"]] = [row["studies"], row["images"], 0]
@@ -103,7 +111,7 @@ def export_preview(*, dataset: Dataset, status: str, format: str = "coco", split
     splits = [SplitCount(name, *totals.get(name, (0, 0, 0))) for name in ("train", "val", "test")[:len(split)]] \
         if split else []
     return ExportPreview(status=status, studies=studies, images=image_count, regions=region_count,
-                         estimated_bytes=estimate, splits=splits,
+                         estimated_bytes=estimate, splits=splits, regions_left_out=left_out,
                          images_by_status=images_by_status or export_images_by_status(dataset=dataset))
 
 
@@ -127,6 +135,10 @@ class JobPace:
     rate: float | None  # items a second
     elapsed: timedelta | None
     finishes_at: datetime | None  # while running, when the rest should be done at this rate
+
+    @property
+    def seconds_left(self) -> float | None:
+        return None if self.finishes_at is None else max(0.0, (self.finishes_at - timezone.now()).total_seconds())
 
 
 def job_pace(*, job, now: datetime | None = None) -> JobPace:

@@ -80,6 +80,23 @@ def test_preview_counts_what_the_exporter_would_write(exportable):
                                                                     include_images=True).estimated_bytes
 
 
+@pytest.mark.parametrize("format", ["coco", "jsonl", "csv"])
+def test_preview_agrees_with_the_export_it_announces(client, exportable, django_capture_on_commit_callbacks, format):
+    dataset = exportable["dataset"]
+    image = Image.objects.filter(study__dataset=dataset).first()
+    services.region_create(image=image, author=None, shape="line", geometry={"points": [[5, 5], [50, 50]]},
+                           source="import")
+    preview = selectors.export_preview(dataset=dataset, status="submitted", format=format)
+    assert preview.regions_left_out == (1 if format == "coco" else 0)
+    client.force_login(exportable["admin"])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("batches:export", args=[dataset.pk]), {"format": format, "status": "submitted"})
+    counts = ExportJob.objects.get().manifest["counts"]
+    assert (counts["studies"], counts["images"], counts["regions"]) == (preview.studies, preview.images,
+                                                                         preview.regions)
+    assert counts.get("regions_skipped_not_area", 0) == preview.regions_left_out
+
+
 def test_preview_splits_by_patient_as_the_export_does(exportable):
     from batches.exporting import split_of
 

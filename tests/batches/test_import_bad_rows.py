@@ -196,5 +196,6 @@ def test_the_admin_page_shows_the_jobs_counts_and_errors(client, tmp_path, djang
     job = ImportJob.objects.get()
     assert job.status == "done" and job.counts["rows_imported"] == 2 and job.counts["rows_failed"] == 1
     page = client.get(reverse("batches:import-job", args=[job.pk])).content.decode()
-    assert "line 2: the line is not UTF-8 text (byte 0xff at position 12)" in page
+    row = page.split('<td class="num">2</td>', 1)[1].split("</tr>", 1)[0]  # the report's row of line 2
+    assert "the line is not UTF-8 text (byte 0xff at position 12)" in row
     assert "not plausible for ultrasound" in page
