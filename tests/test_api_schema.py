@@ -35,6 +35,21 @@ schema = schemathesis.openapi.from_dict(_openapi())
 schema.app = get_wsgi_application()
 
 
+@pytest.fixture(autouse=True)
+def _connections_kept_open():
+    """The WSGI app runs in the test's thread, inside its transaction: like Django's test client, keep
+    the end of a request from closing the database connection (PostgreSQL would lose the test's
+    transaction with it)."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.fixture
 def world(db):
     """An annotator with a region on an assigned image, a reviewer of the same dataset, a report
