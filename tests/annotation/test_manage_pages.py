@@ -50,7 +50,7 @@ def test_posts_are_refused_the_same_way_and_change_nothing(team, page, who, stat
     roles_url = reverse("annotation:manage-member-roles", args=[team["dataset"].pk, team["admin"].pk])
     assert _client(team[who]).post(roles_url, {"remove": "1"}).status_code == status
     assert Membership.objects.filter(dataset=team["dataset"]).count() == 3
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.exclude(action__startswith="auth.").exists()
 
 
 def test_anonymous_is_sent_to_login(team):
@@ -72,7 +72,7 @@ def test_an_admin_creates_a_dataset_and_becomes_its_admin(team):
     assert dataset.lexicon.system == "tirads" and dataset.annotators_per_image == 3
     assert dataset.settings == {"blind_reading": False}  # the box was left unticked
     assert Membership.objects.filter(dataset=dataset, user=team["admin"], role="admin").exists()
-    assert AuditEvent.objects.get(dataset=dataset).action == "dataset.create"
+    assert AuditEvent.objects.exclude(action__startswith="auth.").get(dataset=dataset).action == "dataset.create"
 
 
 def test_a_taken_name_is_refused_beside_the_field(team):
@@ -90,7 +90,7 @@ def test_adding_an_existing_user_by_email(team):
     assert response.status_code == 200
     assert Membership.objects.filter(dataset=team["dataset"], user=team["outsider"], role="reviewer").exists()
     assert "set-password" not in response.content.decode()
-    assert AuditEvent.objects.get(action="membership.add").detail["user"] == "outsider"
+    assert AuditEvent.objects.exclude(action__startswith="auth.").get(action="membership.add").detail["user"] == "outsider"
 
 
 def test_the_invite_link_sets_the_password_once(team):
@@ -100,7 +100,7 @@ def test_the_invite_link_sets_the_password_once(team):
     link = re.search(r'value="(http://testserver/accounts/set-password/[^"]+)"', response.content.decode()).group(1)
     invited = Membership.objects.get(dataset=team["dataset"], role="annotator", user__email="zhang.wei@hospital.cn").user
     assert invited.username == "zhang.wei" and not invited.has_usable_password()
-    assert AuditEvent.objects.get(action="membership.invite").detail == {
+    assert AuditEvent.objects.exclude(action__startswith="auth.").get(action="membership.invite").detail == {
         "user": "zhang.wei", "user_id": invited.pk, "role": "annotator"}
 
     newcomer = Client()
@@ -109,7 +109,9 @@ def test_the_invite_link_sets_the_password_once(team):
     done = newcomer.post(form_page.redirect_chain[-1][0], {"new_password1": "ultrasound-reader-77",
                                                            "new_password2": "ultrasound-reader-77"})
     assert done.status_code == 302 and done["Location"] == reverse("login")
-    assert Client().login(username="zhang.wei", password="ultrasound-reader-77")
+    # The new password works at the login page (django-axes needs the request a real login carries).
+    login = Client().post(reverse("login"), {"username": "zhang.wei", "password": "ultrasound-reader-77"})
+    assert login.status_code == 302 and login["Location"] != reverse("login")
 
     again = Client().get(link, follow=True)
     assert "new_password1" not in again.content.decode()
@@ -129,7 +131,7 @@ def test_the_last_admin_cannot_be_removed_or_demoted(team):
                 {"roles": ["reviewer", "admin"]})
     client.post(url, {"roles": ["annotator"]})
     assert set(Membership.objects.filter(dataset=dataset, user=admin).values_list("role", flat=True)) == {"annotator"}
-    assert [e.action for e in AuditEvent.objects.order_by("id")] == ["membership.roles", "membership.roles"]
+    assert [e.action for e in AuditEvent.objects.exclude(action__startswith="auth.").order_by("id")] == ["membership.roles", "membership.roles"]
 
 
 def test_removing_a_member(team):
@@ -137,7 +139,7 @@ def test_removing_a_member(team):
     _client(team["staff"]).post(reverse("annotation:manage-member-roles", args=[dataset.pk, team["reviewer"].pk]),
                                 {"remove": "1"})
     assert not Membership.objects.filter(dataset=dataset, user=team["reviewer"]).exists()
-    event = AuditEvent.objects.get()
+    event = AuditEvent.objects.exclude(action__startswith="auth.").get()
     assert event.action == "membership.remove" and event.actor == team["staff"]
 
 
@@ -164,7 +166,7 @@ def test_hand_out_and_progress(team):
     assert Assignment.objects.filter(annotator=second).count() == 2
     dataset.refresh_from_db()
     assert dataset.annotators_per_image == 1
-    assert AuditEvent.objects.get(action="work.assign").detail["created"] == 4
+    assert AuditEvent.objects.exclude(action__startswith="auth.").get(action="work.assign").detail["created"] == 4
     page = client.get(reverse("annotation:manage-work", args=[dataset.pk])).content.decode()
     assert "ann2" in page and "handed out 4 readings" in page
 
@@ -192,7 +194,7 @@ def test_reassign_moves_only_unstarted_images(team):
     assert list(Assignment.objects.filter(annotator=target).order_by("image_id").values_list("image_id", flat=True)) == [
         images[2].pk, images[3].pk]
     assert Assignment.objects.filter(annotator=source).count() == 3
-    assert AuditEvent.objects.get(action="work.reassign").detail == {
+    assert AuditEvent.objects.exclude(action__startswith="auth.").get(action="work.reassign").detail == {
         "from": "ann1", "to": "ann2", "moved": 1, "kept": 1}
 
 
