@@ -20,7 +20,9 @@ fi
 npm run --silent vendor
 
 if ! command -v msgfmt >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then apt-get install -y gettext; else sudo apt-get install -y gettext; fi
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq gettext >/dev/null
 fi
 # Without DJANGO_SETTINGS_MODULE, compilemessages needs no settings (so no secret key): it compiles the
 # locale/ folders it finds below here.
