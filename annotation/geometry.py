@@ -26,8 +26,9 @@ from shapely.validation import explain_validity
 SHAPES = ("polygon", "rectangle", "ellipse", "line", "point")
 # Default cap on the points of one polygon or line; callers pass their configured cap (the app reads
 # ``REGION_MAX_VERTICES``). Validation and measures are O(n log n), so the cap bounds the work a single
-# save can ask of the server; hand-drawn outlines stay far below it.
-MAX_POINTS = 5_000
+# save can ask of the server; hand-drawn outlines stay far below it. At 2,500 points even an outline
+# crafted to be slow to check (every edge near another) is saved in about 20 ms (benchmarks/geometry.py).
+MAX_POINTS = 2_500
 MAX_COORDINATE = 1_000_000.0
 ELLIPSE_SEGMENTS = 64
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, F
@@ -140,7 +141,8 @@ def _validated(*, image: Image, lexicon, shape: str, geometry: Any, attributes: 
     errors: dict[str, Any] = {}
     clean: dict[str, Any] = {"shape": shape}
     try:
-        clean["geometry"] = geometry_validate(shape, geometry, width=image.width, height=image.height)
+        clean["geometry"] = geometry_validate(shape, geometry, width=image.width, height=image.height,
+                                              max_points=django_settings.REGION_MAX_VERTICES)
     except GeometryError as error:
         errors["shape" if shape not in ("polygon", "rectangle", "ellipse", "line", "point") else "geometry"] = str(error)
     try:

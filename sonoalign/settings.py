@@ -364,3 +364,7 @@ IMPORT_SPACING_MIN_MM = float(os.environ.get("IMPORT_SPACING_MIN_MM", "0.005")) 
 IMPORT_SPACING_MAX_MM = float(os.environ.get("IMPORT_SPACING_MAX_MM", "5.0"))  # imported uncalibrated
 IMPORT_IMAGE_MIN_SIDE = int(os.environ.get("IMPORT_IMAGE_MIN_SIDE", "32"))
 IMPORT_CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "200"))  # rows per transaction
+
+# The most points one polygon or line may have (annotation.geometry): bounds the work one save can ask
+# of the server. Hand-drawn outlines stay far below it.
+REGION_MAX_VERTICES = int(os.environ.get("REGION_MAX_VERTICES", "2500"))

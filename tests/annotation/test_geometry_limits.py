@@ -36,12 +36,12 @@ def axes_exhaustive(coords):
     return long_axis, max(projections) - min(projections)
 
 
-def test_default_cap_is_five_thousand_points():
-    assert MAX_POINTS == 5_000
+def test_default_cap_is_two_thousand_five_hundred_points():
+    assert MAX_POINTS == 2_500
 
 
 def test_ten_thousand_point_convex_polygon_is_refused_with_the_cap_in_the_message():
-    with pytest.raises(GeometryError, match=r"10,000 points; a region may have at most 5,000"):
+    with pytest.raises(GeometryError, match=r"10,000 points; a region may have at most 2,500"):
         geometry_validate("polygon", circle(10_000), width=1000, height=1000)
 
 
@@ -52,15 +52,15 @@ def test_cap_is_a_parameter_for_lines_and_polygons():
     assert len(geometry_validate("line", line, width=100, height=100, max_points=11)["points"]) == 11
 
 
-def test_five_thousand_point_polygon_is_accepted_and_measured_correctly():
-    geometry = geometry_validate("polygon", circle(5_000), width=1000, height=1000)
+def test_a_polygon_at_the_cap_is_accepted_and_measured_correctly():
+    geometry = geometry_validate("polygon", circle(2_500), width=1000, height=1000)
     measures = geometry_measures("polygon", geometry, spacing_x_mm=0.1, spacing_y_mm=0.1)
-    # A regular 5,000-gon of radius 400: opposite vertices 800 px apart both ways (5,000 is a multiple
+    # A regular 2,500-gon of radius 400: opposite vertices 800 px apart both ways (2,500 is a multiple
     # of 4), area (n/2)·r²·sin(2π/n).
     assert measures.long_axis_px == pytest.approx(800.0, abs=0.01)
     assert measures.short_axis_px == pytest.approx(800.0, abs=0.01)
     assert measures.long_axis_mm == pytest.approx(80.0, abs=0.01)
-    assert measures.area_px == pytest.approx(2500 * 400**2 * math.sin(2 * math.pi / 5000), rel=1e-9)
+    assert measures.area_px == pytest.approx(1250 * 400**2 * math.sin(2 * math.pi / 2500), rel=1e-9)
 
 
 def test_axes_keep_their_meaning_on_a_rectangle_and_an_ellipse():
@@ -120,7 +120,14 @@ def test_api_refuses_a_polygon_over_the_cap_with_400(setup):
     response = _api(setup["reader"]).post("/api/v1/regions/", {
         "image": setup["image"].pk, "shape": "polygon", "geometry": circle(10_000)}, format="json")
     assert response.status_code == 400
-    assert "at most 5,000" in str(response.json())
+    assert "at most 2,500" in str(response.json())
+
+
+def test_the_cap_is_the_configured_one(setup, settings):
+    settings.REGION_MAX_VERTICES = 100
+    response = _api(setup["reader"]).post("/api/v1/regions/", {
+        "image": setup["image"].pk, "shape": "polygon", "geometry": circle(200)}, format="json")
+    assert response.status_code == 400 and "at most 100" in str(response.json())
 
 
 def test_api_refuses_a_coordinate_of_10_to_the_400_with_400(setup):
