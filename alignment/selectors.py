@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Prefetch
+from django.db.models.fields.json import KeyTransform
 
 from annotation import selectors as annotation_selectors
 from annotation.models import Image, Region, Report, Study
@@ -228,6 +229,11 @@ def region_report_findings(*, user, region: Region) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- export
 
 
+# What an export reads of a finding's full parse beyond its columns (the rest of ``data`` stays unread):
+# an organ measurement's site, what it measures and its volume.
+EXPORTED_DATA = ("site", "measurement", "volume_ml")
+
+
 def sentences_for_export(*, studies, image_ids: Iterable[int] | None
                          ) -> tuple[dict[int, list[Sentence]], dict[tuple[int, int], list[int]]]:
     """``sentences_current`` for the reports of many studies at once, for a batch export: ``studies`` is
@@ -249,7 +255,8 @@ def sentences_for_export(*, studies, image_ids: Iterable[int] | None
     rows = (sentences.filter(pipeline_version__in=set(current.values())).select_related("report")
             .only("report_id", "report_version", "pipeline_version", "index", "start", "end", "text", "report__version")
             .order_by("report_id", "index", "id")
-            .prefetch_related(Prefetch("findings", queryset=Finding.objects.defer("data").order_by("index", "id"))))
+            .prefetch_related(Prefetch("findings", queryset=Finding.objects.defer("data").order_by("index", "id")
+                                       .annotate(**{key: KeyTransform(key, "data") for key in EXPORTED_DATA}))))
     by_report: dict[int, list[Sentence]] = {}
     for sentence in rows:
         if sentence.report_version == sentence.report.version and sentence.pipeline_version == current.get(

@@ -629,7 +629,8 @@ def _jsonl_sentences(sentences: list, links: dict[int, list[int]], exported: dic
              "findings": [{"lesion": f.lesion, "organ": f.organ, "laterality": f.laterality, "clock": f.clock,
                            "quadrant": f.quadrant, "distance_from_nipple_cm": f.distance_from_nipple_cm,
                            "size_mm": f.size_mm, "negated": f.negated, "uncertain": f.uncertain,
-                           "attributes": f.attributes, "assessment": f.assessment} for f in sentence.findings.all()],
+                           "attributes": f.attributes, "assessment": f.assessment, "site": f.site or [],
+                           "measurement": f.measurement, "volume_ml": f.volume_ml} for f in sentence.findings.all()],
              "regions": [exported[r] for r in links.get(sentence.pk, []) if r in exported]}
             for sentence in sentences]
 
