@@ -391,6 +391,9 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
     holder = {index_of[m.lesion]: findings[finding_index[m.finding]] for m in matches}
 
     restated: set[int] = set()  # lesions an earlier restatement took
+    categories: dict[int, set[str]] = defaultdict(set)  # lesion -> the assessment categories its mentions give
+    for j, first in holder.items():
+        categories[j] |= _categories(first)
 
     def repeat_of(i: int, candidates: Iterable[int], settle: bool = True) -> Match | None:
         """The lesion finding ``i`` restates, among ``candidates``: firm evidence and nothing against
@@ -400,20 +403,30 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
         When it fits several alike ("2. Nodule in the mid portion of the left lobe" of two such nodules),
         an impression lists the lesions once each and in the order the findings described them: the
         first of those no other restatement took. ``settle=False`` returns None for such a finding, so
-        the restatements that fit one lesion only are placed first."""
+        the restatements that fit one lesion only are placed first.
+
+        A report gives a lesion one category: a lesion already called TR4 is not what a line calling
+        its lesion TR3 restates (of two alike nodules a reader drew one, and the other line is about
+        the one not drawn). Such a line that still fits several is a guess all the same."""
         fitting = [(_repeat_score(findings[i], holder.get(j), scores[i, j], evidence[i, j]), j) for j in candidates]
         fitting = sorted(((score, j) for score, j in fitting if score is not None), key=lambda item: -item[0])
         if not fitting:
             return None
+        ambiguous = len([k for other, k in fitting if other >= fitting[0][0] - 0.25]) > 1
+        stated = _categories(findings[i])
+        fitting = [(score, j) for score, j in fitting if not stated or not categories[j] - stated]
+        if not fitting:
+            return None
         score, j = fitting[0]
         tied = [k for other, k in fitting if other >= score - 0.25]
-        ambiguous = len(tied) > 1
+        ambiguous = ambiguous or len(tied) > 1
         if ambiguous:
             if not settle:
                 return None
             free = [k for k in tied if k not in restated] or tied
             j = min(free, key=lambda k: holder[k].start if k in holder else float("inf"))
         restated.add(j)
+        categories[j] |= stated
         return Match(findings[i].key, lesions[j].key, float(scores[i, j]), evidence[i, j], repeat=True,
                      ambiguous=ambiguous)
 
@@ -436,6 +449,8 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
     assigned = _assign(findings, lesions, scores, evidence, left, free)
     matches.extend(assigned)
     holder.update({index_of[m.lesion]: findings[finding_index[m.finding]] for m in assigned})
+    for m in assigned:
+        categories[index_of[m.lesion]] |= _categories(findings[finding_index[m.finding]])
     matched = {m.finding for m in matches}
     for i, finding in enumerate(findings):
         if finding.key not in matched:
@@ -443,6 +458,12 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
             if repeat is not None:
                 matches.append(repeat)
     return matches
+
+
+def _categories(finding: FindingInput) -> set[str]:
+    """The assessment category a finding states ("TR4", "4A"), as a set of at most one."""
+    category = ((finding.assessment or {}).get("category") or "").upper()
+    return {category} if category else set()
 
 
 _PLACE_FEATURES = ("laterality", "clock", "quadrant", "distance_from_nipple", "site", "organ", "veto")

@@ -236,6 +236,25 @@ def test_impression_lines_that_fit_two_alike_nodules_take_them_once_each_in_repo
     assert links == {"s1f0": "r:L2", "s2f0": "r:L1", "s5f0": "r:L2", "s6f0": "r:L1"}
 
 
+
+def test_two_impression_lines_with_different_categories_are_two_lesions():
+    kw = {"laterality": "right", "site": ("mid",), "organ": "Thyroid gland"}
+    nodules = [finding("s1f0", size_mm=(12.0,), **kw), finding("s2f0", size_mm=(7.0,), start=20, end=30, **kw),
+               # "1. Nodule in the mid portion of the right lobe, ACR TI-RADS TR4. 2. ..., TR3."
+               finding("s5f0", section="impression", start=40, end=50, assessment={"category": "TR4"}, **kw),
+               finding("s6f0", section="impression", start=60, end=70, assessment={"category": "TR3"}, **kw)]
+    both = [lesion("r:L1", long_axis_mm=12.0, **kw), lesion("r:L2", long_axis_mm=7.0, **kw)]
+    links = {m.finding: (m.lesion, m.ambiguous) for m in match_source(nodules, both)}
+    assert links == {"s1f0": ("r:L1", False), "s2f0": ("r:L2", False), "s5f0": ("r:L1", True),
+                     "s6f0": ("r:L2", True)}
+    # The second reader drew the first nodule only: the TR3 line is about the one not drawn.
+    links = {m.finding: m.lesion for m in match_source(nodules, both[:1])}
+    assert links == {"s1f0": "r:L1", "s5f0": "r:L1"}
+    # Lines of one category may still restate one lesion.
+    same = [replace(nodules[3], assessment={"category": "TR4"})]
+    assert {m.finding for m in match_source(nodules[:3] + same, both[:1])} == {"s1f0", "s5f0", "s6f0"}
+
+
 # ----------------------------------------------------------------------------------------- a whole study
 
 
