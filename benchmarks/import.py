@@ -90,19 +90,21 @@ for path in sorted((batch / "images").iterdir()):
 """
 
 
-def timed(command: list[str], env: dict, *, until=None) -> tuple[float, float]:
-    """Run ``command``; return its wall time (until ``until()`` is true, if given) and peak RSS in MB."""
+def timed(command: list[str], env: dict, *, until=None) -> tuple[float, float, float]:
+    """Run ``command``; return its wall time until ``until()`` is true (if given), its peak RSS in MB,
+    and its own wall time."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     if status:
         raise RuntimeError(f"{' '.join(command[:3])} failed: {process.stderr.read().decode()[-2000:]}")
+    command_seconds = time.perf_counter() - started
     while until is not None and not until():
         time.sleep(0.5)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, command_seconds
 
 
-def run_sqlite(batch: Path, work: Path) -> tuple[float, float]:
+def run_sqlite(batch: Path, work: Path) -> tuple[float, float, float]:
     env = dict(os.environ, DEBUG="1", MEDIA_ROOT=str(work / "media-sqlite"),
                DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}")
     env.pop("CELERY_BROKER_URL", None)
@@ -110,7 +112,7 @@ def run_sqlite(batch: Path, work: Path) -> tuple[float, float]:
     return timed([PYTHON, "manage.py", "import_batch", str(batch), "--dataset", "bench", "--create"], env)
 
 
-def run_postgres(batch: Path, work: Path, *, images: int, base_url: str, broker: str) -> tuple[float, float]:
+def run_postgres(batch: Path, work: Path, *, images: int, base_url: str, broker: str) -> tuple[float, float, float]:
     import psycopg
 
     name = base_url.rsplit("/", 1)[1].split("?")[0] + "_bench"
@@ -161,15 +163,17 @@ def main() -> int:
         try:
             batch = work / "batch"
             batch_generate(batch, images)
-            floor, floor_mb = timed([PYTHON, "-c", FLOOR, str(batch), str(work / "floor")], dict(os.environ))
+            floor, floor_mb, _ = timed([PYTHON, "-c", FLOOR, str(batch), str(work / "floor")], dict(os.environ))
             print(f"| {images:,} | floor | {floor:.1f} | {images / floor:.0f} | 1.0x | {floor_mb:.0f} MB |", flush=True)
             for database in args.databases:
                 if database == "sqlite":
-                    seconds, mb = run_sqlite(batch, work)
+                    seconds, mb, _ = run_sqlite(batch, work)
+                    run = "sqlite (embedded)"
                 else:
-                    seconds, mb = run_postgres(batch, work, images=images, base_url=args.database_url,
-                                               broker=args.broker)
-                print(f"| {images:,} | {database} | {seconds:.1f} | {images / seconds:.0f} | {seconds / floor:.1f}x "
+                    seconds, mb, command = run_postgres(batch, work, images=images, base_url=args.database_url,
+                                                        broker=args.broker)
+                    run = f"postgres, 2 workers (command {command:.1f} s)"
+                print(f"| {images:,} | {run} | {seconds:.1f} | {images / seconds:.0f} | {seconds / floor:.1f}x "
                       f"| {mb:.0f} MB |", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
