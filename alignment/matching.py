@@ -430,14 +430,20 @@ def match_source(findings: Sequence[FindingInput], lesions: Sequence[LesionInput
         return Match(findings[i].key, lesions[j].key, float(scores[i, j]), evidence[i, j], repeat=True,
                      ambiguous=ambiguous)
 
+    def best_fit(i: int) -> float:
+        fits = [_repeat_score(findings[i], holder.get(j), scores[i, j], evidence[i, j]) for j in holder]
+        return max((score for score in fits if score is not None), default=float("-inf"))
+
+    # The line that fits a lesion best claims it first ("Anechoic cyst ..., TR1" the cyst before "Nodule
+    # ..., TR4" does), so a category taken by a poorer fit does not keep the better one out.
     left, unsettled = [], []
-    for i in secondary:
+    for i in sorted(secondary, key=lambda i: -best_fit(i)):
         repeat = repeat_of(i, holder, settle=False)
         if repeat is not None:
             matches.append(repeat)
         else:
             unsettled.append(i)
-    for i in unsettled:
+    for i in sorted(unsettled):
         repeat = repeat_of(i, holder)
         if repeat is not None:
             matches.append(repeat)

@@ -253,6 +253,14 @@ def test_two_impression_lines_with_different_categories_are_two_lesions():
     # Lines of one category may still restate one lesion.
     same = [replace(nodules[3], assessment={"category": "TR4"})]
     assert {m.finding for m in match_source(nodules[:3] + same, both[:1])} == {"s1f0", "s5f0", "s6f0"}
+    # Of a nodule and a cyst the readers drew the cyst only: its line, the better fit, keeps it.
+    cyst = finding("s2f0", lesion="cyst", size_mm=(15.0,), attributes={"echogenicity": f(["anechoic"])}, **kw)
+    lines = [replace(nodules[2], start=40), replace(cyst, key="s6f0", section="impression", size_mm=(), start=60,
+                                                   end=70, assessment={"category": "TR1"})]
+    drawn = lesion("r:L1", long_axis_mm=15.0, attributes={"echogenicity": f(["anechoic"])}, **{**kw, "label": "cyst"})
+    nodule = replace(nodules[0], size_mm=(25.0,), attributes={"echogenicity": f(["hypoechoic"])})
+    links = {m.finding: m.lesion for m in match_source([nodule, cyst, *lines], [drawn])}
+    assert links == {"s2f0": "r:L1", "s6f0": "r:L1"}
 
 
 # ----------------------------------------------------------------------------------------- a whole study
