@@ -59,6 +59,7 @@ from django.db import transaction
 
 from alignment import services as alignment_services
 from alignment import tasks as alignment_tasks
+from alignment.nlp import detect_language
 from annotation import services
 from annotation.geometry import GeometryError, geometry_validate, polygon_repair
 from annotation.lexicons import AttributeValidationError, attributes_validate
@@ -83,7 +84,6 @@ MANIFEST_NAME = "manifest.jsonl"
 PROBLEMS_KEPT = 5000
 LATERALITY_WORDS = {"left": "left", "l": "left", "right": "right", "r": "right", "bilateral": "bilateral",
                     "b": "bilateral", "both": "bilateral", "": "", "unknown": "", "u": ""}
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 SKIPPED_PREFIXES = ("__MACOSX/",)
 
 
@@ -209,11 +209,6 @@ def problem_text(problem: dict) -> str:
     if problem.get("where"):
         place += f" {problem['where']}"
     return f"{place}: {problem['reason']}"
-
-
-def report_language_detect(text: str) -> str:
-    """``zh`` when the text holds CJK ideographs, else ``en`` (the two languages reports come in)."""
-    return "zh" if CJK.search(text or "") else "en"
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -641,7 +636,7 @@ class _Importer:
                              "reason": f"the report is {len(text.encode('utf-8')):,} bytes; the limit is {limit:,} "
                                        "(IMPORT_REPORT_MAX_BYTES)"})
             return
-        language = value.get("language") or report_language_detect(text)
+        language = value.get("language") or detect_language(text or "")
         if study.pk is None:
             self._report_new(study, text, language, problems)
             return
@@ -1189,11 +1184,6 @@ def _validation_text(error: ValidationError) -> str:
             parts.extend(f"{name}: {message}" for message in messages)
         return "; ".join(parts)
     return "; ".join(error.messages)
-
-
-def iter_problem_lines(report: ImportReport) -> Iterator[str]:
-    for problem in report.problems:
-        yield f"{problem['level']}: {problem_text(problem)}"
 
 
 # ---------------------------------------------------------------------------------------------- jobs
