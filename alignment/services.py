@@ -435,7 +435,7 @@ def disagreement_counts(*, dataset: Dataset, status: str = Disagreement.Status.O
 
 # ---------------------------------------------------------------------------------------------- manual alignment
 # A reviewer's own decisions about one (sentence, region) pair. Callers check permission first
-# (``annotation.selectors.region_get_for_user(..., roles=["reviewer", "admin"])`` and the sentence's
+# (``annotation.selectors.region_get_for_user(..., roles=REVIEW_ROLES)`` and the sentence's
 # study through ``study_get_for_user``); these functions only check that the pair makes sense.
 
 
