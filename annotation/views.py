@@ -11,6 +11,8 @@ from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from . import permissions, selectors, services
@@ -40,7 +42,7 @@ def queue_next(request):
     """Open the next image to read, or come back to the queue saying there is none."""
     following = selectors.assignment_next(user=request.user)
     if following is None:
-        messages.info(request, "Your queue is empty: every image assigned to you is submitted.")
+        messages.info(request, _("Your queue is empty: every image assigned to you is submitted."))
         return redirect("annotation:queue")
     return redirect("annotation:annotate", image_id=following.image_id)
 
@@ -79,6 +81,10 @@ def annotate(request, image_id: int):
     })
 
 
+SHAPE_LABELS = {"polygon": gettext_lazy("polygon"), "rectangle": gettext_lazy("rectangle"),
+                "ellipse": gettext_lazy("ellipse"), "line": gettext_lazy("caliper line"), "point": gettext_lazy("point")}
+
+
 @login_required
 def region_list(request, image_id: int):
     """The region list beside the image (an htmx partial, refreshed after every save)."""
@@ -87,6 +93,9 @@ def region_list(request, image_id: int):
     roles = selectors.dataset_roles(user=request.user, dataset_id=image.study.dataset_id)
     missing = selectors.regions_missing_attributes(regions=regions, lexicon=image.study.dataset.lexicon)
     rows = [{"region": region, "missing": missing.get(region.pk, []), "mine": region.author_id == request.user.pk,
+             "shape": SHAPE_LABELS.get(region.shape, region.shape),
+             # The default label is the word "lesion" itself: shown in the reader's language.
+             "label": _("lesion") if region.label == "lesion" else (region.label or SHAPE_LABELS.get(region.shape)),
              # Without pixel spacing the reader still gets a size, in pixels.
              "px": None if image.has_spacing else geometry_measures(region.shape, region.geometry)}
             for region in regions]
@@ -110,16 +119,16 @@ def assignment_submit(request, assignment_id: int):
     """Form fallback of the API's submit: validate, submit, open the next image."""
     assignment = selectors.assignment_get_for_user(user=request.user, assignment_id=assignment_id)
     if assignment.annotator_id != request.user.pk:
-        messages.error(request, "Only the reader of this image can submit it.")
+        messages.error(request, _("Only the reader of this image can submit it."))
         return redirect("annotation:annotate", image_id=assignment.image_id)
     try:
-        _, following = services.assignment_submit_and_next(assignment=assignment)
+        _submitted, following = services.assignment_submit_and_next(assignment=assignment)
     except ValidationError as error:
         for problem in error.message_dict.get("regions", error.messages):
             messages.error(request, problem)
         return redirect("annotation:annotate", image_id=assignment.image_id)
     if following is None:
-        messages.success(request, "Submitted. Your queue is empty — thank you.")
+        messages.success(request, _("Submitted. Your queue is empty — thank you."))
         return redirect("annotation:queue")
     return redirect("annotation:annotate", image_id=following.image_id)
 
