@@ -352,10 +352,11 @@ class OutlineProposalApi(APIView):
         200: inline_serializer("OutlineProposal", {
             "shape": serializers.CharField(), "points": serializers.ListField(
                 child=serializers.ListField(child=serializers.FloatField())), "score": serializers.FloatField()}),
-        422: OpenApiResponse(OpenApiTypes.OBJECT, description="no lesion boundary found there")})
+        422: OpenApiResponse(OpenApiTypes.OBJECT, description="no lesion boundary found there"),
+        410: OpenApiResponse(OpenApiTypes.OBJECT, description="the image's referenced file changed or vanished")})
     def post(self, request, image_id: int):
         # Imported here so that scipy loads only in the processes that are asked for outlines.
-        from .media import image_pixels
+        from .media import ReferenceProblem, image_pixels
         from .outline import OutlineNotFound, OutlinePromptError, outline_propose
 
         data = self.Input(data=request.data)
@@ -366,11 +367,13 @@ class OutlineProposalApi(APIView):
             raise exceptions.ValidationError({"exclude": "give a list of [x, y] points"})
         try:
             proposal = outline_propose(
-                pixels=image_pixels(file_name=image.file.name),
+                pixels=image_pixels(image=image),
                 point=data.validated_data.get("point"), box=data.validated_data.get("box"), exclude=exclude,
             )
         except OutlinePromptError as error:
             raise exceptions.ValidationError({"detail": str(error)}) from error
         except OutlineNotFound as error:
             return Response({"detail": str(error)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        except ReferenceProblem as error:
+            return Response({"detail": str(error)}, status=status.HTTP_410_GONE)
         return Response({"shape": "polygon", "points": [list(p) for p in proposal.points], "score": proposal.score})

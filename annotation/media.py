@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import uuid
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from django.conf import settings
@@ -139,24 +142,124 @@ def image_store_discard(temporary: str) -> None:
     default_storage.delete(temporary)
 
 
-def thumbnail_make(*, file_name: str) -> str:
-    """Make (once) the thumbnail of a stored image file and return its storage name."""
-    digest = file_name.rsplit("/", 1)[-1].split(".", 1)[0]
-    name = thumbnail_name(digest)
+def thumbnail_make(*, image) -> str:
+    """Make (once) the thumbnail of an image (stored or referenced) and return its storage name. Raises
+    ``ReferenceProblem`` when a referenced file changed or vanished."""
+    name = thumbnail_name(image.sha256)
     if default_storage.exists(name):
         return name
-    with default_storage.open(file_name, "rb") as handle, PILImage.open(handle) as image:
-        content = thumbnail_jpeg(image)
+    with image_open(image=image) as handle, PILImage.open(handle) as decoded:
+        content = thumbnail_jpeg(decoded)
     saved = default_storage.save(name, ContentFile(content))
     if saved != name:
         default_storage.delete(saved)
     return name
 
 
-def image_pixels(*, file_name: str) -> np.ndarray:
-    """The decoded pixels of a stored image as a numpy array: 2-D for grayscale files, RGB otherwise
-    (colour on an ultrasound frame is drawn on it: calipers, labels, which the outline proposer masks)."""
-    with default_storage.open(file_name, "rb") as handle, PILImage.open(handle) as image:
+def image_pixels(*, image) -> np.ndarray:
+    """The decoded pixels of an image as a numpy array: 2-D for grayscale files, RGB otherwise (colour
+    on an ultrasound frame is drawn on it: calipers, labels, which the outline proposer masks). Raises
+    ``ReferenceProblem`` when a referenced file changed or vanished."""
+    with image_open(image=image) as handle, PILImage.open(handle) as image:
         if image.mode in ("L", "LA", "I;16", "I", "F", "1"):
             return np.asarray(image.convert("L"))
         return np.asarray(image.convert("RGB"))
+
+
+# ---------------------------------------------------------------------------------------------- references
+# An archive too big to copy is referenced in place: the image row keeps the file's path below
+# IMPORT_ROOT and its sha256, and every read checks the file is still the one that was imported.
+
+
+class ReferenceProblem(Exception):
+    """A referenced file is gone or no longer the file that was imported; the message says which."""
+
+
+def import_root() -> Path | None:
+    """The resolved IMPORT_ROOT, or None when referencing is off."""
+    return Path(settings.IMPORT_ROOT).resolve() if settings.IMPORT_ROOT else None
+
+
+def reference_path_check(path: str | Path) -> str:
+    """The path of ``path`` below IMPORT_ROOT (posix, relative), after resolving ``..`` and symbolic
+    links. Raises ``ValueError`` when referencing is off or the path lies outside the root."""
+    root = import_root()
+    if root is None:
+        raise ValueError("referencing is off: set IMPORT_ROOT to the folder that holds the archives")
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"{path} is not under IMPORT_ROOT ({root}) once links and '..' are resolved")
+    return resolved.relative_to(root).as_posix()
+
+
+def image_open(*, image) -> BinaryIO:
+    """Open the bytes of ``image`` (an ``Image`` or anything with ``pk``, ``file``, ``source_path`` and
+    ``sha256``), stored or referenced. A referenced file is checked against its sha256 on every open
+    (through a cache keyed by path, size and modification time, so large files are hashed once while
+    unchanged); when it vanished or changed, the problem is recorded on the image row (the dataset page
+    shows it to admins) and ``ReferenceProblem`` raised. A file that matches again clears the record."""
+    source_path = getattr(image, "source_path", "")
+    if not source_path:
+        file = image.file
+        return default_storage.open(file if isinstance(file, str) else file.name, "rb")
+    try:
+        handle = _reference_open(source_path)
+    except FileNotFoundError:
+        _reference_problem_record(image, "the referenced file has vanished")
+        raise ReferenceProblem(f"the referenced file {source_path} has vanished") from None
+    except ValueError as error:
+        _reference_problem_record(image, str(error)[:255])
+        raise ReferenceProblem(str(error)) from None
+    stat = os.fstat(handle.fileno())
+    digest = _file_sha256(str(handle.name), stat.st_size, stat.st_mtime_ns, handle)
+    if digest != image.sha256:
+        handle.close()
+        _reference_problem_record(image, "the referenced file has changed since it was imported")
+        raise ReferenceProblem(f"the referenced file {source_path} has changed since it was imported")
+    if getattr(image, "reference_problem", ""):
+        _reference_problem_record(image, "")
+    handle.seek(0)
+    return handle
+
+
+def _reference_open(source_path: str) -> BinaryIO:
+    root = import_root()
+    if root is None:
+        raise ValueError("the image is referenced but IMPORT_ROOT is not set")
+    # Checked again on every read: the root or a link on the way may have changed since the import.
+    path = (root / source_path).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"the referenced file {source_path} now lies outside IMPORT_ROOT")
+    return path.open("rb")
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+_digests_lock = threading.Lock()
+_DIGESTS_KEPT = 4096
+
+
+def _file_sha256(path: str, size: int, mtime_ns: int, handle: BinaryIO) -> str:
+    """The sha256 of the open file at ``path``, hashed once per (path, size, modification time) in this
+    process: a page that shows a referenced image does not re-read a large file on every request."""
+    key = (path, size, mtime_ns)
+    with _digests_lock:
+        digest = _digests.get(key)
+    if digest is None:
+        hasher = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+        digest = hasher.hexdigest()
+        with _digests_lock:
+            if len(_digests) >= _DIGESTS_KEPT:
+                _digests.pop(next(iter(_digests)))
+            _digests[key] = digest
+    return digest
+
+
+def _reference_problem_record(image, problem: str) -> None:
+    from .services import image_reference_problem_record
+
+    if image.pk is not None and getattr(image, "reference_problem", None) != problem:
+        image_reference_problem_record(image_id=image.pk, problem=problem)
+        if hasattr(image, "reference_problem"):
+            image.reference_problem = problem

@@ -129,7 +129,15 @@ class Image(models.Model):
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="images")
     position = models.PositiveIntegerField(default=0)
-    file = models.FileField(max_length=255, help_text="Content-addressed: identical files are stored once")
+    file = models.FileField(max_length=255, blank=True,
+                            help_text="Content-addressed: identical files are stored once. Empty when referenced")
+    source_path = models.CharField(
+        max_length=1024, blank=True,
+        help_text="Referenced in place (not copied): the file's path below IMPORT_ROOT, checked against sha256 "
+                  "when served")
+    reference_problem = models.CharField(max_length=255, blank=True,
+                                         help_text="Why the referenced file could not be served, when it last failed")
+    reference_problem_at = models.DateTimeField(null=True, blank=True)
     thumbnail = models.FileField(max_length=255, blank=True)
     original_name = models.CharField(max_length=255, blank=True)
     width = models.PositiveIntegerField()
@@ -157,6 +165,7 @@ class Image(models.Model):
                 condition=Q(laterality__in=["left", "right", "bilateral", ""]), name="image_laterality_valid"
             ),
             models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="image_size_positive"),
+            models.CheckConstraint(condition=~Q(file="") | ~Q(source_path=""), name="image_stored_or_referenced"),
         ]
         indexes = [
             models.Index(fields=["study", "position"], name="image_study_position"),

@@ -290,6 +290,13 @@ def annotator_progress(*, dataset: Dataset, days: int = 14, today=None) -> dict:
     return {"days": window, "rows": list(rows.values())}
 
 
+def images_with_reference_problems(*, dataset: Dataset, limit: int = 10) -> tuple[int, list[Image]]:
+    """How many of the dataset's referenced images could not be served when last read (their file
+    changed or vanished), and the most recent ``limit`` of them."""
+    problems = Image.objects.filter(study__dataset=dataset).exclude(reference_problem="")
+    return problems.count(), list(problems.select_related("study").order_by("-reference_problem_at")[:limit])
+
+
 def audit_events_for_dataset(*, dataset: Dataset, limit: int = 20):
     """The latest audit events of ``dataset``, newest first."""
     from .models import AuditEvent

@@ -424,15 +424,25 @@ def assign_work(*, dataset: Dataset, annotators: Iterable | None = None, batch_s
 def image_thumbnail_make(*, image_id: int) -> Image | None:
     """Give the image a thumbnail if it has none. A gone image is not an error (it was deleted after the
     job was queued); an existing thumbnail makes this a no-op, so re-running is safe."""
-    from .media import thumbnail_make
+    from .media import ReferenceProblem, thumbnail_make
 
     image = Image.objects.filter(pk=image_id).first()
     if image is None or image.thumbnail:
         return image
-    name = thumbnail_make(file_name=image.file.name)
+    try:
+        name = thumbnail_make(image=image)
+    except ReferenceProblem:  # recorded on the image for the admin; nothing to make a thumbnail from
+        return image
     Image.objects.filter(pk=image_id, thumbnail="").update(thumbnail=name)
     image.refresh_from_db()
     return image
+
+
+def image_reference_problem_record(*, image_id: int, problem: str) -> None:
+    """Record why a referenced image's file cannot be served (gone, changed), or clear the record with
+    an empty ``problem``; the dataset page lists these to admins. Only a change is written."""
+    Image.objects.filter(pk=image_id).exclude(reference_problem=problem).update(
+        reference_problem=problem[:255], reference_problem_at=timezone.now() if problem else None)
 
 
 # ---------------------------------------------------------------------------------------------- workspace

@@ -8,14 +8,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponseGone
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from . import permissions, selectors, services
+from . import media, permissions, selectors, services
 from .geometry import geometry_measures
 
 # ---------------------------------------------------------------------------------------------- workspace
@@ -138,8 +138,13 @@ def assignment_submit(request, assignment_id: int):
 def image_file(request, image_id: int):
     """The image itself, only to users who may see it: files are never exposed under a public URL."""
     image = selectors.image_get_for_user(user=request.user, image_id=image_id)
-    content_type = mimetypes.guess_type(image.file.name)[0] or "application/octet-stream"
-    response = FileResponse(image.file.open("rb"), content_type=content_type)
-    # Content-addressed files never change, but they are private: cache in this browser only.
+    try:
+        handle = media.image_open(image=image)
+    except media.ReferenceProblem as problem:  # recorded for the dataset's admins by image_open
+        return HttpResponseGone(f"{problem}.", content_type="text/plain; charset=utf-8")
+    content_type = mimetypes.guess_type(image.file.name or image.source_path)[0] or "application/octet-stream"
+    response = FileResponse(handle, content_type=content_type)
+    # Content-addressed files never change (a referenced one is checked against its hash), but they are
+    # private: cache in this browser only.
     response["Cache-Control"] = "private, max-age=86400"
     return response

@@ -74,6 +74,7 @@ from PIL import ImageDraw
 from alignment.selectors import sentences_for_export
 from annotation.geometry import geometry_polygon_points
 from annotation.lexicons import lexicon_load
+from annotation.media import image_open
 from annotation.models import Assignment, Dataset, Image, Region, Study
 from annotation.services import audit_record
 
@@ -226,13 +227,17 @@ class _Output:
         """A path for intermediate data that is not part of the export."""
         return self.root / ".scratch" / name
 
-    def copy_image(self, name: str, storage_name: str, sha256: str) -> None:
+    def copy_image(self, name: str, image: dict) -> None:
+        """Copy an image's file (stored, or referenced: then checked against its sha256, and a changed or
+        vanished file stops the export with ``ReferenceProblem``)."""
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        with default_storage.open(storage_name, "rb") as source, target.open("wb") as handle:
+        row = SimpleNamespace(pk=image["id"], file=image["file"], source_path=image["source_path"],
+                              sha256=image["sha256"])
+        with image_open(image=row) as source, target.open("wb") as handle:
             shutil.copyfileobj(source, handle, WRITE_BUFFER)
         # Stored files are content-addressed: the digest is known and was checked when imported.
-        self._record(name, sha256, target.stat().st_size)
+        self._record(name, image["sha256"], target.stat().st_size)
 
     def commit(self, manifest: dict) -> None:
         shutil.rmtree(self.root / ".scratch", ignore_errors=True)
@@ -298,7 +303,7 @@ def _region_filter(status: str) -> Q:
 
 STUDY_FIELDS = ("id", "accession", "patient", "exam_date", "body_part", "report__id", "report__text",
                 "report__language", "report__version")
-IMAGE_FIELDS = ("id", "study_id", "position", "file", "original_name", "width", "height", "sha256",
+IMAGE_FIELDS = ("id", "study_id", "position", "file", "source_path", "original_name", "width", "height", "sha256",
                 "pixel_spacing_x_mm", "pixel_spacing_y_mm", "laterality", "view", "body_marker", "frame_index",
                 "status")
 REGION_FIELDS = ("id", "image_id", "shape", "geometry", "label", "lesion_key", "attributes", "bbox", "area_px",
@@ -386,7 +391,8 @@ def _image_names(study: dict, *, keep_names: bool) -> dict[int, str]:
     names = {}
     folder = _SAFE.sub("_", study["accession"]).strip("._") or str(study["id"])
     for image in study["images"]:
-        extension = image["file"].rsplit(".", 1)[-1] if "." in image["file"] else "png"
+        file = image["file"] or image["source_path"]  # a referenced image keeps its source's extension
+        extension = file.rsplit(".", 1)[-1] if "." in file else "png"
         if keep_names:
             original = (image["original_name"] or image["sha256"]).rsplit("/", 1)[-1]
             stem, _, frame = original.partition("#frame=")
@@ -523,7 +529,8 @@ _SQL_EXPORT_ID = _sql_text("CASE WHEN g.source_id <> '' THEN g.source_id ELSE g.
 _SQL_SPACING = ("CASE WHEN i.pixel_spacing_x_mm <> 0 AND i.pixel_spacing_y_mm <> 0 THEN concat('[', "
                 f"{_sql_float('i.pixel_spacing_x_mm')}, ',', {_sql_float('i.pixel_spacing_y_mm')}, ']') "
                 "ELSE 'null' END")
-_SQL_EXTENSION = "CASE WHEN strpos(i.file, '.') > 0 THEN split_part(i.file, '.', -1) ELSE 'png' END"
+_SQL_FILE = "COALESCE(NULLIF(i.file, ''), i.source_path)"
+_SQL_EXTENSION = f"CASE WHEN strpos({_SQL_FILE}, '.') > 0 THEN split_part({_SQL_FILE}, '.', -1) ELSE 'png' END"
 
 # _image_names over image ``i`` and study ``s``: ``n.name`` is the name in the study's folder, ``n.taken``
 # the name when an earlier image of the study has it. (OFFSET 0 keeps each subquery whole, so a name is
@@ -1201,7 +1208,7 @@ def _export_records(*, output: _Output, options: ExportOptions, dataset: Dataset
             writer.study(study, names, split)
             if options.include_images:
                 for image in study["images"]:
-                    output.copy_image(names[image["id"]], image["file"], image["sha256"])
+                    output.copy_image(names[image["id"]], image)
             state.counts["studies"] += 1
             state.counts["images"] += len(study["images"])
             state.counts[f"images_{split or 'all'}"] += len(study["images"])

@@ -70,6 +70,7 @@ from annotation.media import (
     image_store_discard,
     image_store_pending,
     image_verify,
+    reference_path_check,
     thumbnail_store_pending,
 )
 from annotation.models import Assignment, Dataset, Image, Membership, Region, Report, Study
@@ -172,6 +173,10 @@ class ImportOptions:
     banner: tuple[int, int, int, int] | None = None  # x, y, width, height blacked out on DICOM frames
     thumbnails: bool = True  # make each new image's thumbnail from the decode that verifies it
     strict: bool = False  # a refused region refuses its whole row, and outlines are not repaired
+    # Leave image files where they are (the batch folder lies under IMPORT_ROOT) and reference them by
+    # path and sha256 instead of copying them into storage. DICOM frames are still stored: the served
+    # image is the decoded frame, not the DICOM file.
+    reference: bool = False
 
 
 @dataclass
@@ -296,6 +301,10 @@ class BatchSource:
             return self._zip.open(self._members[self.prefix + name])
         return (self.path / (self.prefix + name)).open("rb")
 
+    def local_path(self, name: str) -> Path | None:
+        """The file of ``name`` on disk, or None for a zip member."""
+        return None if self._zip is not None else self.path / (self.prefix + name)
+
     def read(self, name: str, *, limit: int | None = None) -> bytes:
         """The bytes of ``name``. Raises ``FileNotFoundError`` or ``ImageFileError`` (over ``limit``);
         reads at most ``limit + 1`` bytes, so a zip entry that lies about its size cannot flood memory."""
@@ -331,6 +340,14 @@ def batch_import(*, dataset: Dataset, path: str | Path, options: ImportOptions |
     """
     options = options or ImportOptions()
     report = ImportReport()
+    if options.reference:
+        if not Path(path).is_dir() and not str(path).lower().endswith(".json"):
+            raise BatchError("--reference needs a folder under IMPORT_ROOT: files inside a .zip cannot be "
+                             "referenced in place")
+        try:
+            reference_path_check(path)
+        except ValueError as error:
+            raise BatchError(f"--reference: {error}") from None
     with BatchSource(path) as source:
         importer = _Importer(dataset=dataset, source=source, options=options, report=report, progress=progress)
         importer.run()
@@ -712,15 +729,26 @@ class _Importer:
             return
         try:
             verified = image_verify(content, thumbnail=self.options.thumbnails)
-        except ImageFileError as failure:
+            reference = self._reference(name)
+        except (ImageFileError, ValueError) as failure:
             error(str(failure), name)
             return
-        image = self._image(study, verified, name=name, facts=facts, where=where, seen=seen, problems=problems)
+        image = self._image(study, verified, name=name, facts=facts, where=where, seen=seen, problems=problems,
+                            reference=reference)
         if image is not None:
             self._regions(image, regions, where, name, problems)
 
+    def _reference(self, name: str) -> str:
+        """With ``--reference``, the path of batch file ``name`` below IMPORT_ROOT (``ValueError`` when a
+        link leads out of it); else ""."""
+        if not self.options.reference:
+            return ""
+        return reference_path_check(self.source.local_path(name))
+
     def _image(self, study: Study, verified: VerifiedImage, *, name: str, facts: dict, where: str,
-               seen: dict[str, str], problems: list[dict]) -> Image | None:
+               seen: dict[str, str], problems: list[dict], reference: str = "") -> Image | None:
+        """The image of ``verified`` in ``study``, new or existing. With ``reference`` (its path below
+        IMPORT_ROOT) a new image is not copied into storage; its thumbnail still is."""
         smallest = image_min_side()
         if verified.width < smallest or verified.height < smallest:
             problems.append({"level": "error", "where": where, "file": name,
@@ -748,9 +776,11 @@ class _Importer:
         if image is None and study.pk is not None:
             image = Image.objects.filter(study=study, sha256=verified.sha256).first()
         if image is None:
-            stored, temporary = image_store_pending(verified)
-            if temporary:
-                writes.files.append((temporary, stored))
+            stored = ""
+            if not reference:
+                stored, temporary = image_store_pending(verified)
+                if temporary:
+                    writes.files.append((temporary, stored))
             thumbnail = ""
             if verified.thumbnail is not None:
                 thumbnail, temporary = thumbnail_store_pending(verified)
@@ -762,7 +792,7 @@ class _Importer:
                         .values_list("position", flat=True).first())
                 position = -1 if last is None else last
             self._positions[study.accession] = position = (-1 if position is None else position) + 1
-            image = Image(study=study, file=stored, thumbnail=thumbnail, original_name=name[:255],
+            image = Image(study=study, file=stored, source_path=reference, thumbnail=thumbnail, original_name=name[:255],
                           width=verified.width, height=verified.height, sha256=verified.sha256, position=position,
                           **facts)
             writes.images.append(image)
@@ -1065,7 +1095,8 @@ class _Importer:
                 return None
             try:
                 verified = image_verify(self.source.read(name), thumbnail=self.options.thumbnails)
-            except (ImageFileError, FileNotFoundError) as failure:
+                reference = self._reference(name)
+            except (ImageFileError, FileNotFoundError, ValueError) as failure:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": str(failure)})
                 return None
             found = images.filter(sha256=verified.sha256).first()
@@ -1078,7 +1109,7 @@ class _Importer:
             if study is None:
                 return None
             return self._image(study, verified, name=str(entry.get("original_name") or file_name), facts=facts,
-                               where=where, seen={}, problems=problems)
+                               where=where, seen={}, problems=problems, reference=reference)
         matches = list(images.filter(original_name=file_name)[:2])
         if len(matches) == 1:
             self.report.counts["images_existing"] += 1

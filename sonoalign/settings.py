@@ -243,6 +243,10 @@ IMPORT_PSEUDONYM_KEY = os.environ.get("IMPORT_PSEUDONYM_KEY", "") or (
 # Most points one polygon or line may have (annotation.geometry caps validation and measures with it).
 REGION_MAX_VERTICES = int(os.environ.get("REGION_MAX_VERTICES", "5000"))
 IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(200 * 1024 * 1024)))
+# Folder under which `import_batch --reference` may leave archives in place (too big to copy): images
+# there are referenced by their path below it and verified against their sha256 when served. Empty:
+# referencing is off.
+IMPORT_ROOT = os.environ.get("IMPORT_ROOT", "")
 
 # Celery: without a broker, tasks run eagerly in the caller's process (the embedded demo).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

@@ -44,9 +44,13 @@ def dataset_detail(request, dataset_id: int):
     }
     latest = AlignmentRun.objects.filter(dataset=dataset).order_by("-id").first()
     run = alignment_run_refresh(run_id=latest.pk) if latest else None
+    may_administer = permissions.may_administer(roles)
+    reference_problem_count, reference_problems = (
+        selectors.images_with_reference_problems(dataset=dataset) if may_administer else (0, []))
     return render(request, "sonoalign/dataset.html", {
         "dataset": dataset, "roles": sorted(roles), "status_counts": status_counts,
-        "may_review": permissions.may_review(roles), "may_administer": permissions.may_administer(roles),
+        "may_review": permissions.may_review(roles), "may_administer": may_administer,
+        "reference_problem_count": reference_problem_count, "reference_problems": reference_problems,
         "image_total": sum(status_counts.values()), "run": run,
         "counts": disagreement_counts(dataset=dataset) if run else None,
     })

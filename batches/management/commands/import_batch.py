@@ -45,6 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-thumbnails", action="store_true", help="do not queue thumbnail tasks")
         parser.add_argument("--strict", action="store_true", help="refuse a whole row when one of its regions is "
                                                                   "refused, and repair no outline")
+        parser.add_argument("--reference", action="store_true",
+                            help="leave the image files in place and reference them (PATH must be a folder under "
+                                 "IMPORT_ROOT); each is checked against its sha256 when served")
 
     def handle(self, *args, **options):
         dataset = Dataset.objects.select_related("lexicon").filter(name=options["dataset"]).first()
@@ -64,7 +67,8 @@ class Command(BaseCommand):
             raise CommandError("--frame-step must be 1 or more")
         import_options = ImportOptions(format=options["format"], author=options["author"], as_reader=reader,
                                        frame_step=options["frame_step"], banner=options["banner"],
-                                       thumbnails=not options["no_thumbnails"], strict=options["strict"])
+                                       thumbnails=not options["no_thumbnails"], strict=options["strict"],
+                                       reference=options["reference"])
         from tqdm import tqdm
 
         # One progress bar (rows, images/s, ETA; shown on a terminal only) and one summary: the tasks run
