@@ -240,8 +240,9 @@ IMAGE_MAX_PIXELS = int(os.environ.get("IMAGE_MAX_PIXELS", str(64 * 1024 * 1024))
 IMPORT_PSEUDONYM_KEY = os.environ.get("IMPORT_PSEUDONYM_KEY", "") or (
     "sonoalign-demo-pseudonym-key" if DEBUG and SECRET_KEY == DEMO_SECRET_KEY else ""
 )
-# Most points one polygon or line may have (annotation.geometry caps validation and measures with it).
-REGION_MAX_VERTICES = int(os.environ.get("REGION_MAX_VERTICES", "5000"))
+# Most points one polygon or line may have (annotation.geometry caps validation and measures with it):
+# bounds the work one save can ask of the server; hand-drawn outlines stay far below it.
+REGION_MAX_VERTICES = int(os.environ.get("REGION_MAX_VERTICES", "2500"))
 IMAGE_MAX_BYTES = int(os.environ.get("IMAGE_MAX_BYTES", str(200 * 1024 * 1024)))
 # Folder under which `import_batch --reference` may leave archives in place (too big to copy): images
 # there are referenced by their path below it and verified against their sha256 when served. Empty:
@@ -368,7 +369,3 @@ IMPORT_SPACING_MIN_MM = float(os.environ.get("IMPORT_SPACING_MIN_MM", "0.005")) 
 IMPORT_SPACING_MAX_MM = float(os.environ.get("IMPORT_SPACING_MAX_MM", "5.0"))  # imported uncalibrated
 IMPORT_IMAGE_MIN_SIDE = int(os.environ.get("IMPORT_IMAGE_MIN_SIDE", "32"))
 IMPORT_CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "200"))  # rows per transaction
-
-# The most points one polygon or line may have (annotation.geometry): bounds the work one save can ask
-# of the server. Hand-drawn outlines stay far below it.
-REGION_MAX_VERTICES = int(os.environ.get("REGION_MAX_VERTICES", "2500"))
