@@ -9,12 +9,15 @@ annotator sees only links to regions ``annotation.selectors.regions_visible`` le
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from django.db.models import Prefetch
 from django.db.models.fields.json import KeyTransform
+from django.utils.translation import get_language
 
 from annotation import selectors as annotation_selectors
+from annotation.lexicons import lexicon_load
 from annotation.models import Image, Region, Report, Study
 from annotation.permissions import may_review
 from annotation.selectors import dataset_roles, regions_visible
@@ -22,6 +25,7 @@ from annotation.selectors import dataset_roles, regions_visible
 from . import matching
 from .models import Alignment, Finding, Sentence
 from .nlp import PIPELINE_VERSION
+from .nlp.vocabulary import LESIONS
 
 
 def sentences_current(*, report: Report | None) -> list[Sentence]:
@@ -79,14 +83,37 @@ def _effective_links(*, sentences: list[Sentence], region_ids: set[int] | None,
     return decided
 
 
-def finding_summary(finding: Finding) -> str:
-    """A few words for the finding's tag beside its sentence: "nodule · right 10:00 · 12×8 mm"."""
-    parts = [("no " if finding.negated else "") + (finding.lesion or finding.organ or "finding").lower()]
-    place = " ".join(p for p in (finding.laterality, finding.clock or finding.quadrant.replace("_", " ")) if p)
+@lru_cache(maxsize=1)
+def _kind_labels_zh() -> dict[str, str]:
+    """Chinese names of lesion kinds (the parser's first Chinese word for each) and organs (the UDAF
+    lexicon's labels), for the finding tags of a Chinese interface."""
+    labels = {kind: words[1][0] for kind, words in LESIONS.items() if len(words) > 1 and words[1]}
+    for attribute in lexicon_load("udaf").get("attributes", []):
+        if attribute["code"] == "organ_level":
+            labels.update({value["code"]: value["label_zh"] for value in attribute["values"] if value.get("label_zh")})
+    return labels
+
+
+SIDES_ZH = {"left": "左侧", "right": "右侧", "bilateral": "双侧"}
+
+
+def finding_summary(finding: Finding, *, language: str | None = None) -> str:
+    """A few words for the finding's tag beside its sentence, in the interface language:
+    "nodule · right 10:00 · 12×8 mm" / "结节 · 右侧 10:00 · 12×8 mm"."""
+    zh = (language or get_language() or "").startswith("zh")
+    kind = finding.lesion or finding.organ or "finding"
+    if zh:
+        name = _kind_labels_zh().get(kind) or ("所见" if kind == "finding" else kind.replace("_", " "))
+        parts = [("未见" if finding.negated else "") + name]
+        side = SIDES_ZH.get(finding.laterality, finding.laterality)
+    else:
+        parts = [("no " if finding.negated else "") + kind.replace("_", " ").lower()]
+        side = finding.laterality
+    place = " ".join(p for p in (side, finding.clock or finding.quadrant.replace("_", " ")) if p)
     if place:
         parts.append(place)
     if finding.distance_from_nipple_cm is not None:
-        parts.append(f"{finding.distance_from_nipple_cm:g} cm FN")
+        parts.append(f"距乳头 {finding.distance_from_nipple_cm:g} cm" if zh else f"{finding.distance_from_nipple_cm:g} cm FN")
     if finding.size_mm:
         parts.append("×".join(f"{size:g}" for size in finding.size_mm) + " mm")
     if finding.assessment and finding.assessment.get("category"):

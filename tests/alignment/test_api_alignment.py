@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from alignment.models import Alignment, Sentence
+from alignment.models import Alignment, Finding, Sentence
 from annotation import services
 from tests.factories import assignment_make, dataset_make, image_make, study_make, user_make
 
@@ -185,3 +185,19 @@ def test_report_findings_before_alignment_follow_the_body_marker(django_capture_
     world["image"].save()
     body = client.get(f"/api/v1/regions/{world['region'].pk}/report-findings/").json()
     assert body["basis"] is None and body["attributes"] == {}
+
+
+def test_finding_tags_follow_the_interface_language():
+    from django.utils import translation
+
+    from alignment.selectors import finding_summary
+
+    finding = Finding(lesion="nodule", laterality="right", clock="10:00", quadrant="", size_mm=[12.0, 8.0],
+                      distance_from_nipple_cm=3.0, negated=False)
+    with translation.override("en"):
+        assert finding_summary(finding) == "nodule · right 10:00 · 3 cm FN · 12×8 mm"
+    with translation.override("zh-hans"):
+        assert finding_summary(finding) == "结节 · 右侧 10:00 · 距乳头 3 cm · 12×8 mm"
+    absent = Finding(organ="thyroid_gland", laterality="", clock="", quadrant="", negated=True)
+    with translation.override("zh-hans"):
+        assert finding_summary(absent).startswith("未见")
