@@ -71,11 +71,6 @@ def may_read_study(*, user, study, held: Iterable[str]) -> bool:
     return bool(frozenset(held)) and Assignment.objects.filter(image__study=study, annotator=user).exists()
 
 
-def image_readers_all_submitted(*, image) -> bool:
-    statuses = list(Assignment.objects.filter(image=image).values_list("status", flat=True))
-    return bool(statuses) and all(status == Assignment.Status.SUBMITTED for status in statuses)
-
-
 def may_see_others_on_image(*, user, image, held: Iterable[str]) -> bool:
     """Whether ``user`` may see every reader's regions on ``image`` (not only their own and imports):
     reviewers and admins always; an annotator only as a reader of the image, and under blind reading

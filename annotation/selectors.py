@@ -90,10 +90,6 @@ def _region_visible(*, user, region: Region, held: frozenset[str]) -> bool:
         user=user, image=region.image, held=held)
 
 
-def image_readers_all_submitted(*, image: Image) -> bool:
-    return permissions.image_readers_all_submitted(image=image)
-
-
 def regions_visible(*, user, image: Image) -> QuerySet[Region]:
     """Live regions of ``image`` that ``user`` may see (``permissions``: blind double reading)."""
     live = Region.objects.filter(image=image, is_deleted=False).select_related("author", "assignment")

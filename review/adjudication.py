@@ -37,8 +37,6 @@ from annotation.selectors import dataset_roles
 from . import metrics
 from .models import AdjudicationDecision, DatasetMetrics, LesionConsensus
 
-REVIEW_ROLES = permissions.REVIEW_ROLES
-DASHBOARD_ROLES = permissions.REVIEW_ROLES
 AREA_SHAPES = ("polygon", "rectangle", "ellipse")
 Action = AdjudicationDecision.Action
 
@@ -46,7 +44,7 @@ Action = AdjudicationDecision.Action
 # ---------------------------------------------------------------------------------------------- permissions
 
 
-def review_dataset_ids(*, user, roles: Iterable[str] = REVIEW_ROLES) -> list[int]:
+def review_dataset_ids(*, user, roles: Iterable[str] = permissions.REVIEW_ROLES) -> list[int]:
     """Datasets whose disagreements ``user`` may work on (staff: all)."""
     if not user.is_authenticated or not user.is_active:
         return []
@@ -64,7 +62,7 @@ def review_check(*, user) -> list[int]:
     return ids
 
 
-def disagreement_get_for_user(*, user, disagreement_id: int, roles: Iterable[str] = REVIEW_ROLES):
+def disagreement_get_for_user(*, user, disagreement_id: int, roles: Iterable[str] = permissions.REVIEW_ROLES):
     """One disagreement, for a reviewer of its dataset: an outsider gets 404, another member 403."""
     disagreement = (
         Disagreement.objects.select_related("dataset__lexicon", "study", "image", "sentence", "resolved_by")

@@ -27,6 +27,7 @@ from annotation import selectors
 from annotation.geometry import geometry_polygon_points
 from annotation.lexicons import term_code, term_label
 from annotation.models import Dataset
+from annotation.permissions import REVIEW_ROLES
 from annotation.request_input import IdFormField, json_loads_bounded
 
 from . import adjudication
@@ -275,7 +276,7 @@ def disagreement_detail(request, disagreement_id: int):
 @login_required
 @require_POST
 def image_confirm(request, image_id: int):
-    image = selectors.image_get_for_user(user=request.user, image_id=image_id, roles=adjudication.REVIEW_ROLES)
+    image = selectors.image_get_for_user(user=request.user, image_id=image_id, roles=REVIEW_ROLES)
     try:
         adjudication.image_confirm(image=image, actor=request.user, comment=request.POST.get("comment", ""))
         messages.success(request, _("Image confirmed."))
@@ -307,7 +308,7 @@ def _bars(points: list, *, width: int = 560, height: int = 140) -> dict:
 
 
 def _dashboard_context(request, dataset_id: int, *, use_cache: bool = True) -> dict:
-    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=adjudication.DASHBOARD_ROLES)
+    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=REVIEW_ROLES)
     data = adjudication.dashboard_data(dataset=dataset, use_cache=use_cache)
     live, snapshot = data["live"], data["metrics"] or {}
     labels = _labels(dataset)
@@ -346,7 +347,7 @@ def dataset_dashboard(request, dataset_id: int):
 @login_required
 @require_GET
 def dataset_dashboard_csv(request, dataset_id: int):
-    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=adjudication.DASHBOARD_ROLES)
+    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=REVIEW_ROLES)
     data = adjudication.dashboard_data(dataset=dataset)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="agreement-{dataset.pk}.csv"'
@@ -364,7 +365,7 @@ def dataset_metrics_refresh(request, dataset_id: int):
 
     from .tasks import dataset_metrics_refresh as task
 
-    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=adjudication.DASHBOARD_ROLES)
+    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id, roles=REVIEW_ROLES)
     transaction.on_commit(lambda: task.delay(dataset.pk))
     messages.info(request, _("Agreement metrics are being recomputed; reload in a moment."))
     return redirect("review:dashboard", dataset_id=dataset.pk)
