@@ -209,12 +209,19 @@
 
   // Saves of one region run in order, each on the version the previous one returned; otherwise two
   // quick edits would race and the second would be refused as stale by our own first save.
+  // ``waiting`` counts the saves of each region not yet answered, the running one included.
   const chains = new Map();
+  const waiting = new Map();
   function enqueue(id, job) {
-    const next = (chains.get(id) || Promise.resolve()).then(job, job);
+    waiting.set(id, (waiting.get(id) || 0) + 1);
+    const done = () => { const left = waiting.get(id) - 1; if (left) waiting.set(id, left); else waiting.delete(id); };
+    const run = () => Promise.resolve().then(job).finally(done);
+    const next = (chains.get(id) || Promise.resolve()).then(run, run);
     chains.set(id, next.catch(() => {}));
     return next;
   }
+  // A later edit of the region is queued behind the save now answering: the form already shows it.
+  const editQueued = (id) => (waiting.get(id) || 0) > 1;
   const allSaved = () => Promise.all([...chains.values()]);
 
   const undoStack = [];
@@ -258,7 +265,7 @@
       if (recordUndo) undoStack.push({ kind: "update", id, before });
       saveFinished(true);
       regionsChanged();
-      if (currentId() === id) fillForm(id);
+      if (currentId() === id) fillForm(id, { keepValues: editQueued(id) });
       return data;
     }
     saveFinished(false);
@@ -502,7 +509,9 @@
     return rows;
   }
 
-  function fillForm(id) {
+  // ``keepValues``: leave the attribute values as the reader has them (a later edit is still being
+  // saved), so an older answer never undoes what the reader has just chosen.
+  function fillForm(id, { keepValues = false } = {}) {
     const region = regions.get(id);
     if (!region) return;
     const mine = region.author === config.user;
@@ -516,9 +525,9 @@
     const active = document.activeElement;
     for (const name of ["label", "lesion_key"]) {
       const input = form.elements[name];
-      if (input !== active) input.value = region[name] || "";
+      if (input !== active && !keepValues) input.value = region[name] || "";
     }
-    form.querySelectorAll("fieldset.attribute").forEach((fieldset) => {
+    if (!keepValues) form.querySelectorAll("fieldset.attribute").forEach((fieldset) => {
       const code = fieldset.dataset.attribute;
       const value = region.attributes[code];
       const values = value === undefined ? [] : [].concat(value);

@@ -295,6 +295,39 @@ def test_two_regions_tagged_with_the_keyboard_only_and_submitted_with_n(reading_
     assert Assignment.objects.get(image=image, annotator=reading_setup["reader1"]).status == "submitted"
 
 
+def test_slow_saves_never_undo_the_choice_the_reader_has_just_made(reading_setup, login, live_server, monkeypatch):
+    """Each answer of a slow server arrives after the reader's next key: an older answer must not put
+    back the values it saw (the organ typed while the body system's save was on its way)."""
+    import time
+
+    original = services.region_update
+
+    def slow(**kwargs):
+        time.sleep(0.3)
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "region_update", slow)
+    page = login("annotator1")
+    image = reading_setup["images"][0]
+    page.goto(f"{live_server.url}/images/{image.pk}/annotate/")
+    _open_workspace(page)
+    page.keyboard.press("e")
+    _drag(page, (0.30, 0.40), (0.45, 0.60))
+    page.wait_for_selector("#region-form:not([hidden])")
+    page.wait_for_function("() => document.querySelector('fieldset.attribute.focused')?.dataset.attribute === 'diagnosis'")
+    page.keyboard.press("1")  # nodule
+    page.keyboard.press("5")  # breast and axilla
+    page.keyboard.type("breast", delay=120)  # the answers of the two saves arrive while this is typed
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => !document.querySelector('fieldset.attribute.focused')")
+    assert _canvas_has_focus(page)
+    _saved(page)
+    assert page.evaluate("() => document.querySelector('fieldset[data-attribute=organ_level] select').value") == "breast"
+    region = Region.objects.get(image=image, is_deleted=False)
+    assert {k: region.attributes[k] for k in ("diagnosis", "body_system_level", "organ_level")} == {
+        "diagnosis": "nodule", "body_system_level": "breast_and_axilla", "organ_level": "breast"}
+
+
 def _proposal_label(page) -> str:
     page.wait_for_selector("#viewer[data-proposal] .assist-label:not([hidden])")
     return page.inner_text(".assist-label")
