@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -50,37 +52,64 @@ def _digest(value: Any) -> str:
 
 
 def report_parse(*, report: Report) -> list[Sentence]:
-    """Parse ``report`` unless its current (version, pipeline) parse is stored; return the sentences.
+    """Parse ``report`` unless its current (version, pipeline) parse is stored; return the sentences
+    (``reports_parse`` of the one report)."""
+    return reports_parse(reports=[report])[report.pk]
 
-    Older parses of the report are replaced; a reviewer's manual alignments move to the sentence with
-    the same text in the new parse (and are dropped only if that sentence is gone).
+
+def reports_parse(*, reports: list[Report]) -> dict[int, list[Sentence]]:
+    """Parse each report unless its current (version, pipeline) parse is stored; return each report's
+    sentences in order, by report id, their findings loaded. A handful of queries whatever the number
+    of reports, so an import's chunk is parsed in one go.
+
+    Older parses of a report are replaced; a reviewer's manual alignments move to the sentence with
+    the same text in the new parse (and are dropped only if that sentence is gone). Precondition: each
+    report's ``study.dataset.lexicon`` is loaded (or cheap to load).
     """
-    current = list(Sentence.objects.filter(report=report, report_version=report.version,
-                                           pipeline_version=parse_version()).order_by("index"))
-    if current:
-        return current
-    lexicon = report.study.dataset.lexicon.system
-    parsed = parse_report(report.text, language=report.language, lexicon=lexicon)
+    version = parse_version()
+    by_id = {report.pk: report for report in reports}
+
+    def stored(ids) -> dict[int, list[Sentence]]:
+        found: dict[int, list[Sentence]] = defaultdict(list)
+        for sentence in (Sentence.objects.filter(report_id__in=ids, pipeline_version=version)
+                         .prefetch_related("findings").order_by("report_id", "index")):
+            if sentence.report_version == by_id[sentence.report_id].version:
+                found[sentence.report_id].append(sentence)
+        return found
+
+    result = stored(list(by_id))
+    missing = [report for report in reports if report.pk not in result]
+    if not missing:
+        return {pk: result.get(pk, []) for pk in by_id}
+    parsed = {report.pk: parse_report(report.text, language=report.language, lexicon=report.study.dataset.lexicon.system)
+              for report in missing}
     with transaction.atomic():
-        Report.objects.select_for_update().filter(pk=report.pk).first()
-        stored = list(Sentence.objects.filter(report=report).values_list("report_version", "pipeline_version"))
-        if (report.version, parse_version()) in stored:
-            # another worker parsed it while we did
-            return list(Sentence.objects.filter(report=report, report_version=report.version,
-                                                pipeline_version=parse_version()).order_by("index"))
-        manual = []
-        if stored:
-            old = Sentence.objects.filter(report=report)
-            manual = list(Alignment.objects.filter(sentence__in=old, source=Alignment.Source.MANUAL)
-                          .values("sentence__text", "image_id", "region_id", "linked", "created_by_id", "score"))
+        ids = list(Report.objects.select_for_update().filter(pk__in=list(parsed)).order_by("pk")
+                   .values_list("pk", flat=True))
+        earlier: dict[int, set] = defaultdict(set)
+        for report_id, report_version, pipeline in (Sentence.objects.filter(report_id__in=ids)
+                                                    .values_list("report_id", "report_version", "pipeline_version")
+                                                    .distinct()):
+            earlier[report_id].add((report_version, pipeline))
+        # another worker parsed some while we did: theirs stand
+        todo = [pk for pk in ids if (by_id[pk].version, version) not in earlier[pk]]
+        replaced = [pk for pk in todo if earlier[pk]]
+        manual: dict[int, list[dict]] = defaultdict(list)
+        if replaced:
+            old = Sentence.objects.filter(report_id__in=replaced)
+            for m in Alignment.objects.filter(sentence__in=old, source=Alignment.Source.MANUAL).values(
+                    "sentence__report_id", "sentence__text", "image_id", "region_id", "linked", "created_by_id",
+                    "score"):
+                manual[m["sentence__report_id"]].append(m)
             old.delete()
-        sentences = Sentence.objects.bulk_create([
-            Sentence(report=report, report_version=report.version, pipeline_version=parse_version(),
-                     index=s.index, start=s.start, end=s.end, text=s.text, section=s.section or "")
-            for s in parsed.sentences
-        ])
+        rows = [(pk, parsed_sentence, Sentence(
+                    report_id=pk, report_version=by_id[pk].version, pipeline_version=version,
+                    index=parsed_sentence.index, start=parsed_sentence.start, end=parsed_sentence.end,
+                    text=parsed_sentence.text, section=parsed_sentence.section or ""))
+                for pk in todo for parsed_sentence in parsed[pk].sentences]
+        Sentence.objects.bulk_create([row for _, _, row in rows])
         findings = []
-        for row, parsed_sentence in zip(sentences, parsed.sentences):
+        for _, parsed_sentence, row in rows:
             for index, finding in enumerate(parsed_sentence.findings):
                 data = finding.to_dict()
                 findings.append(Finding(
@@ -92,14 +121,15 @@ def report_parse(*, report: Report) -> list[Sentence]:
                 ))
         Finding.objects.bulk_create(findings)
         if manual:
-            by_text = {s.text: s for s in sentences}
+            by_text = {(pk, row.text): row for pk, _, row in rows}
             Alignment.objects.bulk_create([
-                Alignment(sentence=by_text[m["sentence__text"]], image_id=m["image_id"], region_id=m["region_id"],
-                          linked=m["linked"], created_by_id=m["created_by_id"], score=m["score"],
-                          source=Alignment.Source.MANUAL)
-                for m in manual if m["sentence__text"] in by_text
+                Alignment(sentence=by_text[pk, m["sentence__text"]], image_id=m["image_id"],
+                          region_id=m["region_id"], linked=m["linked"], created_by_id=m["created_by_id"],
+                          score=m["score"], source=Alignment.Source.MANUAL)
+                for pk, moved in manual.items() for m in moved if (pk, m["sentence__text"]) in by_text
             ])
-    return sentences
+    result.update(stored(list(parsed)))
+    return {pk: result.get(pk, []) for pk in by_id}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -135,17 +165,6 @@ def _source_name(region: Region) -> str:
     if region.source == Region.Source.IMPORT:
         return f"import:{region.source_author or 'import'}"
     return matching.CONSENSUS
-
-
-def _study_regions(study: Study) -> list[Region]:
-    """Regions that count as annotation: submitted readings, imports and the consensus."""
-    # A join, not ``assignment__in=<subquery>``: PostgreSQL plans the latter as a scan per row.
-    return list(
-        Region.objects.filter(image__study=study, is_deleted=False)
-        .filter(Q(source__in=[Region.Source.IMPORT, Region.Source.CONSENSUS])
-                | Q(assignment__status=Assignment.Status.SUBMITTED))
-        .select_related("author", "image").order_by("id")
-    )
 
 
 def _region_values(region: Region) -> dict[str, frozenset[str]]:
@@ -198,16 +217,75 @@ def _lesion_inputs(study: Study, regions: list[Region]) -> list[matching.LesionI
 # ---------------------------------------------------------------------------------------------- aligning
 
 
-def _claim(study_id: int, worker: str) -> StudyAlignmentState | None:
-    """Take the study for this worker: a conditional UPDATE, so two workers never align it at once. A
-    claim older than CLAIM_TIMEOUT is a worker that died and may be taken over. Returns the state row as
-    read before the claim (its input hash and last run), or ``None`` when another worker holds it."""
-    state, _ = StudyAlignmentState.objects.get_or_create(study_id=study_id)
+@dataclass
+class _StudyRun:
+    """One claimed study's inputs, read together with those of the other studies of its batch."""
+
+    study: Study
+    state: StudyAlignmentState
+    report: Report | None = None
+    sentences: list[Sentence] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
+    manual: list[Alignment] = field(default_factory=list)
+    assignments: list[tuple] = field(default_factory=list)  # (id, image id, status, annotator username)
+    image_ids: list[int] = field(default_factory=list)
+    input_hash: str = ""
+
+
+def _claim(study_ids: list[int], worker: str) -> dict[int, StudyAlignmentState]:
+    """Take the studies for this worker: one conditional UPDATE, so two workers never align a study at
+    once. A claim older than CLAIM_TIMEOUT is a worker that died and may be taken over. Returns the
+    state rows of the studies taken (their input hash and last run as before the claim); a study
+    another worker holds is not among them."""
+    have = set(StudyAlignmentState.objects.filter(study_id__in=study_ids).values_list("study_id", flat=True))
+    if len(have) < len(study_ids):
+        StudyAlignmentState.objects.bulk_create(
+            [StudyAlignmentState(study_id=pk) for pk in study_ids if pk not in have], ignore_conflicts=True)
     now = timezone.now()
-    claimed = StudyAlignmentState.objects.filter(study_id=study_id).filter(
+    claim = f"{worker[:111]}#{uuid.uuid4().hex[:16]}"  # this call's own mark: which rows it took
+    StudyAlignmentState.objects.filter(study_id__in=study_ids).filter(
         ~Q(status=StudyAlignmentState.Status.RUNNING) | Q(claimed_at__lt=now - CLAIM_TIMEOUT)
-    ).update(status=StudyAlignmentState.Status.RUNNING, claimed_by=worker[:128], claimed_at=now)
-    return state if claimed else None
+    ).update(status=StudyAlignmentState.Status.RUNNING, claimed_by=claim, claimed_at=now)
+    return {state.study_id: state for state in StudyAlignmentState.objects.filter(
+        study_id__in=study_ids, status=StudyAlignmentState.Status.RUNNING, claimed_by=claim)}
+
+
+def _runs_load(studies: dict[int, Study], states: dict[int, StudyAlignmentState]) -> list[_StudyRun]:
+    """The inputs of the claimed studies, one query per table for all of them; each study's report
+    parsed if needed (``reports_parse``)."""
+    runs = {pk: _StudyRun(study=studies[pk], state=state) for pk, state in states.items()}
+    ids = list(runs)
+    for report in Report.objects.filter(study_id__in=ids):
+        report.study = runs[report.study_id].study  # its dataset and lexicon are loaded already
+        runs[report.study_id].report = report
+    parsed = reports_parse(reports=[run.report for run in runs.values() if run.report is not None])
+    for run in runs.values():
+        if run.report is not None:
+            run.sentences = parsed[run.report.pk]
+    # Regions that count as annotation: submitted readings, imports and the consensus. A join, not
+    # ``assignment__in=<subquery>``: PostgreSQL plans the latter as a scan per row.
+    for region in (Region.objects.filter(image__study_id__in=ids, is_deleted=False)
+                   .filter(Q(source__in=[Region.Source.IMPORT, Region.Source.CONSENSUS])
+                           | Q(assignment__status=Assignment.Status.SUBMITTED))
+                   .select_related("author", "image").order_by("id")):
+        runs[region.image.study_id].regions.append(region)
+    for alignment in (Alignment.objects.filter(image__study_id__in=ids, source=Alignment.Source.MANUAL)
+                      .annotate(study_of=F("image__study_id")).order_by("id")):
+        runs[alignment.study_of].manual.append(alignment)
+    for *assignment, study_id in (Assignment.objects.filter(image__study_id__in=ids).order_by("id").values_list(
+            "id", "image_id", "status", "annotator__username", "image__study_id")):
+        runs[study_id].assignments.append(tuple(assignment))
+    for study_id, image_id in Image.objects.filter(study_id__in=ids).order_by("id").values_list("study_id", "id"):
+        runs[study_id].image_ids.append(image_id)
+    for run in runs.values():
+        run.input_hash = _digest({
+            "report": [run.report.pk, run.report.version] if run.report else None, "pipeline": parse_version(),
+            "regions": [(r.pk, r.version) for r in run.regions],
+            "manual": [(m.pk, m.sentence_id, m.region_id, m.linked) for m in run.manual],
+            "submitted": sorted(a[0] for a in run.assignments if a[2] == Assignment.Status.SUBMITTED),
+            "lexicon": [run.study.dataset.lexicon.system, run.study.dataset.lexicon.version],
+        })
+    return list(runs.values())
 
 
 def study_align(*, study_id: int, worker: str = "inline") -> str:
@@ -216,58 +294,84 @@ def study_align(*, study_id: int, worker: str = "inline") -> str:
 
     Precondition: none — the report is parsed here if needed. Promises: automatic alignments and open
     disagreements reflect the current report, regions and pipeline; manual alignments and resolved
-    disagreements whose inputs did not change are kept.
+    disagreements whose inputs did not change are kept. On failure the study's state row says FAILED
+    with the error, and the error is raised.
     """
-    study = Study.objects.select_related("dataset__lexicon").filter(pk=study_id).first()
-    if study is None:
-        return "gone"
-    state = _claim(study_id, worker)
-    if state is None:
-        return "busy"
+    return _studies_align([study_id], worker)[study_id]
+
+
+def studies_align(*, study_ids: list[int], worker: str = "inline",
+                  reraise: tuple[type[BaseException], ...] = ()) -> dict[str, int]:
+    """Align many studies as ``study_align`` does, with a few queries and one transaction for the lot
+    instead of some thirty queries and a commit per study — what an import's chunk needs. When the lot
+    fails, each study is aligned again alone, so a bad study fails alone (FAILED on its state row) and
+    the others go on, unless its error is one of ``reraise`` (a lost connection: the caller retries
+    the lot). Returns the number of studies per outcome ("aligned", "unchanged", "busy", "gone",
+    "failed")."""
+    outcomes: dict[str, int] = defaultdict(int)
     try:
-        report = Report.objects.filter(study=study).first()
-        if report is not None:
-            report.study = study  # its dataset and lexicon are loaded already
-        sentences = report_parse(report=report) if report else []
-        regions = _study_regions(study)
-        manual = list(Alignment.objects.filter(image__study=study, source=Alignment.Source.MANUAL).order_by("id"))
-        assignments = list(Assignment.objects.filter(image__study=study)
-                           .order_by("id").values_list("id", "image_id", "status", "annotator__username"))
-        input_hash = _digest({
-            "report": [report.pk, report.version] if report else None, "pipeline": parse_version(),
-            "regions": [(r.pk, r.version) for r in regions],
-            "manual": [(m.pk, m.sentence_id, m.region_id, m.linked) for m in manual],
-            "submitted": sorted(a[0] for a in assignments if a[2] == Assignment.Status.SUBMITTED),
-            "lexicon": [study.dataset.lexicon.system, study.dataset.lexicon.version],
-        })
-        if state.input_hash == input_hash and state.aligned_at is not None:
-            StudyAlignmentState.objects.filter(pk=state.pk).update(
+        for status in _studies_align(list(dict.fromkeys(study_ids)), worker).values():
+            outcomes[status] += 1
+        return dict(outcomes)
+    except Exception:  # noqa: BLE001 — find the study at fault
+        log.warning("alignment of %d studies together failed; aligning them one by one", len(study_ids),
+                    exc_info=True)
+    outcomes.clear()
+    for study_id in dict.fromkeys(study_ids):
+        try:
+            outcomes[study_align(study_id=study_id, worker=worker)] += 1
+        except reraise:
+            raise
+        except Exception:  # noqa: BLE001 — one bad study must not cost the others (its row says FAILED)
+            log.warning("alignment of study %s failed", study_id, exc_info=True)
+            outcomes["failed"] += 1
+    return dict(outcomes)
+
+
+def _studies_align(study_ids: list[int], worker: str) -> dict[int, str]:
+    """Claim, read, match and record ``study_ids``; the outcome of each (see ``study_align``). Any
+    error marks every study it claimed FAILED and is raised."""
+    studies = {study.pk: study for study in Study.objects.select_related("dataset__lexicon").filter(pk__in=study_ids)}
+    outcome = {pk: "gone" for pk in study_ids if pk not in studies}
+    states = _claim(list(studies), worker) if studies else {}
+    outcome.update({pk: "busy" for pk in studies if pk not in states})
+    if not states:
+        return outcome
+    try:
+        runs = _runs_load(studies, states)
+        unchanged = {run.study.pk for run in runs if run.state.input_hash == run.input_hash and run.state.aligned_at}
+        if unchanged:
+            StudyAlignmentState.objects.filter(study_id__in=list(unchanged)).update(
                 status=StudyAlignmentState.Status.DONE, checked_at=timezone.now(), claimed_by="")
-            return "unchanged"
-        with transaction.atomic():
-            _align_and_record(study, sentences, regions, manual, assignments)
-            StudyAlignmentState.objects.filter(pk=state.pk).update(
-                status=StudyAlignmentState.Status.DONE, input_hash=input_hash, pipeline_version=parse_version(),
-                aligned_at=timezone.now(), checked_at=timezone.now(), runs=F("runs") + 1, claimed_by="", error="")
-        return "aligned"
+            outcome.update({pk: "unchanged" for pk in unchanged})
+        changed = [run for run in runs if run.study.pk not in unchanged]
+        if changed:
+            with transaction.atomic():
+                _align_and_record(changed)
+                now = timezone.now()
+                for run in changed:
+                    run.state.status, run.state.input_hash = StudyAlignmentState.Status.DONE, run.input_hash
+                    run.state.pipeline_version, run.state.aligned_at, run.state.checked_at = parse_version(), now, now
+                    run.state.runs, run.state.claimed_by, run.state.error = F("runs") + 1, "", ""
+                StudyAlignmentState.objects.bulk_update(
+                    [run.state for run in changed],
+                    ["status", "input_hash", "pipeline_version", "aligned_at", "checked_at", "runs", "claimed_by",
+                     "error"])
+            outcome.update({run.study.pk: "aligned" for run in changed})
     except Exception as error:
-        StudyAlignmentState.objects.filter(study_id=study_id).update(
+        StudyAlignmentState.objects.filter(study_id__in=list(states)).exclude(
+            status=StudyAlignmentState.Status.DONE, claimed_by="").update(
             status=StudyAlignmentState.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], claimed_by="",
             checked_at=timezone.now())
         raise
+    return outcome
 
 
-def _align_and_record(
-    study: Study, sentences: list[Sentence], regions: list[Region], manual: list[Alignment], assignments: list[tuple]
-) -> None:
-    """Match the study (``matching.study_match``, pure) and record its links and disagreements.
-
-    Precondition: ``manual`` are the study's manual alignments and ``assignments`` its assignments as
-    (id, image id, status, annotator username), both read in this run."""
-    lexicon = study.dataset.lexicon
-    sentences = list(Sentence.objects.filter(pk__in=[s.pk for s in sentences]).prefetch_related("findings")
-                     .order_by("index"))
-    findings, finding_rows = _finding_inputs(sentences, lexicon.system)
+def _study_match(run: _StudyRun) -> tuple[matching.StudyMatch, list, dict, dict, dict[int, int]]:
+    """Match one study (``matching.study_match``, pure): the result, the finding inputs and rows, the
+    lesions by key and each region's image."""
+    study, regions, lexicon = run.study, run.regions, run.study.dataset.lexicon
+    findings, finding_rows = _finding_inputs(run.sentences, lexicon.system)
     lesions = _lesion_inputs(study, regions)
     reader_regions: dict[int, list[matching.ReaderRegion]] = defaultdict(list)
     for region in regions:
@@ -275,41 +379,68 @@ def _align_and_record(
             reader_regions[region.image_id].append(matching.ReaderRegion(
                 region.pk, _source_name(region), region.shape, region.geometry, _region_values(region)))
     readers_of: dict[int, list[str]] = defaultdict(list)
-    for _, image_id, status, username in assignments:
+    for _, image_id, status, username in run.assignments:
         if status == Assignment.Status.SUBMITTED:
             readers_of[image_id].append(username)
     result = matching.study_match(matching.StudyInput(
-        findings=findings, lesions=lesions, image_ids=list(Image.objects.filter(study=study).values_list("id", flat=True)),
+        findings=findings, lesions=lesions, image_ids=run.image_ids,
         reader_regions=reader_regions, readers_of=readers_of,
-        fully_read=all(status == Assignment.Status.SUBMITTED for _, _, status, _ in assignments),
+        fully_read=all(status == Assignment.Status.SUBMITTED for _, _, status, _ in run.assignments),
         single_valued=frozenset(a["code"] for a in lexicon.content["attributes"] if a["cardinality"] == "one"),
         tirads_level_of=lambda points: tirads_level(lexicon_tirads(), points),
         tirads_points_of=(lambda tags: tirads_points(lexicon, tags)) if lexicon.system == "tirads" else None,
     ))
-    lesion_by_key = {lesion.key: lesion for lesion in lesions}
-    region_image = {r.pk: r.image_id for r in regions}
-    _alignments_record(study, sentences, result.matches, findings, finding_rows, lesion_by_key, region_image, manual)
-    touched = _record_disagreements(study, result.conflicts, finding_rows, lesion_by_key, region_image)
-    # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be); an
-    # image whose disagreements did not change keeps its status, so only a change is news.
-    if touched is None or touched:
-        image_ids = None if touched is None else sorted(touched)
-        transaction.on_commit(lambda: disagreements_changed.send(sender=Study, study_id=study.pk, image_ids=image_ids))
+    return result, findings, finding_rows, {lesion.key: lesion for lesion in lesions}, \
+        {r.pk: r.image_id for r in regions}
 
 
-def _alignments_record(study: Study, sentences: list[Sentence], matches: list[matching.Match],
-                       findings: list[matching.FindingInput], finding_rows: dict, lesion_by_key: dict,
-                       region_image: dict[int, int], manual: list[Alignment]) -> None:
-    """Replace the study's automatic links by ``matches``: every sentence a finding spans to every
-    region of its lesion. Manual decisions win: an unlink removes the automatic link."""
+def _align_and_record(runs: list[_StudyRun]) -> None:
+    """Match each study and record its links and disagreements: the automatic links of all of them
+    replaced with one DELETE and one INSERT, their disagreements read in one query and the new ones
+    inserted together. Precondition: inside a transaction; the runs' studies are claimed."""
+    ids = [run.study.pk for run in runs]
+    Alignment.objects.filter(image__study_id__in=ids, source=Alignment.Source.AUTO).delete()
+    existing: dict[int, dict[str, Disagreement]] = defaultdict(dict)
+    for disagreement in Disagreement.objects.filter(study_id__in=ids).prefetch_related("regions"):
+        existing[disagreement.study_id][disagreement.fingerprint] = disagreement
+    links: list[Alignment] = []
+    new: list[tuple[Disagreement, tuple[int, ...]]] = []
+    stale: list[int] = []
+    for run in runs:
+        result, findings, finding_rows, lesion_by_key, region_image = _study_match(run)
+        links += _alignments_of(run, result.matches, findings, finding_rows, lesion_by_key, region_image)
+        touched = _disagreements_update(run.study, existing[run.study.pk], result.conflicts, finding_rows,
+                                        lesion_by_key, region_image, new, stale)
+        # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be); an
+        # image whose disagreements did not change keeps its status, so only a change is news.
+        if touched is None or touched:
+            image_ids = None if touched is None else sorted(touched)
+            transaction.on_commit(lambda study_id=run.study.pk, image_ids=image_ids: disagreements_changed.send(
+                sender=Study, study_id=study_id, image_ids=image_ids))
+    Alignment.objects.bulk_create(links)
+    if new:
+        # one INSERT for the disagreements and one for their regions (PostgreSQL and SQLite return the ids)
+        created = Disagreement.objects.bulk_create([d for d, _ in new])
+        through = Disagreement.regions.through
+        through.objects.bulk_create([
+            through(disagreement_id=d.pk, region_id=region_id)
+            for d, (_, region_ids) in zip(created, new, strict=True) for region_id in dict.fromkeys(region_ids)
+        ])
+    if stale:
+        Disagreement.objects.filter(pk__in=stale).delete()
+
+
+def _alignments_of(run: _StudyRun, matches: list[matching.Match], findings: list[matching.FindingInput],
+                   finding_rows: dict, lesion_by_key: dict, region_image: dict[int, int]) -> list[Alignment]:
+    """The study's automatic links for ``matches``: every sentence a finding spans to every region of
+    its lesion. Manual decisions win: an unlink removes the automatic link."""
     finding_by_key = {finding.key: finding for finding in findings}
-    unlinked = {(m.sentence_id, m.region_id) for m in manual if not m.linked}
-    Alignment.objects.filter(image__study=study, source=Alignment.Source.AUTO).delete()
+    unlinked = {(m.sentence_id, m.region_id) for m in run.manual if not m.linked}
     rows, linked = [], set()
     for match in matches:
         finding = finding_by_key[match.finding]
         lesion = lesion_by_key[match.lesion]
-        covered = [s for s in sentences if s.start < finding.end and s.end > finding.start] or \
+        covered = [s for s in run.sentences if s.start < finding.end and s.end > finding.start] or \
             [finding_rows[match.finding][0]]
         for sentence in covered:
             for region_id in lesion.region_ids:
@@ -321,7 +452,7 @@ def _alignments_record(study: Study, sentences: list[Sentence], matches: list[ma
                     region_id=region_id, score=match.score,
                     evidence={**match.evidence, "repeat_mention": match.repeat, "lesion": lesion.key},
                 ))
-    Alignment.objects.bulk_create(rows)
+    return rows
 
 
 def lexicon_tirads():
@@ -330,10 +461,12 @@ def lexicon_tirads():
     return lexicon_load("tirads")
 
 
-def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key, region_image) -> set[int] | None:
-    """Write the study's open disagreements from ``conflicts``; return the ids of the images whose
-    disagreements changed (``None``: a study-level one changed, which concerns every image)."""
-    existing = {d.fingerprint: d for d in Disagreement.objects.filter(study=study).prefetch_related("regions")}
+def _disagreements_update(study: Study, existing: dict[str, Disagreement], conflicts, finding_rows, lesion_by_key,
+                          region_image, new: list, stale: list[int]) -> set[int] | None:
+    """Bring the study's open disagreements (``existing``, by fingerprint) in line with ``conflicts``:
+    changed ones are saved here, new ones appended to ``new`` and settled ones' ids to ``stale`` for the
+    caller to write with the other studies'. Returns the ids of the images whose disagreements changed
+    (``None``: a study-level one changed, which concerns every image)."""
     produced = set()
     touched: set[int] | None = set()
 
@@ -346,7 +479,6 @@ def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key, 
                 touched.add(image_id)
             touched.update(region_image[r] for r in region_ids if r in region_image)
 
-    new: list[tuple[Disagreement, tuple[int, ...]]] = []
     for conflict in conflicts:
         fingerprint = _digest([conflict.kind, list(conflict.identity)])
         if fingerprint in produced:
@@ -378,19 +510,10 @@ def _record_disagreements(study: Study, conflicts, finding_rows, lesion_by_key, 
             touch(image_id, conflict.region_ids)
         elif current.sentence_id != (sentence.pk if sentence else None):
             Disagreement.objects.filter(pk=current.pk).update(sentence=sentence)
-    if new:
-        # one INSERT for the disagreements and one for their regions (PostgreSQL and SQLite return the ids)
-        created = Disagreement.objects.bulk_create([d for d, _ in new])
-        through = Disagreement.regions.through
-        through.objects.bulk_create([
-            through(disagreement_id=d.pk, region_id=region_id)
-            for d, (_, region_ids) in zip(created, new, strict=True) for region_id in dict.fromkeys(region_ids)
-        ])
-    stale = [d for fp, d in existing.items() if fp not in produced and d.status == Disagreement.Status.OPEN]
-    if stale:
-        for d in stale:
-            touch(d.image_id, [r.pk for r in d.regions.all()])
-        Disagreement.objects.filter(pk__in=[d.pk for d in stale]).delete()
+    for fingerprint, disagreement in existing.items():
+        if fingerprint not in produced and disagreement.status == Disagreement.Status.OPEN:
+            touch(disagreement.image_id, [r.pk for r in disagreement.regions.all()])
+            stale.append(disagreement.pk)
     return touched
 
 
@@ -497,23 +620,3 @@ def study_align_on_commit(*, study_id: int) -> None:
     from .tasks import study_align
 
     transaction.on_commit(lambda: study_align.delay(study_id))
-
-
-def studies_align(*, study_ids: list[int], worker: str = "inline") -> dict[str, int]:
-    """Align many studies (``study_align`` each) in one transaction: one commit for the lot instead of
-    several per study, which is what an import's in-process alignment costs on SQLite. A study that
-    fails is rolled back alone, recorded FAILED on its state row, and the others go on. Returns the
-    number of studies per outcome ("aligned", "unchanged", "busy", "gone", "failed")."""
-    outcomes: dict[str, int] = defaultdict(int)
-    with transaction.atomic():
-        for study_id in study_ids:
-            try:
-                with transaction.atomic():
-                    outcomes[study_align(study_id=study_id, worker=worker)] += 1
-            except Exception as error:  # noqa: BLE001 — one bad study must not cost the others
-                log.warning("alignment of study %s failed", study_id, exc_info=True)
-                StudyAlignmentState.objects.filter(study_id=study_id).update(
-                    status=StudyAlignmentState.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000],
-                    claimed_by="", checked_at=timezone.now())
-                outcomes["failed"] += 1
-    return dict(outcomes)

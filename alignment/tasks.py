@@ -41,18 +41,11 @@ def study_align(self, study_id: int) -> str:
 
 
 @shared_task(bind=True, **{**RETRY, "soft_time_limit": 3600, "time_limit": 3660})
-def alignment_chunk(self, run_id: int, study_ids: list[int]) -> int:
-    aligned = 0
-    for study_id in study_ids:
-        try:
-            status = services.study_align(study_id=study_id, worker=_worker(self))
-        except TRANSIENT:
-            raise
-        except DatabaseError:
-            raise
-        except Exception:  # noqa: BLE001 — one bad study is recorded on its row and must not stop the chunk
-            continue
-        aligned += status == "aligned"
+def alignment_chunk(self, run_id: int | None, study_ids: list[int]) -> int:
+    """Align a chunk of studies together (``services.studies_align``); a study that fails is recorded
+    on its own row and the chunk goes on, but a lost connection or a database error retries the chunk."""
+    outcomes = services.studies_align(study_ids=study_ids, worker=_worker(self), reraise=(*TRANSIENT, DatabaseError))
+    aligned = outcomes.get("aligned", 0)
     services.alignment_run_refresh(run_id=run_id)
     return aligned
 
