@@ -142,3 +142,57 @@ def test_a_study_that_fails_to_align_is_marked_failed_and_its_run_ends_failed(
     assert run.finished_at is not None
     # what the last good run recorded is kept
     assert Disagreement.objects.filter(study=study, kind="report_vs_annotation").exists()
+
+
+def _read_studies(django_capture_on_commit_callbacks, count: int):
+    """``count`` studies, each with the report's nodule drawn and submitted, not aligned since."""
+    studies = []
+    for _ in range(count):
+        reader, study, image = _study(django_capture_on_commit_callbacks)
+        assignment = assignment_make(image, reader)
+        _region(image, reader, echogenicity="isoechoic", assignment=assignment)
+        annotation_services.assignment_submit(assignment=assignment)  # on_commit not run: not aligned
+        studies.append(study)
+    ids = [study.pk for study in studies]
+    StudyAlignmentState.objects.filter(study_id__in=ids).delete()
+    Disagreement.objects.filter(study_id__in=ids).delete()
+    return ids
+
+
+def test_studies_are_aligned_together_in_as_many_queries_for_ten_as_for_two(django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for size in (2, 10):
+        ids = _read_studies(django_capture_on_commit_callbacks, size)
+        with CaptureQueriesContext(connection) as queries:
+            assert services.studies_align(study_ids=ids) == {"aligned": size}
+        counts.append(len(queries))
+        # the same outcome as one study at a time: its links and its one conflict each
+        assert Disagreement.objects.filter(study_id__in=ids, kind="report_vs_annotation").count() == size
+        links = [Alignment.objects.filter(image__study_id=pk, source="auto").count() for pk in ids]
+        assert links == [links[0]] * size and links[0] >= 1
+        assert services.studies_align(study_ids=ids) == {"unchanged": size}
+    assert counts[0] == counts[1] < 40
+
+
+def test_one_study_that_breaks_the_batch_fails_alone(django_capture_on_commit_callbacks, monkeypatch):
+    from alignment import matching
+
+    ids = _read_studies(django_capture_on_commit_callbacks, 3)
+    bad = ids[1]
+    real = matching.study_match
+
+    def broken(study_input):
+        if any(image_id in study_input.image_ids for image_id in Image.objects.filter(study_id=bad).values_list("id", flat=True)):
+            raise ValueError("matcher broke")
+        return real(study_input)
+
+    monkeypatch.setattr(matching, "study_match", broken)
+    assert services.studies_align(study_ids=ids + [999_999]) == {"aligned": 2, "failed": 1, "gone": 1}
+    states = dict(StudyAlignmentState.objects.filter(study_id__in=ids).values_list("study_id", "status"))
+    assert states == {ids[0]: "done", bad: "failed", ids[2]: "done"}
+    assert StudyAlignmentState.objects.get(study_id=bad).error == "ValueError: matcher broke"
+    assert not Disagreement.objects.filter(study_id=bad).exists()
+    assert Disagreement.objects.filter(study_id__in=[ids[0], ids[2]]).count() == 2
