@@ -331,7 +331,11 @@ def studies_align(*, study_ids: list[int], worker: str = "inline",
 def _studies_align(study_ids: list[int], worker: str) -> dict[int, str]:
     """Claim, read, match and record ``study_ids``; the outcome of each (see ``study_align``). Any
     error marks every study it claimed FAILED and is raised."""
-    studies = {study.pk: study for study in Study.objects.select_related("dataset__lexicon").filter(pk__in=study_ids)}
+    studies = {study.pk: study for study in Study.objects.filter(pk__in=study_ids)}
+    # Each dataset (and its lexicon, a large document) read once, not once per study.
+    datasets = Dataset.objects.select_related("lexicon").in_bulk({study.dataset_id for study in studies.values()})
+    for study in studies.values():
+        study.dataset = datasets[study.dataset_id]
     outcome = {pk: "gone" for pk in study_ids if pk not in studies}
     states = _claim(list(studies), worker) if studies else {}
     outcome.update({pk: "busy" for pk in studies if pk not in states})
@@ -350,13 +354,11 @@ def _studies_align(study_ids: list[int], worker: str) -> dict[int, str]:
                 _align_and_record(changed)
                 now = timezone.now()
                 for run in changed:
-                    run.state.status, run.state.input_hash = StudyAlignmentState.Status.DONE, run.input_hash
-                    run.state.pipeline_version, run.state.aligned_at, run.state.checked_at = parse_version(), now, now
-                    run.state.runs, run.state.claimed_by, run.state.error = F("runs") + 1, "", ""
-                StudyAlignmentState.objects.bulk_update(
-                    [run.state for run in changed],
-                    ["status", "input_hash", "pipeline_version", "aligned_at", "checked_at", "runs", "claimed_by",
-                     "error"])
+                    run.state.input_hash = run.input_hash
+                StudyAlignmentState.objects.bulk_update([run.state for run in changed], ["input_hash"])
+                StudyAlignmentState.objects.filter(study_id__in=[run.study.pk for run in changed]).update(
+                    status=StudyAlignmentState.Status.DONE, pipeline_version=parse_version(), aligned_at=now,
+                    checked_at=now, runs=F("runs") + 1, claimed_by="", error="")
             outcome.update({run.study.pk: "aligned" for run in changed})
     except Exception as error:
         StudyAlignmentState.objects.filter(study_id__in=list(states)).exclude(
