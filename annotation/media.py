@@ -13,6 +13,8 @@ import os
 import threading
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -46,25 +48,54 @@ class VerifiedImage:
         return {"JPEG": "jpg"}.get(self.format, self.format.lower())
 
 
-def image_verify(content: bytes, *, thumbnail: bool = False) -> VerifiedImage:
+_bomb_guards = 0  # decompression_bombs_refused() blocks open now, in any thread
+_bomb_guards_lock = threading.Lock()
+
+
+@contextmanager
+def decompression_bombs_refused() -> Iterator[None]:
+    """While open, Pillow's decompression-bomb warning is an error in every thread, so ``image_verify``
+    refuses an image over ``IMAGE_MAX_PIXELS``. The warnings filter list is one per process, and
+    ``warnings.catch_warnings`` swaps it whole: two threads entering it at once can each restore the
+    list the other saved, so a thread may decode with the filter gone and let a bomb through with a
+    mere warning. A caller verifying on several threads opens this once, in one thread, around them
+    all, and passes ``guarded=True``."""
+    global _bomb_guards
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        with _bomb_guards_lock:
+            _bomb_guards += 1
+        try:
+            yield
+        finally:
+            with _bomb_guards_lock:
+                _bomb_guards -= 1
+
+
+def image_verify(content: bytes, *, thumbnail: bool = False, guarded: bool = False) -> VerifiedImage:
     """Decode ``content`` completely and return its facts. Raises ``ImageFileError`` for an empty,
     oversized, truncated, unknown-format or decompression-bomb file. With ``thumbnail`` the thumbnail
-    is made from the same decoded pixels (an importer then decodes each file once)."""
+    is made from the same decoded pixels (an importer then decodes each file once). With ``guarded``
+    the caller holds ``decompression_bombs_refused()`` open (verifying on threads); otherwise this
+    call opens it itself."""
     if not content:
         raise ImageFileError("the file is empty")
     if len(content) > settings.IMAGE_MAX_BYTES:
         raise ImageFileError(f"the file is {len(content):,} bytes; the limit is {settings.IMAGE_MAX_BYTES:,}")
+    if not guarded:
+        with decompression_bombs_refused():
+            return image_verify(content, thumbnail=thumbnail, guarded=True)
+    if not _bomb_guards:
+        raise RuntimeError("image_verify(guarded=True) outside decompression_bombs_refused()")
     PILImage.MAX_IMAGE_PIXELS = settings.IMAGE_MAX_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            with PILImage.open(io.BytesIO(content)) as probe:
-                fmt = probe.format or ""
-                probe.verify()
-            with PILImage.open(io.BytesIO(content)) as image:
-                image.load()
-                width, height = image.size
-                small = thumbnail_jpeg(image) if thumbnail and fmt in ACCEPTED_FORMATS else None
+        with PILImage.open(io.BytesIO(content)) as probe:
+            fmt = probe.format or ""
+            probe.verify()
+        with PILImage.open(io.BytesIO(content)) as image:
+            image.load()
+            width, height = image.size
+            small = thumbnail_jpeg(image) if thumbnail and fmt in ACCEPTED_FORMATS else None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
         raise ImageFileError(f"the image has too many pixels (limit {settings.IMAGE_MAX_PIXELS:,})") from error
     except UnidentifiedImageError as error:

@@ -13,8 +13,12 @@ Promises:
   and its new studies, reports, images and regions wait for one bulk insert per kind at the end of the
   chunk. A row that changes what exists already writes through the services in a savepoint of its own.
   A chunk whose insert fails is written again with a savepoint per row, so the failure is its row's.
+  The chunk's existing studies are looked up in one query; a row of a new study asks the database
+  nothing.
 - Every image is decoded once, by ``media.image_verify`` (Pillow, decompression-bomb and size limits),
-  which makes its thumbnail from the same pixels; it is stored once under its sha256. The same file
+  which makes its thumbnail from the same pixels; it is stored once under its sha256. The decode runs
+  on a few threads (``IMPORT_DECODE_THREADS``) a little ahead of the row that uses it, the row's
+  database work meanwhile on this one; what a row reports does not depend on it. The same file
   twice in one study is imported once; the same file in two studies is imported for both (stored
   once) with a warning naming both studies.
 - Re-importing the same batch changes nothing: studies are found by accession, images by
@@ -32,20 +36,23 @@ Promises:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import itertools
 import json
 import logging
 import math
+import os
 import posixpath
 import re
 import shutil
 import tempfile
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -66,6 +73,7 @@ from annotation.lexicons import AttributeValidationError, attributes_validate
 from annotation.media import (
     ImageFileError,
     VerifiedImage,
+    decompression_bombs_refused,
     image_store_commit,
     image_store_discard,
     image_store_pending,
@@ -111,6 +119,19 @@ def image_min_side() -> int:
 
 def chunk_rows() -> int:
     return max(1, int(_limit("IMPORT_CHUNK_ROWS", 200)))
+
+
+def decode_threads() -> int:
+    """Threads that read and verify a chunk's image files ahead of its rows; 0: each row does its own."""
+    return max(0, int(_limit("IMPORT_DECODE_THREADS", min(4, os.cpu_count() or 1))))
+
+
+# Files verified ahead of their rows are held until taken: at most this many, and this many bytes of
+# file content (a single larger file is still read ahead alone).
+AHEAD_FILES = 64
+AHEAD_BYTES = 64 << 20
+# Images this import wrote that the same-file check remembers, instead of asking the database.
+REMEMBERED_IMAGES = 200_000
 
 
 class BatchError(ValueError):
@@ -162,6 +183,79 @@ class _Writes:
         Image.objects.bulk_create(self.images, batch_size=500)
         services.regions_insert(regions=self.regions)
         self.studies, self.reports, self.images, self.regions = [], [], [], []
+
+
+@dataclass(frozen=True)
+class _PlannedRow:
+    """A row to run, with what it will read: its batch files, verified ahead on the decode threads, and
+    the accessions of its studies, looked up once for the chunk."""
+
+    run: Callable[[], None]
+    files: tuple[str, ...] = ()
+    accessions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch file read, and unless it is DICOM verified; ``failure`` is why the image was refused."""
+
+    content: bytes
+    verified: VerifiedImage | None = None
+    failure: ValueError | None = None
+
+
+class _Ahead:
+    """A chunk's files prepared on the import's threads ahead of the rows that take them, in the order
+    the rows ask for them (Pillow and hashlib release the GIL, so decoding overlaps the rows' Python and
+    database work). At most ``AHEAD_FILES`` files and ``AHEAD_BYTES`` are held; a file that its row
+    never takes (the row failed first) is dropped when a later one is taken."""
+
+    def __init__(self, *, pool: ThreadPoolExecutor, prepare: Callable[[str], _Prepared], names: list[str],
+                 size: Callable[[str], int]):
+        self._pool, self._prepare, self._size = pool, prepare, size
+        self._waiting: deque[str] = deque(names)
+        self._submitted: deque[tuple[str, int, Future]] = deque()
+        self._held = 0
+        self._top_up()
+
+    def _top_up(self) -> None:
+        while self._waiting and len(self._submitted) < AHEAD_FILES:
+            size = self._size(self._waiting[0])
+            if self._submitted and self._held + size > AHEAD_BYTES:
+                return
+            name = self._waiting.popleft()
+            self._submitted.append((name, size, self._pool.submit(self._prepare, name)))
+            self._held += size
+
+    def _drop(self) -> None:
+        _, size, future = self._submitted.popleft()
+        future.cancel()
+        self._held -= size
+
+    def take(self, name: str) -> _Prepared | None:
+        """``name`` prepared (what preparing it raised is raised here), or None when it was not prepared
+        ahead: the caller prepares it itself."""
+        position = next((i for i, (ahead, _, _) in enumerate(self._submitted) if ahead == name), None)
+        if position is None:
+            if name in self._waiting:  # rows skipped the files ahead of it: start again from here
+                while self._submitted:
+                    self._drop()
+                while self._waiting.popleft() != name:
+                    pass
+                self._top_up()
+            return None
+        for _ in range(position):
+            self._drop()
+        _, size, future = self._submitted.popleft()
+        self._held -= size
+        self._top_up()
+        return future.result()
+
+    def close(self) -> None:
+        """Cancel what has not started; what runs finishes on its thread and is dropped."""
+        self._waiting.clear()
+        while self._submitted:
+            self._drop()
 
 
 @dataclass
@@ -301,6 +395,16 @@ class BatchSource:
             return self._zip.open(self._members[self.prefix + name])
         return (self.path / (self.prefix + name)).open("rb")
 
+    def size(self, name: str) -> int:
+        """The size in bytes ``name`` says it has (0 when it cannot be read; ``read`` then says why)."""
+        if self._zip is not None:
+            info = self._members.get(self.prefix + name)
+            return info.file_size if info is not None else 0
+        try:
+            return (self.path / (self.prefix + name)).stat().st_size
+        except OSError:
+            return 0
+
     def local_path(self, name: str) -> Path | None:
         """The file of ``name`` on disk, or None for a zip member."""
         return None if self._zip is not None else self.path / (self.prefix + name)
@@ -360,11 +464,30 @@ class _Importer:
         self.dataset, self.source, self.options, self.report = dataset, source, options, report
         self.progress = progress or (lambda report: None)
         self.dicom_used: set[str] = set()
-        self.study_of_file: dict[str, str] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: _Ahead | None = None
+        # The same-file check (``_image``) asks the database only about images this import did not
+        # write; while the dataset holds no others, the ones it wrote are remembered here instead:
+        # sha256 -> (study id, accession) of each committed image; None once that no longer holds.
+        self._written: dict[str, list[tuple[int, str]]] | None = {}
+        self._written_count = 0
 
     # -- the batch
 
     def run(self) -> None:
+        threads = decode_threads()
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="import-decode") if threads else nullcontext()
+        # One guard for the decode threads and this one: see ``media.decompression_bombs_refused``.
+        with decompression_bombs_refused(), pool:
+            self._pool = pool if threads else None
+            try:
+                self._run()
+            finally:
+                if self._ahead is not None:
+                    self._ahead.close()
+                self._pool = None
+
+    def _run(self) -> None:
         for name, reason in self.source.refused:
             self.report.add(level="error", file=name, reason=reason)
         if self.options.format == "coco":
@@ -378,21 +501,21 @@ class _Importer:
         self.report.total = lines + len(candidates)  # refined once DICOM files are grouped into studies
         self.progress(self.report)
         if has_manifest:
-            self._in_chunks((lambda number=number, text=text: self._manifest_row(number, text))
-                            if text is not None and text.strip() else (lambda: None)
-                            for number, text in self._manifest_lines())
+            self._in_chunks(self._manifest_plan(number, text, failure)
+                            for number, text, failure in self._manifest_lines())
         remaining = [n for n in candidates if n not in self.dicom_used]
         groups = self._dicom_groups(remaining)
         self.report.total = self.report.done + len(groups)
-        self._in_chunks((lambda headers=headers: self._dicom_row(headers)) for headers in groups.values())
+        self._in_chunks(_PlannedRow(run=lambda headers=headers: self._dicom_row(headers),
+                                    accessions=(headers[0][1].accession,)) for headers in groups.values())
 
-    def _in_chunks(self, rows: Iterable[Callable[[], None]]) -> None:
+    def _in_chunks(self, rows: Iterable[_PlannedRow | Callable[[], None]]) -> None:
         """Run the rows ``chunk_rows()`` at a time, one transaction per chunk: rows are checked in Python
         and their new studies, reports, images and regions inserted in bulk at the end of the chunk.
         A chunk that fails there is written again with a savepoint per row, which pins the failure on
         its row. Files are moved into place, and alignment of the new reports queued, once the chunk has
         committed; progress is recorded between chunks."""
-        iterator = iter(rows)
+        iterator = (row if isinstance(row, _PlannedRow) else _PlannedRow(run=row) for row in rows)
         while chunk := list(itertools.islice(iterator, chunk_rows())):
             counts, problems = Counter(self.report.counts), len(self.report.problems)
             try:
@@ -403,15 +526,20 @@ class _Importer:
             self.report.done += len(chunk)
             self.progress(self.report)
 
-    def _chunk(self, chunk: list[Callable[[], None]], *, isolating: bool) -> None:
+    def _chunk(self, chunk: list[_PlannedRow], *, isolating: bool) -> None:
         self._isolating = isolating
         self._chunk_writes = writes = _Writes()
         self._positions: dict[str, int] = {}
         before = Counter(self.report.counts)
+        names = [name for row in chunk for name in row.files]
+        if self._pool is not None and names:
+            self._ahead = _Ahead(pool=self._pool, prepare=self._prepare, names=names, size=self.source.size)
         try:
             with transaction.atomic():
-                for run_row in chunk:
-                    run_row()
+                self._studies_find([accession for row in chunk for accession in row.accessions])
+                self._written_check()
+                for row in chunk:
+                    row.run()
                 writes.insert()
         except Exception as failure:
             for temporary, _ in writes.files:
@@ -425,12 +553,42 @@ class _Importer:
             self.report.add(level="error", reason=f"{len(chunk)} rows from here on could not be saved "
                                                   f"({type(failure).__name__}: {failure})"[:500])
             return
+        finally:
+            if self._ahead is not None:
+                self._ahead.close()
+                self._ahead = None
         for temporary, final in writes.files:
             image_store_commit(temporary, final)
+        self._written_add(writes)
         study_ids = [study.pk for study in writes.aligned]
         if study_ids:
             # Outside any transaction on_commit runs at once; in an outer one, at its commit.
             transaction.on_commit(lambda: _studies_align(study_ids))
+
+    def _studies_find(self, accessions: list[str]) -> None:
+        """Look up (and lock) the existing studies of the chunk's rows in one query, so a row of a study
+        new to the dataset asks nothing. A study a row changes is looked up again by the next row."""
+        self._studies_known: dict[str, Study | None] = dict.fromkeys(accessions)
+        unique = list(self._studies_known)
+        for start in range(0, len(unique), 500):
+            for study in Study.objects.select_for_update().filter(dataset=self.dataset,
+                                                                  accession__in=unique[start:start + 500]):
+                self._studies_known[study.accession] = study
+
+    def _written_check(self) -> None:
+        """Keep remembering this import's images for the same-file check only while the dataset holds
+        no others (another import may have added some since the last chunk)."""
+        if self._written is not None and (
+                self._written_count > REMEMBERED_IMAGES
+                or Image.objects.filter(study__dataset=self.dataset).count() != self._written_count):
+            self._written = None
+
+    def _written_add(self, writes: _Writes) -> None:
+        if self._written is None:
+            return
+        for (accession, sha256), image in writes.image_of.items():
+            self._written.setdefault(sha256, []).append((image.study.pk, accession))
+            self._written_count += 1
 
     def _manifest_line_count(self) -> int:
         count, last = 0, b"\n"
@@ -440,10 +598,10 @@ class _Importer:
                 last = chunk[-1:]
         return count + (last != b"\n")
 
-    def _manifest_lines(self) -> Iterator[tuple[int, str | None]]:
-        """``(number, text)`` for each manifest line, decoded one line at a time so one bad line costs
-        only itself: a line that is not UTF-8 or longer than the limit is reported (text None) and
-        never held in memory whole."""
+    def _manifest_lines(self) -> Iterator[tuple[int, str | None, str]]:
+        """``(number, text, failure)`` for each manifest line, decoded one line at a time so one bad line
+        costs only itself: a line that is not UTF-8 or longer than the limit comes with text None and
+        the reason, and is never held in memory whole."""
         limit = line_max_bytes()
         with self.source.open_binary(MANIFEST_NAME) as handle:
             number = 0
@@ -455,18 +613,18 @@ class _Importer:
                 if len(raw) > limit and not raw.endswith(b"\n"):
                     while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
                         pass
-                    self._line_failed(number, f"the line is longer than the limit of {limit:,} bytes "
-                                              "(IMPORT_LINE_MAX_BYTES)")
-                    yield number, None
+                    yield number, None, (f"the line is longer than the limit of {limit:,} bytes "
+                                         "(IMPORT_LINE_MAX_BYTES)")
                     continue
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 try:
-                    yield number, raw.decode("utf-8")
+                    text = raw.decode("utf-8")
                 except UnicodeDecodeError as error:
-                    self._line_failed(number, f"the line is not UTF-8 text (byte 0x{raw[error.start]:02x} at "
-                                              f"position {error.start + 1})")
-                    yield number, None
+                    yield number, None, (f"the line is not UTF-8 text (byte 0x{raw[error.start]:02x} at "
+                                         f"position {error.start + 1})")
+                else:
+                    yield number, text, ""
 
     def _line_failed(self, number: int, reason: str) -> None:
         self.report.add(level="error", line=number, reason=reason)
@@ -551,15 +709,33 @@ class _Importer:
 
     # -- manifest rows
 
-    def _manifest_row(self, number: int, text: str) -> None:
+    def _manifest_plan(self, number: int, text: str | None, failure: str) -> _PlannedRow:
+        """The row of manifest line ``number``, parsed now (when its chunk is gathered) so that its image
+        files can be prepared ahead; its problems are reported when it runs, in line order."""
+        if text is None:
+            return _PlannedRow(run=lambda: self._line_failed(number, failure))
+        if not text.strip():
+            return _PlannedRow(run=lambda: None)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            self._line_failed(number, f"not valid JSON ({error.msg} at column {error.colno})")
-            return
+            failure = f"not valid JSON ({error.msg} at column {error.colno})"
         except (ValueError, RecursionError) as error:  # nesting too deep, integers too long to parse
-            self._line_failed(number, f"not valid JSON ({type(error).__name__}: {str(error)[:200]})")
-            return
+            failure = f"not valid JSON ({type(error).__name__}: {str(error)[:200]})"
+        if failure:
+            return _PlannedRow(run=lambda: self._line_failed(number, failure))
+        if not isinstance(data, dict):
+            return _PlannedRow(run=lambda: self._manifest_row(number, data))
+        accession = data.get("study")
+        files = []
+        for entry in data.get("images") if isinstance(data.get("images"), list) else ():
+            name = safe_name(entry["file"]) if isinstance(entry, dict) and isinstance(entry.get("file"), str) else None
+            if name is not None and self.source.has(name):
+                files.append(name)
+        return _PlannedRow(run=lambda: self._manifest_row(number, data), files=tuple(files),
+                           accessions=(accession.strip(),) if isinstance(accession, str) else ())
+
+    def _manifest_row(self, number: int, data: Any) -> None:
         if not isinstance(data, dict):
             self.report.add(level="error", line=number, reason="a line must be a JSON object")
             self.report.counts["rows_failed"] += 1
@@ -606,7 +782,10 @@ class _Importer:
     def _study(self, *, accession: str, patient: str | None, exam_date: date | None, body_part: str,
                metadata: dict, problems: list[dict]) -> Study | None:
         study = self._new_study(accession)
-        if study is None:
+        if study is None and accession in self._studies_known:
+            known = self._studies_known[accession]
+            study = None if known is None else copy.copy(known)
+        elif study is None:
             study = Study.objects.select_for_update().filter(dataset=self.dataset, accession=accession).first()
         if study is None:
             if not patient:
@@ -631,6 +810,7 @@ class _Importer:
             changed.append("body_part")
         if changed:
             self._direct()
+            self._studies_known.pop(accession, None)  # the next row reads what this one leaves
             study.save(update_fields=changed)
             self.report.counts["studies_updated"] += 1
         else:
@@ -714,13 +894,16 @@ class _Importer:
             error("'regions' must be a list", name)
             return
         try:
-            content = self.source.read(name)
+            prepared = self._ahead.take(name) if self._ahead is not None else None
+            if prepared is None:
+                prepared = self._prepare(name)
         except FileNotFoundError:
             error("file not found in the batch", name)
             return
         except ImageFileError as failure:
             error(str(failure), name)
             return
+        content = prepared.content
         if is_dicom(content[:132], name):
             self.dicom_used.add(name)
             self._dicom_file(study, name, content, problems, where=where, regions=regions, frame=frame,
@@ -728,7 +911,9 @@ class _Importer:
                                  {"laterality": laterality} if entry.get("laterality") else {}), seen=seen)
             return
         try:
-            verified = image_verify(content, thumbnail=self.options.thumbnails)
+            if prepared.failure is not None:
+                raise prepared.failure
+            verified = prepared.verified
             reference = self._reference(name)
         except (ImageFileError, ValueError) as failure:
             error(str(failure), name)
@@ -737,6 +922,19 @@ class _Importer:
                             reference=reference)
         if image is not None:
             self._regions(image, regions, where, name, problems)
+
+    def _prepare(self, name: str) -> _Prepared:
+        """Read batch file ``name`` and, unless it is DICOM, verify it (its one decode, hash and
+        thumbnail): the part of an image's import that needs no database, run on the decode threads
+        ahead of its row. Raises what ``BatchSource.read`` raises; a refused image is its ``failure``."""
+        content = self.source.read(name)
+        if is_dicom(content[:132], name):
+            return _Prepared(content=content)
+        try:
+            return _Prepared(content=content, verified=image_verify(content, thumbnail=self.options.thumbnails,
+                                                                    guarded=True))
+        except ValueError as failure:  # ImageFileError among them
+            return _Prepared(content=content, failure=failure)
 
     def _reference(self, name: str) -> str:
         """With ``--reference``, the path of batch file ``name`` below IMPORT_ROOT (``ValueError`` when a
@@ -803,12 +1001,9 @@ class _Importer:
             self.report.counts["images_existing"] += 1
         if duplicate:
             return image
-        stored_others = Image.objects.filter(study__dataset=self.dataset, sha256=verified.sha256)
-        if study.pk is not None:
-            stored_others = stored_others.exclude(study=study)
         waiting = [accession for source in (self._chunk_writes, writes)
                    for accession in source.studies_of_file.get(verified.sha256, ()) if accession != study.accession]
-        others = list(dict.fromkeys(waiting + list(stored_others.values_list("study__accession", flat=True)[:5])))[:5]
+        others = list(dict.fromkeys(waiting + self._stored_others(study, verified.sha256)))[:5]
         if others:
             problems.append({
                 "level": "warning", "where": where, "file": name,
@@ -816,6 +1011,16 @@ class _Importer:
                           f"{study.accession} and {', '.join(others)}); this is usually a data error",
             })
         return image
+
+    def _stored_others(self, study: Study, sha256: str) -> list[str]:
+        """Accessions of up to 5 stored images of the dataset with this file, in other studies."""
+        if self._written is not None:
+            return [accession for _, accession in sorted(self._written.get(sha256, ()), key=lambda w: w[0])
+                    if accession != study.accession][:5]
+        stored_others = Image.objects.filter(study__dataset=self.dataset, sha256=sha256)
+        if study.pk is not None:
+            stored_others = stored_others.exclude(study=study)
+        return list(stored_others.values_list("study__accession", flat=True)[:5])
 
     # -- regions
 
@@ -1094,7 +1299,7 @@ class _Importer:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": facts})
                 return None
             try:
-                verified = image_verify(self.source.read(name), thumbnail=self.options.thumbnails)
+                verified = image_verify(self.source.read(name), thumbnail=self.options.thumbnails, guarded=True)
                 reference = self._reference(name)
             except (ImageFileError, FileNotFoundError, ValueError) as failure:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": str(failure)})

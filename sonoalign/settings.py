@@ -369,3 +369,5 @@ IMPORT_SPACING_MIN_MM = float(os.environ.get("IMPORT_SPACING_MIN_MM", "0.005")) 
 IMPORT_SPACING_MAX_MM = float(os.environ.get("IMPORT_SPACING_MAX_MM", "5.0"))  # imported uncalibrated
 IMPORT_IMAGE_MIN_SIDE = int(os.environ.get("IMPORT_IMAGE_MIN_SIDE", "32"))
 IMPORT_CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "200"))  # rows per transaction
+# Threads decoding a chunk's images ahead of its rows (0: each row decodes its own).
+IMPORT_DECODE_THREADS = int(os.environ.get("IMPORT_DECODE_THREADS", str(min(4, os.cpu_count() or 1))))

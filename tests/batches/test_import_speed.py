@@ -1,7 +1,12 @@
-"""Import written in chunks: bulk inserts, one decode per image, bounded queries, and a chunk whose
-bulk insert fails written again a row at a time."""
+"""Import written in chunks: bulk inserts, one decode per image (on threads ahead of the rows, with the
+same outcome as inline), queries per chunk rather than per row, and a chunk whose bulk insert fails
+written again a row at a time."""
 
 from __future__ import annotations
+
+import json
+import threading
+from datetime import date
 
 import pytest
 from django.core.files.storage import default_storage
@@ -10,10 +15,11 @@ from django.test.utils import CaptureQueriesContext
 from PIL import ImageFile
 
 from alignment.models import StudyAlignmentState
+from annotation import media
 from annotation.models import Image, Region, RegionRevision, Report, Study
 from batches import importing
 from batches.importing import batch_import, problem_text
-from tests.batches.test_import_support import SQUARE, batch_write, jpeg_bytes
+from tests.batches.test_import_support import SQUARE, batch_write, dicom_bytes, jpeg_bytes, zip_write
 from tests.factories import dataset_make
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,8 +69,9 @@ def test_rows_cost_a_few_queries_each_and_every_new_report_is_aligned_after_comm
     assert (Study.objects.count(), Report.objects.count(), Region.objects.count(),
             RegionRevision.objects.count()) == (40, 40, 40, 40)
     assert sorted(aligned) == sorted(Study.objects.values_list("pk", flat=True))
-    # A study lookup and a same-file check per row; the inserts are a handful per chunk.
-    assert len(queries.captured_queries) <= 40 * 2 + 20
+    # Rows of new studies ask nothing: the chunk's studies are looked up in one query, the same-file
+    # check remembers what the import wrote, and the inserts are one per kind.
+    assert len(queries.captured_queries) <= 12
 
 
 def test_the_chunks_studies_are_aligned_in_process_on_the_embedded_default(tmp_path, settings):
@@ -98,3 +105,119 @@ def test_a_chunk_whose_insert_fails_is_written_again_row_by_row(tmp_path, settin
 
 def _files(root) -> list[str]:
     return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+
+
+
+def _messy_batch(root) -> tuple[list, dict[str, bytes]]:
+    """Rows that fail before, at and after reading their files, files shared between rows and studies,
+    a DICOM file named by the manifest, a study given twice: every path a row can take past a file."""
+    good = jpeg_bytes(seed=30)
+    rows = [
+        {"study": "ACC-M1", "patient": "P-1", "images": [{"file": "a.jpg"}, {"file": "b.jpg"}]},
+        {"study": "ACC-M2", "patient": "P-2", "images": [{"file": "missing.jpg"}, {"file": "c.jpg"}]},
+        "not json",
+        {"study": "ACC-M3", "images": [{"file": "d.jpg"}]},  # a new study without a patient: fails first
+        {"study": "ACC-M4", "patient": "P-4", "images": [{"file": "e.jpg", "laterality": "sideways"},
+                                                         {"file": "f.jpg"}]},
+        {"study": "ACC-M5", "patient": "P-5", "images": [{"file": "broken.jpg"}]},
+        {"study": "ACC-M6", "patient": "P-6", "images": [{"file": "same.jpg"}, {"file": "same-again.jpg"}]},
+        {"study": "ACC-M7", "patient": "P-7", "images": [{"file": "same.jpg"}, {"file": "scan.dcm"}]},
+        {"study": "ACC-M1", "patient": "P-1", "exam_date": "2024-05-01", "images": [{"file": "g.jpg"}]},
+        {"study": "ACC-M1", "patient": "P-9", "images": [{"file": "h.jpg"}]},
+        {"study": "ACC-M8", "patient": "P-8", "images": [{"file": "a.jpg", "regions": [
+            {"shape": "polygon", "points": SQUARE, "id": "r1"}, {"shape": "blob"}]}]},
+    ]
+    files = {name: jpeg_bytes(seed=seed) for seed, name in enumerate(
+        ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg", "g.jpg", "h.jpg"])}
+    files |= {"same.jpg": good, "same-again.jpg": good, "broken.jpg": good[:200],
+              "scan.dcm": dicom_bytes(study_uid="1.2.3.4", seed=3)}
+    root.mkdir(parents=True)
+    (root / "manifest.jsonl").write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n"
+                                                 for row in rows))
+    return rows, files
+
+
+def _outcome(report) -> tuple:
+    stored = sorted(Image.objects.values_list("study__accession", "original_name", "sha256", "thumbnail"))
+    return ([problem_text(p) for p in report.problems], dict(report.counts), stored,
+            sorted(Study.objects.values_list("accession", "patient", "exam_date")), Region.objects.count())
+
+
+@pytest.mark.parametrize("source", ["folder", "zip"])
+def test_files_verified_on_threads_ahead_of_their_rows_import_exactly_as_inline(tmp_path, settings, monkeypatch,
+                                                                                 source):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.IMPORT_CHUNK_ROWS = 4
+    monkeypatch.setattr(importing, "AHEAD_FILES", 2)  # rows that skip their files drop what was ahead
+    monkeypatch.setattr(importing, "_studies_align", lambda ids: None)
+    rows, files = _messy_batch(tmp_path / "b")
+    for name, content in files.items():
+        (tmp_path / "b" / name).write_bytes(content)
+    path = tmp_path / "b"
+    if source == "zip":
+        path = zip_write(tmp_path / "b.zip", {"manifest.jsonl": (tmp_path / "b" / "manifest.jsonl").read_text()}
+                         | files)
+    threads = []
+    real = media.image_verify
+
+    def verify(content, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(content, **kwargs)
+
+    monkeypatch.setattr(importing, "image_verify", verify)
+    outcomes = []
+    for count in (0, 2):
+        settings.IMPORT_DECODE_THREADS = count
+        Study.objects.all().delete()
+        outcomes.append(_outcome(batch_import(dataset=dataset_make(name=f"threads-{count}"), path=path)))
+    inline, threaded = outcomes
+    assert threaded == inline
+    assert "line 2 (ACC-M2) images[0]: file not found in the batch" in inline[0]
+    assert any("the same file is also in study ACC-M6" in text for text in inline[0])
+    assert inline[1]["rows_imported"] == 5
+    assert all(name.startswith("import-decode") for name in threads[len(threads) // 2:])
+
+
+def test_a_decompression_bomb_is_refused_on_the_decode_threads(tmp_path, settings):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.IMPORT_DECODE_THREADS = 3
+    # 320×240 = 76,800 px: over the limit but under twice it, where Pillow only warns.
+    settings.IMAGE_MAX_PIXELS = 50_000
+    rows = [{"study": f"ACC-B{n}", "patient": f"P-{n}", "images": [{"file": f"{n}.jpg"}]} for n in range(12)]
+    files = {f"{n}.jpg": jpeg_bytes(seed=n) for n in range(12)}
+    report = batch_import(dataset=dataset_make(name="bombs"), path=batch_write(tmp_path / "b", rows, files))
+    assert [problem_text(p) for p in report.problems] == [
+        f"line {n + 1} (ACC-B{n}) images[0]: the image has too many pixels (limit 50,000)" for n in range(12)]
+    assert not Image.objects.exists()
+
+
+def test_the_same_file_in_another_study_is_named_across_chunks_and_from_earlier_imports(tmp_path, settings):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.IMPORT_CHUNK_ROWS = 1
+    dataset = dataset_make(name="same-file")
+    content = jpeg_bytes(seed=40)
+    first = [{"study": "ACC-F1", "patient": "P-1", "images": [{"file": "a.jpg"}]},
+             {"study": "ACC-F2", "patient": "P-2", "images": [{"file": "b.jpg"}]}]
+    report = batch_import(dataset=dataset, path=batch_write(tmp_path / "b1", first, {"a.jpg": content,
+                                                                                     "b.jpg": content}))
+    assert [problem_text(p) for p in report.problems] == [
+        "line 2 (ACC-F2) images[0]: the same file is also in study ACC-F1 (stored once, imported for both ACC-F2 "
+        "and ACC-F1); this is usually a data error"]
+    later = [{"study": "ACC-F3", "patient": "P-3", "images": [{"file": "c.jpg"}]}]
+    report = batch_import(dataset=dataset, path=batch_write(tmp_path / "b2", later, {"c.jpg": content}))
+    assert [problem_text(p) for p in report.problems] == [
+        "line 1 (ACC-F3) images[0]: the same file is also in study ACC-F1, ACC-F2 (stored once, imported for both "
+        "ACC-F3 and ACC-F1, ACC-F2); this is usually a data error"]
+
+
+def test_a_study_changed_by_one_row_is_read_again_by_the_next_row_of_its_chunk(tmp_path, settings):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    dataset = dataset_make(name="changed")
+    rows = [{"study": "ACC-C1", "patient": "P-1", "exam_date": "2024-01-01", "images": [{"file": "a.jpg"}]}]
+    batch_import(dataset=dataset, path=batch_write(tmp_path / "b1", rows, {"a.jpg": jpeg_bytes(seed=50)}))
+    rows = [{"study": "ACC-C1", "patient": "P-1", "exam_date": "2024-02-02"},
+            {"study": "ACC-C1", "patient": "P-1", "exam_date": "2024-02-02", "body_part": "thyroid"},
+            {"study": "ACC-C1", "patient": "P-1", "exam_date": "2024-02-02", "body_part": "thyroid"}]
+    report = batch_import(dataset=dataset, path=batch_write(tmp_path / "b2", rows, {}))
+    assert (report.counts["studies_updated"], report.counts["studies_existing"]) == (2, 1)
+    assert Study.objects.values_list("exam_date", "body_part").get() == (date(2024, 2, 2), "thyroid")
