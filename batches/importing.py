@@ -197,11 +197,19 @@ class _PlannedRow:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A batch file read, and unless it is DICOM verified; ``failure`` is why the image was refused."""
+    """A batch file read, and unless it is DICOM verified; ``failure`` is why the image was refused.
+    ``pending`` holds the file and thumbnail written under temporary names for the image, should it be
+    new (``"image"``/``"thumbnail"`` -> (final, temporary) storage names): the row that takes them
+    either adopts them into its writes or discards them."""
 
     content: bytes
     verified: VerifiedImage | None = None
     failure: ValueError | None = None
+    pending: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        while self.pending:
+            image_store_discard(self.pending.popitem()[1][1])
 
 
 class _Ahead:
@@ -229,7 +237,8 @@ class _Ahead:
 
     def _drop(self) -> None:
         _, size, future = self._submitted.popleft()
-        future.cancel()
+        if not future.cancel():  # started: its temporary files go once it is done
+            future.add_done_callback(_prepared_discard)
         self._held -= size
 
     def take(self, name: str) -> _Prepared | None:
@@ -256,6 +265,11 @@ class _Ahead:
         self._waiting.clear()
         while self._submitted:
             self._drop()
+
+
+def _prepared_discard(future: Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().discard()
 
 
 @dataclass
@@ -911,15 +925,18 @@ class _Importer:
                                  {"laterality": laterality} if entry.get("laterality") else {}), seen=seen)
             return
         try:
-            if prepared.failure is not None:
-                raise prepared.failure
-            verified = prepared.verified
-            reference = self._reference(name)
-        except (ImageFileError, ValueError) as failure:
-            error(str(failure), name)
-            return
-        image = self._image(study, verified, name=name, facts=facts, where=where, seen=seen, problems=problems,
-                            reference=reference)
+            try:
+                if prepared.failure is not None:
+                    raise prepared.failure
+                verified = prepared.verified
+                reference = self._reference(name)
+            except (ImageFileError, ValueError) as failure:
+                error(str(failure), name)
+                return
+            image = self._image(study, verified, name=name, facts=facts, where=where, seen=seen, problems=problems,
+                                reference=reference, pending=prepared.pending)
+        finally:
+            prepared.discard()  # what the image did not adopt
         if image is not None:
             self._regions(image, regions, where, name, problems)
 
@@ -931,10 +948,23 @@ class _Importer:
         if is_dicom(content[:132], name):
             return _Prepared(content=content)
         try:
-            return _Prepared(content=content, verified=image_verify(content, thumbnail=self.options.thumbnails,
-                                                                    guarded=True))
+            verified = image_verify(content, thumbnail=self.options.thumbnails, guarded=True)
         except ValueError as failure:  # ImageFileError among them
             return _Prepared(content=content, failure=failure)
+        prepared = _Prepared(content=content, verified=verified)
+        # Written under temporary names in case the image is new; nothing where the final file is stored
+        # already. A failed write is left to the row, which meets it where it writes the file itself.
+        writes = [("image", image_store_pending)] if not self.options.reference else []
+        if verified.thumbnail is not None:
+            writes.append(("thumbnail", thumbnail_store_pending))
+        try:
+            for kind, store_pending in writes:
+                final, temporary = store_pending(verified)
+                if temporary:
+                    prepared.pending[kind] = (final, temporary)
+        except Exception:
+            prepared.discard()
+        return prepared
 
     def _reference(self, name: str) -> str:
         """With ``--reference``, the path of batch file ``name`` below IMPORT_ROOT (``ValueError`` when a
@@ -944,9 +974,12 @@ class _Importer:
         return reference_path_check(self.source.local_path(name))
 
     def _image(self, study: Study, verified: VerifiedImage, *, name: str, facts: dict, where: str,
-               seen: dict[str, str], problems: list[dict], reference: str = "") -> Image | None:
+               seen: dict[str, str], problems: list[dict], reference: str = "",
+               pending: dict[str, tuple[str, str]] | None = None) -> Image | None:
         """The image of ``verified`` in ``study``, new or existing. With ``reference`` (its path below
-        IMPORT_ROOT) a new image is not copied into storage; its thumbnail still is."""
+        IMPORT_ROOT) a new image is not copied into storage; its thumbnail still is. A new image adopts
+        (pops) the temporary files of ``pending`` (``_Prepared.pending``), else writes its own."""
+        pending = {} if pending is None else pending
         smallest = image_min_side()
         if verified.width < smallest or verified.height < smallest:
             problems.append({"level": "error", "where": where, "file": name,
@@ -976,12 +1009,12 @@ class _Importer:
         if image is None:
             stored = ""
             if not reference:
-                stored, temporary = image_store_pending(verified)
+                stored, temporary = pending.pop("image", None) or image_store_pending(verified)
                 if temporary:
                     writes.files.append((temporary, stored))
             thumbnail = ""
             if verified.thumbnail is not None:
-                thumbnail, temporary = thumbnail_store_pending(verified)
+                thumbnail, temporary = pending.pop("thumbnail", None) or thumbnail_store_pending(verified)
                 if temporary:
                     writes.files.append((temporary, thumbnail))
             position = self._positions.get(study.accession)

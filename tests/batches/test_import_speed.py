@@ -137,10 +137,11 @@ def _messy_batch(root) -> tuple[list, dict[str, bytes]]:
     return rows, files
 
 
-def _outcome(report) -> tuple:
-    stored = sorted(Image.objects.values_list("study__accession", "original_name", "sha256", "thumbnail"))
+def _outcome(report, media_root) -> tuple:
+    stored = sorted(Image.objects.values_list("study__accession", "original_name", "sha256", "file", "thumbnail"))
     return ([problem_text(p) for p in report.problems], dict(report.counts), stored,
-            sorted(Study.objects.values_list("accession", "patient", "exam_date")), Region.objects.count())
+            sorted(Study.objects.values_list("accession", "patient", "exam_date")), Region.objects.count(),
+            sorted(_files(media_root)))
 
 
 @pytest.mark.parametrize("source", ["folder", "zip"])
@@ -168,10 +169,15 @@ def test_files_verified_on_threads_ahead_of_their_rows_import_exactly_as_inline(
     outcomes = []
     for count in (0, 2):
         settings.IMPORT_DECODE_THREADS = count
+        settings.MEDIA_ROOT = str(tmp_path / f"media-{count}")
         Study.objects.all().delete()
-        outcomes.append(_outcome(batch_import(dataset=dataset_make(name=f"threads-{count}"), path=path)))
+        report = batch_import(dataset=dataset_make(name=f"threads-{count}"), path=path)
+        outcomes.append(_outcome(report, tmp_path / f"media-{count}"))
     inline, threaded = outcomes
     assert threaded == inline
+    # Storage holds the stored rows' files and nothing else: no temporary file of a row that failed or
+    # of a file verified ahead and never taken.
+    assert inline[-1] == sorted({name for image in inline[2] for name in image[3:]})
     assert "line 2 (ACC-M2) images[0]: file not found in the batch" in inline[0]
     assert any("the same file is also in study ACC-M6" in text for text in inline[0])
     assert inline[1]["rows_imported"] == 5
