@@ -227,14 +227,16 @@ def geometry_measures(
     has_mm = bool(spacing_x_mm and spacing_y_mm)
     area_px = float(geom.area)
 
+    # The hull of the scaled outline is the scaled hull: found once, measured in pixels and in mm.
+    hull = get_coordinates(geom.convex_hull.exterior)[:-1] if shape not in ("point", "line") else None
+
     def axes(scale_x: float, scale_y: float) -> tuple[float | None, float | None]:
         if shape == "point":
             return None, None
         if shape == "line":
             scaled = affinity.scale(geom, scale_x, scale_y, origin=(0, 0))
             return float(scaled.length), None
-        hull = affinity.scale(geom, scale_x, scale_y, origin=(0, 0)).convex_hull
-        return _axes(get_coordinates(hull.exterior)[:-1])
+        return _axes(hull * (scale_x, scale_y))
 
     long_px, short_px = axes(1.0, 1.0)
     long_mm, short_mm = axes(spacing_x_mm, spacing_y_mm) if has_mm else (None, None)
