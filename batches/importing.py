@@ -43,6 +43,7 @@ import itertools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import posixpath
 import re
@@ -51,7 +52,7 @@ import tempfile
 import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
@@ -213,12 +214,12 @@ class _Prepared:
 
 
 class _Ahead:
-    """A chunk's files prepared on the import's threads ahead of the rows that take them, in the order
-    the rows ask for them (Pillow and hashlib release the GIL, so decoding overlaps the rows' Python and
-    database work). At most ``AHEAD_FILES`` files and ``AHEAD_BYTES`` are held; a file that its row
-    never takes (the row failed first) is dropped when a later one is taken."""
+    """A chunk's files prepared on the import's threads (or decode processes) ahead of the rows that take
+    them, in the order the rows ask for them, so decoding overlaps the rows' Python and database work.
+    At most ``AHEAD_FILES`` files and ``AHEAD_BYTES`` are held; a file that its row never takes (the
+    row failed first) is dropped when a later one is taken."""
 
-    def __init__(self, *, pool: ThreadPoolExecutor, prepare: Callable[[str], _Prepared], names: list[str],
+    def __init__(self, *, pool: Executor, prepare: Callable[[str], _Prepared], names: list[str],
                  size: Callable[[str], int]):
         self._pool, self._prepare, self._size = pool, prepare, size
         self._waiting: deque[str] = deque(names)
@@ -231,8 +232,13 @@ class _Ahead:
             size = self._size(self._waiting[0])
             if self._submitted and self._held + size > AHEAD_BYTES:
                 return
-            name = self._waiting.popleft()
-            self._submitted.append((name, size, self._pool.submit(self._prepare, name)))
+            try:
+                future = self._pool.submit(self._prepare, self._waiting[0])
+            except BrokenExecutor:  # a decode process died: the rows prepare their files themselves
+                logger.warning("a decode process died; files are prepared by the rows from here on")
+                self._waiting.clear()
+                return
+            self._submitted.append((self._waiting.popleft(), size, future))
             self._held += size
 
     def _drop(self) -> None:
@@ -258,13 +264,31 @@ class _Ahead:
         _, size, future = self._submitted.popleft()
         self._held -= size
         self._top_up()
-        return future.result()
+        try:
+            return future.result()
+        except BrokenExecutor:  # a decode process died (killed, out of memory): the row does it itself
+            return None
 
     def close(self) -> None:
         """Cancel what has not started; what runs finishes on its thread and is dropped."""
         self._waiting.clear()
         while self._submitted:
             self._drop()
+
+
+# In a forked decode process: the importer's ``_prepare``, inherited from the parent at the fork (nothing
+# is pickled but the file names going out and what was prepared coming back).
+_child_prepare: Callable[[str], _Prepared] | None = None
+
+
+def _decode_child_start(prepare: Callable[[str], _Prepared]) -> None:
+    global _child_prepare
+    _child_prepare = prepare
+    decompression_bombs_refused().__enter__()  # for the life of the process, which only decodes
+
+
+def _decode_child_prepare(name: str) -> _Prepared:
+    return _child_prepare(name)
 
 
 def _prepared_discard(future: Future) -> None:
@@ -285,6 +309,10 @@ class ImportOptions:
     # path and sha256 instead of copying them into storage. DICOM frames are still stored: the served
     # image is the decoded frame, not the DICOM file.
     reference: bool = False
+    # Decode in forked worker processes rather than threads, so decoding has a core of its own instead
+    # of sharing the interpreter lock with the rows: for a process that runs the import alone (the
+    # ``import_batch`` command). A job inside a web or Celery worker process keeps threads.
+    processes: bool = False
 
 
 @dataclass
@@ -478,7 +506,7 @@ class _Importer:
         self.dataset, self.source, self.options, self.report = dataset, source, options, report
         self.progress = progress or (lambda report: None)
         self.dicom_used: set[str] = set()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: Executor | None = None
         self._ahead: _Ahead | None = None
         # The same-file check (``_image``) asks the database only about images this import did not
         # write; while the dataset holds no others, the ones it wrote are remembered here instead:
@@ -489,17 +517,27 @@ class _Importer:
     # -- the batch
 
     def run(self) -> None:
-        threads = decode_threads()
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="import-decode") if threads else nullcontext()
+        workers = decode_threads()
+        pool = self._decode_pool(workers) if workers else nullcontext()
         # One guard for the decode threads and this one: see ``media.decompression_bombs_refused``.
         with decompression_bombs_refused(), pool:
-            self._pool = pool if threads else None
+            self._pool = pool if workers else None
             try:
                 self._run()
             finally:
                 if self._ahead is not None:
                     self._ahead.close()
                 self._pool = None
+
+    def _decode_pool(self, workers: int) -> Executor:
+        """Threads, or with ``options.processes`` forked processes when the batch is a folder (a zip's
+        open file would be shared with the children) and this process may have children (a Celery
+        worker's may not)."""
+        if self.options.processes and self.source.local_path(MANIFEST_NAME) is not None \
+                and not multiprocessing.current_process().daemon:
+            return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_decode_child_start, initargs=(self._prepare,))
+        return ThreadPoolExecutor(workers, thread_name_prefix="import-decode")
 
     def _run(self) -> None:
         for name, reason in self.source.refused:
@@ -547,7 +585,8 @@ class _Importer:
         before = Counter(self.report.counts)
         names = [name for row in chunk for name in row.files]
         if self._pool is not None and names:
-            self._ahead = _Ahead(pool=self._pool, prepare=self._prepare, names=names, size=self.source.size)
+            prepare = _decode_child_prepare if isinstance(self._pool, ProcessPoolExecutor) else self._prepare
+            self._ahead = _Ahead(pool=self._pool, prepare=prepare, names=names, size=self.source.size)
         try:
             with transaction.atomic():
                 self._studies_find([accession for row in chunk for accession in row.accessions])

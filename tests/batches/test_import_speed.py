@@ -18,7 +18,7 @@ from alignment.models import StudyAlignmentState
 from annotation import media
 from annotation.models import Image, Region, RegionRevision, Report, Study
 from batches import importing
-from batches.importing import batch_import, problem_text
+from batches.importing import ImportOptions, batch_import, problem_text
 from tests.batches.test_import_support import SQUARE, batch_write, dicom_bytes, jpeg_bytes, zip_write
 from tests.factories import dataset_make
 
@@ -144,9 +144,12 @@ def _outcome(report, media_root) -> tuple:
             sorted(_files(media_root)))
 
 
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
 @pytest.mark.parametrize("source", ["folder", "zip"])
 def test_files_verified_on_threads_ahead_of_their_rows_import_exactly_as_inline(tmp_path, settings, monkeypatch,
-                                                                                 source):
+                                                                                 source, processes):
+    """Threads, or forked processes as the command uses (a zip batch keeps threads: its open file would
+    be shared with the children)."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.IMPORT_CHUNK_ROWS = 4
     monkeypatch.setattr(importing, "AHEAD_FILES", 2)  # rows that skip their files drop what was ahead
@@ -171,7 +174,8 @@ def test_files_verified_on_threads_ahead_of_their_rows_import_exactly_as_inline(
         settings.IMPORT_DECODE_THREADS = count
         settings.MEDIA_ROOT = str(tmp_path / f"media-{count}")
         Study.objects.all().delete()
-        report = batch_import(dataset=dataset_make(name=f"threads-{count}"), path=path)
+        report = batch_import(dataset=dataset_make(name=f"threads-{count}"), path=path,
+                              options=ImportOptions(processes=processes))
         outcomes.append(_outcome(report, tmp_path / f"media-{count}"))
     inline, threaded = outcomes
     assert threaded == inline
@@ -181,17 +185,22 @@ def test_files_verified_on_threads_ahead_of_their_rows_import_exactly_as_inline(
     assert "line 2 (ACC-M2) images[0]: file not found in the batch" in inline[0]
     assert any("the same file is also in study ACC-M6" in text for text in inline[0])
     assert inline[1]["rows_imported"] == 5
-    assert all(name.startswith("import-decode") for name in threads[len(threads) // 2:])
+    if processes and source == "folder":  # verified in the children: this process saw the inline run only
+        assert threads and all(name == "MainThread" for name in threads)
+    else:
+        assert all(name.startswith("import-decode") for name in threads[len(threads) // 2:])
 
 
-def test_a_decompression_bomb_is_refused_on_the_decode_threads(tmp_path, settings):
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_a_decompression_bomb_is_refused_on_the_decode_threads(tmp_path, settings, processes):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.IMPORT_DECODE_THREADS = 3
     # 320×240 = 76,800 px: over the limit but under twice it, where Pillow only warns.
     settings.IMAGE_MAX_PIXELS = 50_000
     rows = [{"study": f"ACC-B{n}", "patient": f"P-{n}", "images": [{"file": f"{n}.jpg"}]} for n in range(12)]
     files = {f"{n}.jpg": jpeg_bytes(seed=n) for n in range(12)}
-    report = batch_import(dataset=dataset_make(name="bombs"), path=batch_write(tmp_path / "b", rows, files))
+    report = batch_import(dataset=dataset_make(name="bombs"), path=batch_write(tmp_path / "b", rows, files),
+                          options=ImportOptions(processes=processes))
     assert [problem_text(p) for p in report.problems] == [
         f"line {n + 1} (ACC-B{n}) images[0]: the image has too many pixels (limit 50,000)" for n in range(12)]
     assert not Image.objects.exists()
@@ -227,3 +236,32 @@ def test_a_study_changed_by_one_row_is_read_again_by_the_next_row_of_its_chunk(t
     report = batch_import(dataset=dataset, path=batch_write(tmp_path / "b2", rows, {}))
     assert (report.counts["studies_updated"], report.counts["studies_existing"]) == (2, 1)
     assert Study.objects.values_list("exam_date", "body_part").get() == (date(2024, 2, 2), "thyroid")
+
+
+def test_a_decode_process_that_dies_mid_import_costs_nothing(tmp_path, settings, monkeypatch, caplog):
+    """A decode process killed on one file (out of memory, a signal): its files and the rest are
+    prepared by the rows themselves, and every row goes in as without processes."""
+    import os
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.IMPORT_CHUNK_ROWS = 3
+    settings.IMPORT_DECODE_THREADS = 2
+    monkeypatch.setattr(importing, "_studies_align", lambda ids: None)
+    rows = [{"study": f"ACC-K{n}", "patient": f"P-{n}", "images": [{"file": f"{n}.jpg"}]} for n in range(9)]
+    files = {f"{n}.jpg": jpeg_bytes(seed=n) for n in range(9)}
+    path = batch_write(tmp_path / "b", rows, files)
+    real = importing._Importer._prepare
+
+    def dies_on_the_fourth(self, name):
+        if name == "4.jpg" and os.getpid() != parent:
+            os._exit(9)
+        return real(self, name)
+
+    parent = os.getpid()
+    monkeypatch.setattr(importing._Importer, "_prepare", dies_on_the_fourth)
+    report = batch_import(dataset=dataset_make(name="killed"), path=path, options=ImportOptions(processes=True))
+    assert report.counts["rows_imported"] == 9 and not report.problems
+    assert "a decode process died" in caplog.text
+    assert Image.objects.count() == 9
+    assert all(default_storage.exists(image.file.name) and default_storage.exists(image.thumbnail.name)
+               for image in Image.objects.all())

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         import_options = ImportOptions(format=options["format"], author=options["author"], as_reader=reader,
                                        frame_step=options["frame_step"], banner=options["banner"],
                                        thumbnails=not options["no_thumbnails"], strict=options["strict"],
-                                       reference=options["reference"])
+                                       reference=options["reference"], processes=True)
         from tqdm import tqdm
 
         # One progress bar (rows, images/s, ETA; shown on a terminal only) and one summary: the tasks run
