@@ -23,6 +23,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils.translation import gettext
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
@@ -79,9 +80,10 @@ def image_verify(content: bytes, *, thumbnail: bool = False, guarded: bool = Fal
     the caller holds ``decompression_bombs_refused()`` open (verifying on threads); otherwise this
     call opens it itself."""
     if not content:
-        raise ImageFileError("the file is empty")
+        raise ImageFileError(gettext("the file is empty"))
     if len(content) > settings.IMAGE_MAX_BYTES:
-        raise ImageFileError(f"the file is {len(content):,} bytes; the limit is {settings.IMAGE_MAX_BYTES:,}")
+        raise ImageFileError(gettext("the file is %(size)s bytes; the limit is %(limit)s")
+                             % {"size": f"{len(content):,}", "limit": f"{settings.IMAGE_MAX_BYTES:,}"})
     if not guarded:
         with decompression_bombs_refused():
             return image_verify(content, thumbnail=thumbnail, guarded=True)
@@ -97,13 +99,14 @@ def image_verify(content: bytes, *, thumbnail: bool = False, guarded: bool = Fal
             width, height = image.size
             small = thumbnail_jpeg(image) if thumbnail and fmt in ACCEPTED_FORMATS else None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
-        raise ImageFileError(f"the image has too many pixels (limit {settings.IMAGE_MAX_PIXELS:,})") from error
+        raise ImageFileError(gettext("the image has too many pixels (limit %(limit)s)")
+                             % {"limit": f"{settings.IMAGE_MAX_PIXELS:,}"}) from error
     except UnidentifiedImageError as error:
-        raise ImageFileError("the file is not an image Pillow can read") from error
+        raise ImageFileError(gettext("the file is not an image Pillow can read")) from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageFileError(f"the image is damaged or truncated ({error})") from error
+        raise ImageFileError(gettext("the image is damaged or truncated (%(error)s)") % {"error": error}) from error
     if fmt not in ACCEPTED_FORMATS:
-        raise ImageFileError(f"image format {fmt or 'unknown'} is not accepted")
+        raise ImageFileError(gettext("image format %(format)s is not accepted") % {"format": fmt or "unknown"})
     return VerifiedImage(content=content, sha256=hashlib.sha256(content).hexdigest(), width=width,
                          height=height, format=fmt, thumbnail=small)
 

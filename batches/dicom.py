@@ -33,6 +33,7 @@ from datetime import date
 
 import numpy as np
 from django.conf import settings
+from django.utils.translation import gettext
 from PIL import Image as PILImage
 
 from annotation.media import thumbnail_jpeg
@@ -98,7 +99,7 @@ def _read(content: bytes, *, pixels: bool):
     try:
         return pydicom.dcmread(io.BytesIO(content), stop_before_pixels=not pixels, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as error:
-        raise DicomFileError(f"not a readable DICOM file ({error})") from error
+        raise DicomFileError(gettext("not a readable DICOM file (%(error)s)") % {"error": error}) from error
 
 
 def _spacing(ds) -> tuple[float, float] | None:
@@ -134,9 +135,9 @@ def dicom_header(content: bytes) -> DicomHeader:
     ds = _read(content, pixels=False)
     study_uid_raw = str(getattr(ds, "StudyInstanceUID", "") or "")
     if not study_uid_raw:
-        raise DicomFileError("the file has no Study Instance UID")
+        raise DicomFileError(gettext("the file has no Study Instance UID"))
     if "PixelData" not in ds and not getattr(ds, "Rows", None):
-        raise DicomFileError("the file holds no image")
+        raise DicomFileError(gettext("the file holds no image"))
     accession_raw = str(getattr(ds, "AccessionNumber", "") or "") or study_uid_raw
     patient_raw = str(getattr(ds, "PatientID", "") or "") or study_uid_raw
     laterality = str(getattr(ds, "ImageLaterality", "") or getattr(ds, "Laterality", "") or "").upper()
@@ -234,21 +235,24 @@ def dicom_frames(content: bytes, *, frames: list[int] | None = None, frame_step:
 
     ds = _read(content, pixels=True)
     if "PixelData" not in ds:
-        raise DicomFileError("the file holds no pixel data")
+        raise DicomFileError(gettext("the file holds no pixel data"))
     total = int(getattr(ds, "NumberOfFrames", 1) or 1)
     pixels = int(getattr(ds, "Rows", 0) or 0) * int(getattr(ds, "Columns", 0) or 0)
     if pixels > settings.IMAGE_MAX_PIXELS:
         # Checked before decoding: the decoder would allocate the whole frame first.
-        raise DicomFileError(f"the frames have too many pixels ({pixels:,}; limit {settings.IMAGE_MAX_PIXELS:,})")
+        raise DicomFileError(gettext("the frames have too many pixels (%(pixels)s; limit %(limit)s)")
+                             % {"pixels": f"{pixels:,}", "limit": f"{settings.IMAGE_MAX_PIXELS:,}"})
     display = _Display(ds)
     wanted = frames if frames is not None else list(range(0, total, max(1, int(frame_step))))
     for index in wanted:
         if not 0 <= index < total:
-            raise DicomFileError(f"frame {index} does not exist (the file has {total})")
+            raise DicomFileError(gettext("frame %(index)s does not exist (the file has %(total)s)")
+                                 % {"index": index, "total": total})
         try:
             array = display(np.asarray(pixel_array(ds, index=index if total > 1 else None)))
         except Exception as error:  # any decoder failure means "cannot read the pixels"
-            raise DicomFileError(f"cannot decode the pixels ({type(error).__name__}: {error})") from error
+            raise DicomFileError(gettext("cannot decode the pixels (%(error)s)")
+                             % {"error": f"{type(error).__name__}: {error}"}) from error
         if banner is not None:
             x, y, width, height = banner
             array = array.copy()

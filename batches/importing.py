@@ -64,6 +64,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext
 
 from alignment import services as alignment_services
 from alignment import tasks as alignment_tasks
@@ -508,6 +510,7 @@ class _Importer:
         self.dicom_used: set[str] = set()
         self._pool: Executor | None = None
         self._ahead: _Ahead | None = None
+        self._language = translation.get_language()  # what the import's problems are written in
         # The same-file check (``_image``) asks the database only about images this import did not
         # write; while the dataset holds no others, the ones it wrote are remembered here instead:
         # sha256 -> (study id, accession) of each committed image; None once that no longer holds.
@@ -603,8 +606,8 @@ class _Importer:
             logger.exception("import chunk failed")
             self.report.counts = before
             self.report.counts["rows_failed"] += len(chunk)
-            self.report.add(level="error", reason=f"{len(chunk)} rows from here on could not be saved "
-                                                  f"({type(failure).__name__}: {failure})"[:500])
+            self.report.add(level="error", reason=(gettext("%(rows)s rows from here on could not be saved (%(error)s)")
+                                                  % {"rows": len(chunk), "error": f"{type(failure).__name__}: {failure}"})[:500])
             return
         finally:
             if self._ahead is not None:
@@ -726,8 +729,8 @@ class _Importer:
                 # Whatever a row holds, it costs only that row: an unexpected error is its error, with
                 # the exception named, and the batch goes on. The row's counts were provisional.
                 logger.exception("import row failed (line %s, %s)", line, file)
-                problems.append({"level": "error", "reason": f"the row could not be imported "
-                                                             f"({type(failure).__name__}: {failure})"[:500]})
+                problems.append({"level": "error", "reason": (gettext("the row could not be imported (%(error)s)")
+                                                              % {"error": f"{type(failure).__name__}: {failure}"})[:500]})
             self.report.counts = before
             self.report.counts["rows_failed"] += 1
         else:
@@ -772,9 +775,9 @@ class _Importer:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            failure = f"not valid JSON ({error.msg} at column {error.colno})"
+            failure = gettext("not valid JSON (%(error)s at column %(column)s)") % {"error": error.msg, "column": error.colno}
         except (ValueError, RecursionError) as error:  # nesting too deep, integers too long to parse
-            failure = f"not valid JSON ({type(error).__name__}: {str(error)[:200]})"
+            failure = gettext("not valid JSON (%(error)s)") % {"error": f"{type(error).__name__}: {str(error)[:200]}"}
         if failure:
             return _PlannedRow(run=lambda: self._line_failed(number, failure))
         if not isinstance(data, dict):
@@ -790,7 +793,7 @@ class _Importer:
 
     def _manifest_row(self, number: int, data: Any) -> None:
         if not isinstance(data, dict):
-            self.report.add(level="error", line=number, reason="a line must be a JSON object")
+            self.report.add(level="error", line=number, reason=gettext("a line must be a JSON object"))
             self.report.counts["rows_failed"] += 1
             return
         accession = data.get("study")
@@ -803,21 +806,21 @@ class _Importer:
 
         accession, patient = data.get("study"), data.get("patient")
         if not isinstance(accession, str) or not accession.strip() or len(accession) > 64:
-            error("'study' (the accession) must be text of 1 to 64 characters")
+            error(gettext("'study' (the accession) must be text of 1 to 64 characters"))
             return
         if patient is not None and (not isinstance(patient, str) or not patient.strip() or len(patient) > 64):
-            error("'patient' must be text of 1 to 64 characters")
+            error(gettext("'patient' must be text of 1 to 64 characters"))
             return
         exam_date = None
         if data.get("exam_date"):
             try:
                 exam_date = date.fromisoformat(str(data["exam_date"]))
             except ValueError:
-                error(f"'exam_date' must be YYYY-MM-DD, got {str(data['exam_date'])[:32]!r}")
+                error(gettext("'exam_date' must be YYYY-MM-DD, got %(value)s") % {"value": repr(str(data["exam_date"])[:32])})
                 return
         body_part = data.get("body_part") or ""
         if not isinstance(body_part, str) or len(body_part) > 64:
-            error("'body_part' must be text of at most 64 characters")
+            error(gettext("'body_part' must be text of at most 64 characters"))
             return
         study = self._study(accession=accession.strip(), patient=patient, exam_date=exam_date, body_part=body_part,
                             metadata={"source": "manifest"}, problems=problems)
@@ -826,7 +829,7 @@ class _Importer:
         self._report(study, data.get("report"), problems)
         images = data.get("images") or []
         if not isinstance(images, list):
-            error("'images' must be a list")
+            error(gettext("'images' must be a list"))
             return
         seen: dict[str, str] = {}
         for index, entry in enumerate(images):
@@ -842,7 +845,7 @@ class _Importer:
             study = Study.objects.select_for_update().filter(dataset=self.dataset, accession=accession).first()
         if study is None:
             if not patient:
-                problems.append({"level": "error", "reason": "a new study needs 'patient' (the pseudonymised id)"})
+                problems.append({"level": "error", "reason": gettext("a new study needs 'patient' (the pseudonymised id)")})
                 return None
             self.report.counts["studies_created"] += 1
             study = Study(dataset=self.dataset, accession=accession, patient=patient.strip(), exam_date=exam_date,
@@ -851,8 +854,9 @@ class _Importer:
             self._row_writes.study_of[accession] = study
             return study
         if patient and patient.strip() != study.patient:
-            problems.append({"level": "error", "reason": f"study {accession} is already in the dataset for patient "
-                                                         f"{study.patient}; this row says {patient.strip()}"})
+            reason = gettext("study %(study)s is already in the dataset for patient %(patient)s; this row says "
+                             "%(row)s") % {"study": accession, "patient": study.patient, "row": patient.strip()}
+            problems.append({"level": "error", "reason": reason})
             return None
         changed = []
         if exam_date and exam_date != study.exam_date:
@@ -877,14 +881,14 @@ class _Importer:
             value = {"text": value}
         if not isinstance(value, dict) or not isinstance(value.get("text"), str):
             problems.append({"level": "error", "where": "report",
-                             "reason": "'report' must be {\"text\", \"language\"}"})
+                             "reason": gettext("'report' must be {\"text\", \"language\"}")})
             return
         text = value["text"]
         limit = report_max_bytes()
         if len(text) > limit // 4 and len(text.encode("utf-8")) > limit:
             problems.append({"level": "error", "where": "report",
-                             "reason": f"the report is {len(text.encode('utf-8')):,} bytes; the limit is {limit:,} "
-                                       "(IMPORT_REPORT_MAX_BYTES)"})
+                             "reason": gettext("the report is %(size)s bytes; the limit is %(limit)s (IMPORT_REPORT_MAX_BYTES)")
+                                       % {"size": f"{len(text.encode('utf-8')):,}", "limit": f"{limit:,}"}})
             return
         language = value.get("language") or detect_language(text or "")
         if study.pk is None:
@@ -930,12 +934,12 @@ class _Importer:
             problems.append({"level": "error", "reason": reason, "where": at, "file": file})
 
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            error("an image must be an object with 'file'")
+            error(gettext("an image must be an object with 'file'"))
             return
         raw_name = entry["file"]
         name = safe_name(raw_name)
         if name is None:
-            error("refused: the path leaves the batch folder (path traversal)", raw_name[:255])
+            error(gettext("refused: the path leaves the batch folder (path traversal)"), raw_name[:255])
             return
         facts = _image_facts(entry)
         if isinstance(facts, str):
@@ -944,14 +948,14 @@ class _Importer:
         laterality, frame = facts["laterality"], entry.get("frame")
         regions = entry.get("regions") or []
         if not isinstance(regions, list):
-            error("'regions' must be a list", name)
+            error(gettext("'regions' must be a list"), name)
             return
         try:
             prepared = self._ahead.take(name) if self._ahead is not None else None
             if prepared is None:
                 prepared = self._prepare(name)
         except FileNotFoundError:
-            error("file not found in the batch", name)
+            error(gettext("file not found in the batch"), name)
             return
         except ImageFileError as failure:
             error(str(failure), name)
@@ -982,7 +986,12 @@ class _Importer:
     def _prepare(self, name: str) -> _Prepared:
         """Read batch file ``name`` and, unless it is DICOM, verify it (its one decode, hash and
         thumbnail): the part of an image's import that needs no database, run on the decode threads
-        ahead of its row. Raises what ``BatchSource.read`` raises; a refused image is its ``failure``."""
+        ahead of its row. Raises what ``BatchSource.read`` raises; a refused image is its ``failure``,
+        worded in the import's language (a thread does not share the language the import runs in)."""
+        with translation.override(self._language):
+            return self._prepare_here(name)
+
+    def _prepare_here(self, name: str) -> _Prepared:
         content = self.source.read(name)
         if is_dicom(content[:132], name):
             return _Prepared(content=content)
@@ -1022,8 +1031,9 @@ class _Importer:
         smallest = image_min_side()
         if verified.width < smallest or verified.height < smallest:
             problems.append({"level": "error", "where": where, "file": name,
-                             "reason": f"the image is {verified.width}×{verified.height} px; an image needs at least "
-                                       f"{smallest} px on each side (IMPORT_IMAGE_MIN_SIDE)"})
+                             "reason": gettext("the image is %(width)s×%(height)s px; an image needs at least %(smallest)s px on "
+                                               "each side (IMPORT_IMAGE_MIN_SIDE)")
+                                       % {"width": verified.width, "height": verified.height, "smallest": smallest}})
             return None
         spacing = facts.get("pixel_spacing_x_mm"), facts.get("pixel_spacing_y_mm")
         if any(value is not None for value in spacing):
@@ -1031,14 +1041,15 @@ class _Importer:
             if not all(isinstance(v, float) and math.isfinite(v) and low <= v <= high for v in spacing):
                 shown = ", ".join("?" if v is None else f"{v:g}" for v in spacing)
                 problems.append({"level": "warning", "where": where, "file": name,
-                                 "reason": f"pixel spacing ({shown}) mm is outside {low:g}–{high:g} mm per pixel, "
-                                           "not plausible for ultrasound; dropped: the image is imported without "
-                                           "calibration"})
+                                 "reason": gettext("pixel spacing (%(spacing)s) mm is outside %(low)s–%(high)s mm per pixel, not "
+                                                   "plausible for ultrasound; dropped: the image is imported without "
+                                                   "calibration") % {"spacing": shown, "low": f"{low:g}", "high": f"{high:g}"}})
                 facts = {k: v for k, v in facts.items() if k not in ("pixel_spacing_x_mm", "pixel_spacing_y_mm")}
         duplicate = verified.sha256 in seen
         if duplicate:
             problems.append({"level": "warning", "where": where, "file": name,
-                             "reason": f"the same file as {seen[verified.sha256]} in this study; imported once"})
+                             "reason": gettext("the same file as %(other)s in this study; imported once")
+                             % {"other": seen[verified.sha256]}})
         else:
             seen[verified.sha256] = f"{where} '{name}'".replace(" ''", "")
         writes = self._row_writes
@@ -1079,8 +1090,9 @@ class _Importer:
         if others:
             problems.append({
                 "level": "warning", "where": where, "file": name,
-                "reason": f"the same file is also in study {', '.join(others)} (stored once, imported for both "
-                          f"{study.accession} and {', '.join(others)}); this is usually a data error",
+                "reason": gettext("the same file is also in study %(others)s (stored once, imported for both %(study)s "
+                                  "and %(others)s); this is usually a data error")
+                          % {"others": ", ".join(others), "study": study.accession},
             })
         return image
 
@@ -1117,7 +1129,7 @@ class _Importer:
             problems.append({"level": "error", "where": where, "file": name, "reason": reason, "region": True})
 
         if not isinstance(data, dict):
-            error("a region must be an object")
+            error(gettext("a region must be an object"))
             return
         shape = data.get("shape")
         if isinstance(data.get("geometry"), dict):  # COCO from our exports carries it whole
@@ -1131,21 +1143,21 @@ class _Importer:
             try:
                 repaired, repairs = polygon_repair(geometry.get("points"), width=image.width, height=image.height)
             except GeometryError as failure:
-                error(f"geometry: {failure}")
+                error(gettext("geometry: %(error)s") % {"error": failure})
                 return
             if repairs:
                 source_points, geometry = geometry.get("points"), {"points": repaired}
                 problems.append({"level": "warning", "where": where, "file": name,
-                                 "reason": f"outline repaired: {'; '.join(repairs)}"})
+                                 "reason": gettext("outline repaired: %(repairs)s") % {"repairs": "; ".join(repairs)}})
                 self.report.counts["regions_repaired"] += 1
         source_id = data.get("id", "")
         if not isinstance(source_id, (str, int)) or isinstance(source_id, bool):
-            error("'id' must be text or a number")
+            error(gettext("'id' must be text or a number"))
             return
         source_id = str(source_id)[:128]
         author_name = data.get("author") or self.options.author
         if not isinstance(author_name, str) or len(author_name) > 64:
-            error("'author' must be text of at most 64 characters")
+            error(gettext("'author' must be text of at most 64 characters"))
             return
         label, lesion = data.get("label", "lesion"), data.get("lesion", "")
         attributes = data.get("attributes") or {}
@@ -1203,7 +1215,7 @@ class _Importer:
         except ValidationError as failure:
             error(_validation_text(failure))
         except services.RegionConflict:
-            error("the region changed while importing; try again")
+            error(gettext("the region changed while importing; try again"))
 
     def _region_new(self, image: Image, region: Region) -> None:
         """A region of an image new in this row: the same region twice in the row (by source id, else by
@@ -1266,12 +1278,12 @@ class _Importer:
             error(str(failure))
             return
         if regions and frame is None and header.frames > 1:
-            error(f"regions on a multi-frame file ({header.frames} frames) need 'frame'")
+            error(gettext("regions on a multi-frame file (%(frames)s frames) need 'frame'") % {"frames": header.frames})
             return
         if header.burned_in and self.options.banner is None:
             problems.append({"level": "warning", "where": where, "file": name,
-                             "reason": "the file declares burned-in annotation (text on the pixels) and no banner "
-                                       "region is configured to black it out"})
+                             "reason": gettext("the file declares burned-in annotation (text on the pixels) and no banner "
+                                               "region is configured to black it out")})
         facts = {"laterality": header.laterality, "frame_index": 0, "study_instance_uid": header.study_uid,
                  "series_instance_uid": header.series_uid, "sop_instance_uid": header.sop_uid}
         if header.spacing_mm:
@@ -1336,7 +1348,7 @@ class _Importer:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": reason})
 
             if not isinstance(entry, dict) or not isinstance(file_name, str) or not file_name:
-                error("an image needs 'file_name'")
+                error(gettext("an image needs 'file_name'"))
                 return
             image = self._coco_image(entry, file_name, base, where, problems)
             if image is None:
@@ -1345,7 +1357,7 @@ class _Importer:
             for position, annotation in enumerate(annotations):
                 region = _coco_region(annotation, categories)
                 if isinstance(region, str):
-                    error(f"annotation {annotation.get('id', position)}: {region}")
+                    error(gettext("annotation %(id)s: %(error)s") % {"id": annotation.get("id", position), "error": region})
                     continue
                 regions.append(region)
             self._regions(image, regions, where, file_name, problems)
@@ -1417,15 +1429,16 @@ def _image_facts(entry: dict) -> dict | str:
     dropped with a warning rather than refused."""
     laterality = LATERALITY_WORDS.get(str(entry.get("laterality") or "").strip().lower())
     if laterality is None:
-        return f"unknown laterality {str(entry.get('laterality'))[:32]!r} (use left, right or bilateral)"
+        return gettext("unknown laterality %(value)s (use left, right or bilateral)") % {
+            "value": repr(str(entry.get("laterality"))[:32])}
     frame = entry.get("frame")
     if frame is not None and (not isinstance(frame, int) or isinstance(frame, bool) or frame < 0):
-        return f"'frame' must be a whole number ≥ 0, got {str(frame)[:32]!r}"
+        return gettext("'frame' must be a whole number ≥ 0, got %(value)s") % {"value": repr(str(frame)[:32])}
     if frame is not None and frame > 2**31 - 1:
-        return f"'frame' is out of range ({frame})"
+        return gettext("'frame' is out of range (%(frame)s)") % {"frame": frame}
     for key in ("view", "body_marker"):
         if not isinstance(entry.get(key) or "", str):
-            return f"'{key}' must be text"
+            return gettext("'%(key)s' must be text") % {"key": key}
     facts: dict[str, Any] = {"laterality": laterality, "view": (entry.get("view") or "")[:32],
                              "body_marker": (entry.get("body_marker") or "")[:128], "frame_index": frame or 0}
     spacing = entry.get("pixel_spacing_mm")
@@ -1434,7 +1447,7 @@ def _image_facts(entry: dict) -> dict | str:
             spacing = [spacing, spacing]
         if not (isinstance(spacing, list) and len(spacing) == 2
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in spacing)):
-            return "'pixel_spacing_mm' must be [x, y] in mm, both greater than 0"
+            return gettext("'pixel_spacing_mm' must be [x, y] in mm, both greater than 0")
         try:
             facts["pixel_spacing_x_mm"], facts["pixel_spacing_y_mm"] = float(spacing[0]), float(spacing[1])
         except OverflowError:  # an integer too large for a float: implausible, dropped later
@@ -1457,19 +1470,19 @@ def _coco_region(annotation: dict, categories: dict) -> dict | str:
         return region | {"shape": annotation["shape"], "geometry": annotation["geometry"]}
     segmentation = annotation.get("segmentation")
     if isinstance(segmentation, dict) or annotation.get("iscrowd"):
-        return "RLE (iscrowd) segmentation is not supported; give polygons"
+        return gettext("RLE (iscrowd) segmentation is not supported; give polygons")
     if isinstance(segmentation, list) and segmentation:
         if len(segmentation) > 1:
-            return "a region must be one polygon; this annotation has several parts"
+            return gettext("a region must be one polygon; this annotation has several parts")
         flat = segmentation[0]
         if not isinstance(flat, list) or len(flat) < 6 or len(flat) % 2:
-            return "the segmentation polygon needs at least three x, y pairs"
+            return gettext("the segmentation polygon needs at least three x, y pairs")
         return region | {"shape": "polygon", "points": [[flat[i], flat[i + 1]] for i in range(0, len(flat), 2)]}
     bbox = annotation.get("bbox")
     if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
         x, y, w, h = bbox
         return region | {"shape": "rectangle", "points": [[x, y], [x + w, y + h]]}
-    return "the annotation has neither a segmentation nor a bbox"
+    return gettext("the annotation has neither a segmentation nor a bbox")
 
 
 def _region_same(region: Region, *, shape: Any, geometry: dict | None, attributes: Any, label: Any, lesion: Any,
@@ -1502,7 +1515,9 @@ def import_job_create(*, dataset: Dataset, user, upload, params: dict | None = N
     from .tasks import import_job_run as task
 
     with transaction.atomic():
-        job = ImportJob.objects.create(dataset=dataset, created_by=user, params=dict(params or {}))
+        # The per-row report is written in the language of the admin who started the import.
+        params = {"language": translation.get_language() or settings.LANGUAGE_CODE} | dict(params or {})
+        job = ImportJob.objects.create(dataset=dataset, created_by=user, params=params)
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(getattr(upload, "name", "") or "batch.zip").name)[-100:]
         job.source.save(f"imports/{job.pk}/{name or 'batch.zip'}", upload, save=True)
         transaction.on_commit(lambda: task.delay(job.pk))
@@ -1548,7 +1563,8 @@ def import_job_run(*, job_id: int, worker: str = "inline") -> ImportJob | None:
     try:
         if params.get("as_reader") and reader is None:
             raise BatchError("the reader to import as does not exist or is inactive")
-        with _local_path(job.source.name) as path:
+        with _local_path(job.source.name) as path, translation.override(params.get("language")
+                                                                          or settings.LANGUAGE_CODE):
             report = batch_import(dataset=job.dataset, path=path, options=options, progress=progress)
     except BatchError as error:
         job_finish(model=ImportJob, job_id=job_id, worker=worker, status=ImportJob.Status.FAILED,
@@ -1556,7 +1572,8 @@ def import_job_run(*, job_id: int, worker: str = "inline") -> ImportJob | None:
     except Exception as error:
         job_finish(model=ImportJob, job_id=job_id, worker=worker, status=ImportJob.Status.FAILED,
                    errors=[{"level": "error", "line": None, "file": "", "study": "", "where": "",
-                            "reason": f"the import stopped: {type(error).__name__}: {error}"[:1000]}])
+                            "reason": (gettext("the import stopped: %(error)s")
+                                       % {"error": f"{type(error).__name__}: {error}"})[:1000]}])
         # Recorded on the job, which the admin's page shows; not raised, so an in-process run (the
         # embedded default) cannot turn the upload page into a server error.
         logger.exception("import job %s stopped", job_id)

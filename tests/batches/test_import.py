@@ -337,3 +337,31 @@ def test_import_job_from_an_uploaded_zip_records_progress_counts_and_row_problem
     assert job.counts["images_created"] == 4 and job.counts["rows_failed"] == 1
     assert [p["line"] for p in job.errors if p["level"] == "error"] == [4]
     assert all(image.thumbnail for image in Image.objects.filter(study__dataset=dataset))
+
+
+def test_an_import_job_started_in_chinese_reports_its_rows_in_chinese_on_every_thread(
+        dataset, tmp_path, settings, django_capture_on_commit_callbacks):
+    """The per-row report is written in the language of the admin who started the import, including the
+    reasons made on the decode threads (a broken image) and the command's default stays English."""
+    from django.utils import translation
+
+    from batches.importing import import_job_create
+
+    settings.IMPORT_DECODE_THREADS = 2
+    rows = [*manifest_rows(),
+            {"study": "ACC-X", "patient": "P-X", "images": [{"file": "nope.jpg"}]},
+            {"study": "ACC-Y", "patient": "P-Y", "images": [{"file": "broken.jpg"}]},
+            "{not json"]
+    entries = {"manifest.jsonl": "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)}
+    entries |= batch_files() | {"broken.jpg": b"\xff\xd8 not really a jpeg"}
+    archive = zip_write(tmp_path / "upload.zip", entries)
+    upload = SimpleUploadedFile("upload.zip", Path(archive).read_bytes(), content_type="application/zip")
+    with translation.override("zh-hans"), django_capture_on_commit_callbacks(execute=True):
+        job = import_job_create(dataset=dataset, user=user_make(staff=True), upload=upload)
+    job = ImportJob.objects.get(pk=job.pk)
+    assert job.params["language"] == "zh-hans"
+    reasons = {p["line"]: p["reason"] for p in job.errors}
+    assert reasons[4] == "批次中找不到该文件"
+    assert reasons[5] == "该文件不是可读取的图像"
+    assert reasons[6].startswith("不是有效的 JSON（第 ")
+    assert translation.get_language() == "en"  # the job's language did not leak into this thread
