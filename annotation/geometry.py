@@ -267,8 +267,27 @@ def _polygon_parts(geom) -> list[Polygon]:
     return [part for child in getattr(geom, "geoms", []) for part in _polygon_parts(child)]
 
 
+def gettext_noop(message: str) -> str:
+    """Marks ``message`` for the translation catalogue (``makemessages`` finds it by this name) and
+    returns it unchanged: this module stays free of Django, its callers translate."""
+    return message
+
+
+class Repair(str):
+    """One change ``polygon_repair`` made: the English text, and its ``template`` and ``params`` for a
+    caller that words it in the reader's language (``gettext(repair.template) % repair.params``)."""
+
+    template: str
+    params: dict[str, Any]
+
+    def __new__(cls, template: str, **params: Any) -> Repair:
+        text = super().__new__(cls, template % params)
+        text.template, text.params = template, params
+        return text
+
+
 def polygon_repair(points: Any, *, width: int, height: int,
-                   max_points: int = MAX_POINTS) -> tuple[list[list[float]], list[str]]:
+                   max_points: int = MAX_POINTS) -> tuple[list[list[float]], list[Repair]]:
     """Make a hand-drawn outline acceptable to ``geometry_validate`` as a polygon, saying what changed.
 
     Returns ``(points, warnings)``. A valid outline inside the image comes back unchanged with no
@@ -295,13 +314,14 @@ def polygon_repair(points: Any, *, width: int, height: int,
     if source.is_valid and source.area > 0 and not outside:
         return [[x, y] for x, y in distinct], []
 
-    warnings: list[str] = []
+    warnings: list[Repair] = []
     shape = source
     if not source.is_valid:
         # "structure" unions the rings an outline makes when it loops over itself, instead of
         # alternating filled and empty areas the way the even-odd ("linework") rule does.
         shape = make_valid(source, method="structure", keep_collapsed=False)
-        warnings.append(f"the outline crosses itself ({explain_validity(source)}); made valid")
+        warnings.append(Repair(gettext_noop("the outline crosses itself (%(where)s); made valid"),
+                               where=explain_validity(source)))
     parts = _polygon_parts(shape)
     if not parts:
         raise GeometryError("polygon has no area (its points lie on one line)")
@@ -312,20 +332,25 @@ def polygon_repair(points: Any, *, width: int, height: int,
         if not parts:
             raise GeometryError(f"all of the outline lies outside the image ({width}×{height} px)")
         farthest = max(max(-x, -y, x - width, y - height) for x, y in outside)
-        warnings.append(f"{len(outside)} point{'s' if len(outside) > 1 else ''} outside the image "
-                        f"({width}×{height} px, up to {farthest:.3g} px past the edge) clipped to it")
+        template = (gettext_noop("%(count)s points outside the image (%(width)s×%(height)s px, up to %(past)s px "
+                                 "past the edge) clipped to it") if len(outside) > 1 else
+                    gettext_noop("%(count)s point outside the image (%(width)s×%(height)s px, up to %(past)s px "
+                                 "past the edge) clipped to it"))
+        warnings.append(Repair(template, count=len(outside), width=width, height=height, past=f"{farthest:.3g}"))
     parts.sort(key=lambda part: part.area, reverse=True)
     kept = parts[0]
     if len(parts) > 1:
         rest = sum(part.area for part in parts[1:])
-        warnings.append(f"kept the largest of {len(parts)} parts; dropped {len(parts) - 1} of "
-                        f"{rest:,.1f} px² in all")
+        warnings.append(Repair(gettext_noop("kept the largest of %(parts)s parts; dropped %(dropped)s of %(area)s px² in "
+                                            "all"), parts=len(parts), dropped=len(parts) - 1, area=f"{rest:,.1f}"))
     if kept.interiors:
-        warnings.append(f"filled {len(kept.interiors)} hole{'s' if len(kept.interiors) > 1 else ''} "
-                        "(a region has one outline)")
+        warnings.append(Repair(gettext_noop("filled %(count)s holes (a region has one outline)")
+                               if len(kept.interiors) > 1 else
+                               gettext_noop("filled %(count)s hole (a region has one outline)"), count=len(kept.interiors)))
         kept = Polygon(kept.exterior)
     coords = [[min(max(float(x), 0.0), float(width)), min(max(float(y), 0.0), float(height))]
               for x, y in list(kept.exterior.coords)[:-1]]
     after = Polygon(coords).area
-    warnings.append(f"area {before:,.1f} px² as drawn, {after:,.1f} px² kept")
+    warnings.append(Repair(gettext_noop("area %(before)s px² as drawn, %(after)s px² kept"),
+                           before=f"{before:,.1f}", after=f"{after:,.1f}"))
     return coords, warnings

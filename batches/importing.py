@@ -1148,7 +1148,8 @@ class _Importer:
             if repairs:
                 source_points, geometry = geometry.get("points"), {"points": repaired}
                 problems.append({"level": "warning", "where": where, "file": name,
-                                 "reason": gettext("outline repaired: %(repairs)s") % {"repairs": "; ".join(repairs)}})
+                                 "reason": gettext("outline repaired: %(repairs)s") % {
+                                     "repairs": "; ".join(gettext(r.template) % r.params for r in repairs)}})
                 self.report.counts["regions_repaired"] += 1
         source_id = data.get("id", "")
         if not isinstance(source_id, (str, int)) or isinstance(source_id, bool):

@@ -365,3 +365,16 @@ def test_an_import_job_started_in_chinese_reports_its_rows_in_chinese_on_every_t
     assert reasons[5] == "该文件不是可读取的图像"
     assert reasons[6].startswith("不是有效的 JSON（第 ")
     assert translation.get_language() == "en"  # the job's language did not leak into this thread
+
+
+def test_outline_repairs_are_reported_in_the_language_of_the_import(dataset, tmp_path):
+    from django.utils import translation
+
+    bowtie = {"shape": "polygon", "points": [[10, 10], [60, 60], [60, 10], [10, 40]], "id": "bow"}
+    rows = [{"study": "ACC-R", "patient": "P-R", "images": [{"file": "r.jpg", "regions": [bowtie]}]}]
+    path = batch_write(tmp_path / "b", rows, {"r.jpg": jpeg_bytes(seed=4)})
+    with translation.override("zh-hans"):
+        report = batch_import(dataset=dataset, path=path)
+    (warning,) = [p["reason"] for p in report.problems]
+    assert warning.startswith("轮廓已修复：轮廓自相交（Self-intersection[")
+    assert "保留了 2 个部分中最大的一个" in warning and "平方像素" in warning
