@@ -33,8 +33,31 @@ MAX_COORDINATE = 1_000_000.0
 ELLIPSE_SEGMENTS = 64
 
 
+def gettext_noop(message: str) -> str:
+    """Marks ``message`` for the translation catalogue (``makemessages`` finds it by this name) and
+    returns it unchanged: this module stays free of Django, its callers translate."""
+    return message
+
+
+class Message(str):
+    """A message in English with its ``template`` and ``params``, for a caller that words it in the
+    reader's language (``annotation.services.message_text``). A param may itself be a ``Message``."""
+
+    template: str
+    params: dict[str, Any]
+
+    def __new__(cls, template: str, **params: Any) -> Message:
+        text = super().__new__(cls, template % params)
+        text.template, text.params = template, params
+        return text
+
+
 class GeometryError(ValueError):
-    """The geometry is not acceptable; the message says why in words a user can act on."""
+    """The geometry is not acceptable; the message (a ``Message``) says why in words a user can act on."""
+
+    def __init__(self, template: str, **params: Any):
+        self.message = Message(template, **params)
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -53,40 +76,42 @@ class Measures:
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise GeometryError(f"{what} must be a number, got {type(value).__name__}")
+        raise GeometryError(gettext_noop("%(what)s must be a number, got %(type)s"), what=what, type=type(value).__name__)
     try:
         value = float(value)
     except OverflowError:  # a JSON integer such as 10**400 parses as an int no float can hold
-        raise GeometryError(f"{what} is out of range (too large a number)") from None
+        raise GeometryError(gettext_noop("%(what)s is out of range (too large a number)"), what=what) from None
     if not math.isfinite(value):
-        raise GeometryError(f"{what} must be a finite number")
+        raise GeometryError(gettext_noop("%(what)s must be a finite number"), what=what)
     if abs(value) > MAX_COORDINATE:
-        raise GeometryError(f"{what} is out of range ({value:g})")
+        raise GeometryError(gettext_noop("%(what)s is out of range (%(value)s)"), what=what, value=f"{value:g}")
     return value
 
 
 def _points(geometry: dict, minimum: int, maximum: int = MAX_POINTS) -> list[tuple[float, float]]:
     raw = geometry.get("points")
     if not isinstance(raw, list):
-        raise GeometryError("'points' must be a list of [x, y] pairs")
+        raise GeometryError(gettext_noop("'points' must be a list of [x, y] pairs"))
     if len(raw) < minimum:
-        raise GeometryError(f"needs at least {minimum} point{'s' if minimum > 1 else ''}, got {len(raw)}")
+        raise GeometryError(gettext_noop("needs at least %(minimum)s points, got %(count)s") if minimum > 1 else
+                            gettext_noop("needs at least %(minimum)s point, got %(count)s"), minimum=minimum, count=len(raw))
     if len(raw) > maximum:
-        raise GeometryError(f"has {len(raw):,} points; a region may have at most {maximum:,} (simplify the outline)")
+        raise GeometryError(gettext_noop("has %(count)s points; a region may have at most %(maximum)s (simplify the outline)"),
+                            count=f"{len(raw):,}", maximum=f"{maximum:,}")
     points = []
     for index, pair in enumerate(raw):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise GeometryError(f"point {index} must be an [x, y] pair")
-        points.append((_number(pair[0], f"point {index} x"), _number(pair[1], f"point {index} y")))
+            raise GeometryError(gettext_noop("point %(index)s must be an [x, y] pair"), index=index)
+        points.append((_number(pair[0], Message(gettext_noop("point %(index)s x"), index=index)),
+                       _number(pair[1], Message(gettext_noop("point %(index)s y"), index=index))))
     return points
 
 
 def _inside(points: list[tuple[float, float]], width: int, height: int) -> None:
     for index, (x, y) in enumerate(points):
         if x < 0 or y < 0 or x > width or y > height:
-            raise GeometryError(
-                f"point {index} ({x:g}, {y:g}) lies outside the image ({width}×{height} px)"
-            )
+            raise GeometryError(gettext_noop("point %(index)s (%(x)s, %(y)s) lies outside the image (%(width)s×%(height)s px)"),
+                                index=index, x=f"{x:g}", y=f"{y:g}", width=width, height=height)
 
 
 def geometry_validate(shape: str, geometry: Any, *, width: int, height: int, max_points: int = MAX_POINTS) -> dict:
@@ -94,25 +119,26 @@ def geometry_validate(shape: str, geometry: Any, *, width: int, height: int, max
     (floats, rectangle corners ordered, rotation in [0, 180)). Polygons and lines may have at most
     ``max_points`` points. Raises ``GeometryError``."""
     if shape not in SHAPES:
-        raise GeometryError(f"unknown shape '{str(shape)[:32]}' (use one of {', '.join(SHAPES)})")
+        raise GeometryError(gettext_noop("unknown shape '%(shape)s' (use one of %(shapes)s)"), shape=str(shape)[:32],
+                            shapes=", ".join(SHAPES))
     if not isinstance(geometry, dict):
-        raise GeometryError("geometry must be an object")
+        raise GeometryError(gettext_noop("geometry must be an object"))
     if shape == "ellipse":
         center, radii = geometry.get("center"), geometry.get("radii")
         if not (isinstance(center, (list, tuple)) and len(center) == 2):
-            raise GeometryError("ellipse needs 'center': [x, y]")
+            raise GeometryError(gettext_noop("ellipse needs 'center': [x, y]"))
         if not (isinstance(radii, (list, tuple)) and len(radii) == 2):
-            raise GeometryError("ellipse needs 'radii': [rx, ry]")
-        cx, cy = _number(center[0], "center x"), _number(center[1], "center y")
-        rx, ry = _number(radii[0], "radius x"), _number(radii[1], "radius y")
-        rotation = _number(geometry.get("rotation", 0) or 0, "rotation") % 180.0
+            raise GeometryError(gettext_noop("ellipse needs 'radii': [rx, ry]"))
+        cx, cy = _number(center[0], Message(gettext_noop("center x"))), _number(center[1], Message(gettext_noop("center y")))
+        rx, ry = _number(radii[0], Message(gettext_noop("radius x"))), _number(radii[1], Message(gettext_noop("radius y")))
+        rotation = _number(geometry.get("rotation", 0) or 0, Message(gettext_noop("rotation"))) % 180.0
         if rx <= 0 or ry <= 0:
-            raise GeometryError("ellipse radii must be greater than zero")
+            raise GeometryError(gettext_noop("ellipse radii must be greater than zero"))
         normal = {"center": [cx, cy], "radii": [rx, ry], "rotation": rotation}
         minx, miny, maxx, maxy = geometry_shape(shape, normal).bounds
         # Half a pixel of tolerance: an ellipse drawn to the edge must not be refused for rounding.
         if minx < -0.5 or miny < -0.5 or maxx > width + 0.5 or maxy > height + 0.5:
-            raise GeometryError(f"ellipse extends outside the image ({width}×{height} px)")
+            raise GeometryError(gettext_noop("ellipse extends outside the image (%(width)s×%(height)s px)"), width=width, height=height)
         return normal
     if shape == "polygon":
         points = _points(geometry, 3, max_points)
@@ -124,22 +150,22 @@ def geometry_validate(shape: str, geometry: Any, *, width: int, height: int, max
         # area); the further checks run only on a refused outline, to name what is wrong with it.
         if not polygon.is_valid or polygon.area <= 0:
             if not polygon.exterior.is_simple:
-                raise GeometryError(f"polygon crosses itself ({explain_validity(polygon)})")
+                raise GeometryError(gettext_noop("polygon crosses itself (%(where)s)"), where=explain_validity(polygon))
             if polygon.area <= 0:
-                raise GeometryError("polygon has no area (its points lie on one line)")
-            raise GeometryError(f"polygon is not valid ({explain_validity(polygon)})")
+                raise GeometryError(gettext_noop("polygon has no area (its points lie on one line)"))
+            raise GeometryError(gettext_noop("polygon is not valid (%(where)s)"), where=explain_validity(polygon))
         return {"points": [[x, y] for x, y in points]}
     if shape == "rectangle":
         (x1, y1), (x2, y2) = _points(geometry, 2, 2)
         _inside([(x1, y1), (x2, y2)], width, height)
         if x1 == x2 or y1 == y2:
-            raise GeometryError("rectangle has no area (its corners share an edge)")
+            raise GeometryError(gettext_noop("rectangle has no area (its corners share an edge)"))
         return {"points": [[min(x1, x2), min(y1, y2)], [max(x1, x2), max(y1, y2)]]}
     if shape == "line":
         points = _points(geometry, 2, max_points)
         _inside(points, width, height)
         if LineString(points).length <= 0:
-            raise GeometryError("line has zero length")
+            raise GeometryError(gettext_noop("line has zero length"))
         return {"points": [[x, y] for x, y in points]}
     points = _points(geometry, 1, 1)
     _inside(points, width, height)
@@ -267,27 +293,8 @@ def _polygon_parts(geom) -> list[Polygon]:
     return [part for child in getattr(geom, "geoms", []) for part in _polygon_parts(child)]
 
 
-def gettext_noop(message: str) -> str:
-    """Marks ``message`` for the translation catalogue (``makemessages`` finds it by this name) and
-    returns it unchanged: this module stays free of Django, its callers translate."""
-    return message
-
-
-class Repair(str):
-    """One change ``polygon_repair`` made: the English text, and its ``template`` and ``params`` for a
-    caller that words it in the reader's language (``gettext(repair.template) % repair.params``)."""
-
-    template: str
-    params: dict[str, Any]
-
-    def __new__(cls, template: str, **params: Any) -> Repair:
-        text = super().__new__(cls, template % params)
-        text.template, text.params = template, params
-        return text
-
-
 def polygon_repair(points: Any, *, width: int, height: int,
-                   max_points: int = MAX_POINTS) -> tuple[list[list[float]], list[Repair]]:
+                   max_points: int = MAX_POINTS) -> tuple[list[list[float]], list[Message]]:
     """Make a hand-drawn outline acceptable to ``geometry_validate`` as a polygon, saying what changed.
 
     Returns ``(points, warnings)``. A valid outline inside the image comes back unchanged with no
@@ -308,49 +315,50 @@ def polygon_repair(points: Any, *, width: int, height: int,
     while len(distinct) > 1 and distinct[0] == distinct[-1]:
         distinct.pop()
     if len(set(distinct)) < 3:
-        raise GeometryError(f"an outline needs at least 3 distinct points, got {len(set(distinct))}")
+        raise GeometryError(gettext_noop("an outline needs at least 3 distinct points, got %(count)s"), count=len(set(distinct)))
     source = Polygon(distinct)
     outside = [(x, y) for x, y in distinct if x < 0 or y < 0 or x > width or y > height]
     if source.is_valid and source.area > 0 and not outside:
         return [[x, y] for x, y in distinct], []
 
-    warnings: list[Repair] = []
+    warnings: list[Message] = []
     shape = source
     if not source.is_valid:
         # "structure" unions the rings an outline makes when it loops over itself, instead of
         # alternating filled and empty areas the way the even-odd ("linework") rule does.
         shape = make_valid(source, method="structure", keep_collapsed=False)
-        warnings.append(Repair(gettext_noop("the outline crosses itself (%(where)s); made valid"),
+        warnings.append(Message(gettext_noop("the outline crosses itself (%(where)s); made valid"),
                                where=explain_validity(source)))
     parts = _polygon_parts(shape)
     if not parts:
-        raise GeometryError("polygon has no area (its points lie on one line)")
+        raise GeometryError(gettext_noop("polygon has no area (its points lie on one line)"))
     before = sum(part.area for part in parts)
     if outside:
         frame = box(0, 0, width, height)
         parts = [piece for part in parts for piece in _polygon_parts(part.intersection(frame))]
         if not parts:
-            raise GeometryError(f"all of the outline lies outside the image ({width}×{height} px)")
+            raise GeometryError(gettext_noop("all of the outline lies outside the image (%(width)s×%(height)s px)"), width=width,
+                                    height=height)
         farthest = max(max(-x, -y, x - width, y - height) for x, y in outside)
         template = (gettext_noop("%(count)s points outside the image (%(width)s×%(height)s px, up to %(past)s px "
                                  "past the edge) clipped to it") if len(outside) > 1 else
                     gettext_noop("%(count)s point outside the image (%(width)s×%(height)s px, up to %(past)s px "
                                  "past the edge) clipped to it"))
-        warnings.append(Repair(template, count=len(outside), width=width, height=height, past=f"{farthest:.3g}"))
+        warnings.append(Message(template, count=len(outside), width=width, height=height, past=f"{farthest:.3g}"))
     parts.sort(key=lambda part: part.area, reverse=True)
     kept = parts[0]
     if len(parts) > 1:
         rest = sum(part.area for part in parts[1:])
-        warnings.append(Repair(gettext_noop("kept the largest of %(parts)s parts; dropped %(dropped)s of %(area)s px² in "
+        warnings.append(Message(gettext_noop("kept the largest of %(parts)s parts; dropped %(dropped)s of %(area)s px² in "
                                             "all"), parts=len(parts), dropped=len(parts) - 1, area=f"{rest:,.1f}"))
     if kept.interiors:
-        warnings.append(Repair(gettext_noop("filled %(count)s holes (a region has one outline)")
+        warnings.append(Message(gettext_noop("filled %(count)s holes (a region has one outline)")
                                if len(kept.interiors) > 1 else
                                gettext_noop("filled %(count)s hole (a region has one outline)"), count=len(kept.interiors)))
         kept = Polygon(kept.exterior)
     coords = [[min(max(float(x), 0.0), float(width)), min(max(float(y), 0.0), float(height))]
               for x, y in list(kept.exterior.coords)[:-1]]
     after = Polygon(coords).area
-    warnings.append(Repair(gettext_noop("area %(before)s px² as drawn, %(after)s px² kept"),
+    warnings.append(Message(gettext_noop("area %(before)s px² as drawn, %(after)s px² kept"),
                            before=f"{before:,.1f}", after=f"{after:,.1f}"))
     return coords, warnings

@@ -19,7 +19,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .geometry import GeometryError, geometry_measures, geometry_validate
+from .geometry import GeometryError, Message, geometry_measures, geometry_validate
 from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash
 from .models import (
     Assignment,
@@ -136,6 +136,14 @@ def report_set(*, study: Study, text: str, language: str = "en") -> Report:
 # ---------------------------------------------------------------------------------------------- regions
 
 
+def message_text(message: Any) -> str:
+    """``message`` in the active language when it is a ``geometry.Message`` (its template translated,
+    and its params that are messages too), else as it is."""
+    if not isinstance(message, Message):
+        return str(message)
+    return _(message.template) % {name: message_text(value) for name, value in message.params.items()}
+
+
 def _validated(*, image: Image, lexicon, shape: str, geometry: Any, attributes: Any, label: Any,
                lesion_key: Any) -> dict:
     errors: dict[str, Any] = {}
@@ -144,7 +152,8 @@ def _validated(*, image: Image, lexicon, shape: str, geometry: Any, attributes: 
         clean["geometry"] = geometry_validate(shape, geometry, width=image.width, height=image.height,
                                               max_points=django_settings.REGION_MAX_VERTICES)
     except GeometryError as error:
-        errors["shape" if shape not in ("polygon", "rectangle", "ellipse", "line", "point") else "geometry"] = str(error)
+        errors["shape" if shape not in ("polygon", "rectangle", "ellipse", "line", "point") else "geometry"] = \
+            message_text(error.message)
     try:
         clean["attributes"] = attributes_validate(lexicon, attributes)
     except AttributeValidationError as error:

@@ -1143,13 +1143,13 @@ class _Importer:
             try:
                 repaired, repairs = polygon_repair(geometry.get("points"), width=image.width, height=image.height)
             except GeometryError as failure:
-                error(gettext("geometry: %(error)s") % {"error": failure})
+                error(gettext("geometry: %(error)s") % {"error": services.message_text(failure.message)})
                 return
             if repairs:
                 source_points, geometry = geometry.get("points"), {"points": repaired}
                 problems.append({"level": "warning", "where": where, "file": name,
                                  "reason": gettext("outline repaired: %(repairs)s") % {
-                                     "repairs": "; ".join(gettext(r.template) % r.params for r in repairs)}})
+                                     "repairs": "; ".join(services.message_text(r) for r in repairs)}})
                 self.report.counts["regions_repaired"] += 1
         source_id = data.get("id", "")
         if not isinstance(source_id, (str, int)) or isinstance(source_id, bool):

@@ -38,6 +38,18 @@ def test_bad_geometry_returns_400_naming_the_problem(reader_image, shape, geomet
     assert message in response.json()[field][0]
 
 
+@pytest.mark.parametrize(("geometry", "message"), [
+    ({"points": [[0, 0], [100, 100], [100, 0], [0, 100]]}, "多边形自相交（Self-intersection["),
+    ({"points": [[1, 1], ["a", 1], [1, 50]]}, "第 1 个点的 x 必须是数字，实际为 str"),
+])
+def test_a_bad_outline_is_named_in_the_readers_language(reader_image, geometry, message):
+    client, image = reader_image
+    response = client.post("/api/v1/regions/", {"image": image.pk, "shape": "polygon", "geometry": geometry},
+                           format="json", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.status_code == 400
+    assert response.json()["geometry"][0].startswith(message)
+
+
 def test_nan_in_the_json_body_returns_400(reader_image):
     client, image = reader_image
     body = f'{{"image": {image.pk}, "shape": "polygon", "geometry": {{"points": [[1, 1], [NaN, 1], [1, 50]]}}}}'
