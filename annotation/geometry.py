@@ -23,6 +23,8 @@ from shapely import affinity, get_coordinates
 from shapely.geometry import LineString, Point, Polygon
 from shapely.validation import explain_validity
 
+from .messages import Message, gettext_noop
+
 SHAPES = ("polygon", "rectangle", "ellipse", "line", "point")
 # Default cap on the points of one polygon or line; callers pass their configured cap (the app reads
 # ``REGION_MAX_VERTICES``). Validation and measures are O(n log n), so the cap bounds the work a single
@@ -31,25 +33,6 @@ SHAPES = ("polygon", "rectangle", "ellipse", "line", "point")
 MAX_POINTS = 2_500
 MAX_COORDINATE = 1_000_000.0
 ELLIPSE_SEGMENTS = 64
-
-
-def gettext_noop(message: str) -> str:
-    """Marks ``message`` for the translation catalogue (``makemessages`` finds it by this name) and
-    returns it unchanged: this module stays free of Django, its callers translate."""
-    return message
-
-
-class Message(str):
-    """A message in English with its ``template`` and ``params``, for a caller that words it in the
-    reader's language (``annotation.services.message_text``). A param may itself be a ``Message``."""
-
-    template: str
-    params: dict[str, Any]
-
-    def __new__(cls, template: str, **params: Any) -> Message:
-        text = super().__new__(cls, template % params)
-        text.template, text.params = template, params
-        return text
 
 
 class GeometryError(ValueError):

@@ -19,8 +19,9 @@ from django.db.models import Count, F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .geometry import GeometryError, Message, geometry_measures, geometry_validate
+from .geometry import GeometryError, geometry_measures, geometry_validate
 from .lexicons import AttributeValidationError, attributes_validate, lexicon_load_with_hash
+from .messages import Message
 from .models import (
     Assignment,
     AuditEvent,
@@ -137,7 +138,7 @@ def report_set(*, study: Study, text: str, language: str = "en") -> Report:
 
 
 def message_text(message: Any) -> str:
-    """``message`` in the active language when it is a ``geometry.Message`` (its template translated,
+    """``message`` in the active language when it is a ``messages.Message`` (its template translated,
     and its params that are messages too), else as it is."""
     if not isinstance(message, Message):
         return str(message)
@@ -157,13 +158,13 @@ def _validated(*, image: Image, lexicon, shape: str, geometry: Any, attributes: 
     try:
         clean["attributes"] = attributes_validate(lexicon, attributes)
     except AttributeValidationError as error:
-        errors["attributes"] = [f"{name}: {message}" for name, message in error.errors.items()]
+        errors["attributes"] = [f"{name}: {message_text(message)}" for name, message in error.errors.items()]
     if not isinstance(label, str) or len(label) > LABEL_MAX:
-        errors["label"] = f"must be text of at most {LABEL_MAX} characters"
+        errors["label"] = _("must be text of at most %(max)s characters") % {"max": LABEL_MAX}
     else:
         clean["label"] = label.strip()
     if not isinstance(lesion_key, str) or len(lesion_key) > LESION_KEY_MAX:
-        errors["lesion_key"] = f"must be text of at most {LESION_KEY_MAX} characters"
+        errors["lesion_key"] = _("must be text of at most %(max)s characters") % {"max": LESION_KEY_MAX}
     else:
         clean["lesion_key"] = lesion_key.strip()
     if errors:
@@ -360,7 +361,9 @@ def assignment_submit(*, assignment: Assignment) -> Assignment:
             attributes_validate(lexicon, region.attributes, require_complete=True)
         except AttributeValidationError as error:
             problems.extend(
-                f"region {region.pk} ({region.label or region.shape}): {name} {message}"
+                _("region %(id)s (%(label)s): %(attribute)s %(problem)s") % {
+                    "id": region.pk, "label": region.label or region.shape, "attribute": name,
+                    "problem": message_text(message)}
                 for name, message in error.errors.items()
             )
     if problems:

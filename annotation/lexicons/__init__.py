@@ -28,6 +28,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..messages import Message, gettext_noop
+
 LEXICON_DIR = Path(__file__).resolve().parent
 DEFAULT_SYSTEM = "udaf"
 
@@ -50,7 +52,7 @@ class LexiconError(ValueError):
 class AttributeValidationError(ValueError):
     """Attribute values do not fit the lexicon. ``errors`` maps each attribute code to its message."""
 
-    def __init__(self, errors: dict[str, str]):
+    def __init__(self, errors: dict[str, str]):  # each message a ``Message``
         self.errors = errors
         super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
 
@@ -205,42 +207,43 @@ def attributes_validate(lexicon: Any, attributes: Any, *, require_complete: bool
     if attributes is None:
         attributes = {}
     if not isinstance(attributes, Mapping):
-        raise AttributeValidationError({"attributes": "must be an object mapping attribute codes to values"})
+        raise AttributeValidationError({"attributes": Message(gettext_noop("must be an object mapping attribute codes to values"))})
     spec = lexicon_attribute_map(lexicon)
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
     for name, value in attributes.items():
         attribute = spec.get(name)
         if attribute is None:
-            errors[str(name)[:64]] = f"unknown attribute '{str(name)[:64]}' in lexicon {_content(lexicon)['system']}"
+            errors[str(name)[:64]] = Message(gettext_noop("unknown attribute '%(name)s' in lexicon %(lexicon)s"),
+                                             name=str(name)[:64], lexicon=_content(lexicon)["system"])
             continue
         allowed = [v["code"] for v in attribute["values"]]
         if value is None or value == "" or value == []:
             continue
         if attribute["cardinality"] == "one":
             if not isinstance(value, str):
-                errors[name] = f"takes one value, got {type(value).__name__}"
+                errors[name] = Message(gettext_noop("takes one value, got %(type)s"), type=type(value).__name__)
             elif value not in allowed:
-                errors[name] = f"'{value[:64]}' is not a value of {name} (allowed: {', '.join(allowed)})"
+                errors[name] = Message(gettext_noop("'%(value)s' is not a value of %(name)s (allowed: %(allowed)s)"),
+                                       value=value[:64], name=name, allowed=", ".join(allowed))
             else:
                 clean[name] = value
         else:
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-                errors[name] = "takes a list of value codes"
+                errors[name] = Message(gettext_noop("takes a list of value codes"))
                 continue
             unknown = [item for item in items if item not in allowed]
             if unknown:
-                errors[name] = (
-                    f"'{unknown[0][:64]}' is not a value of {name} (allowed: {', '.join(allowed)})"
-                )
+                errors[name] = Message(gettext_noop("'%(value)s' is not a value of %(name)s (allowed: %(allowed)s)"),
+                                       value=unknown[0][:64], name=name, allowed=", ".join(allowed))
             else:
                 clean[name] = list(dict.fromkeys(items))
     _fill_derived(spec, clean)
     if require_complete:
         for name, attribute in spec.items():
             if attribute.get("required") and name not in clean and name not in errors:
-                errors[name] = "is required"
+                errors[name] = Message(gettext_noop("is required"))
     if errors:
         raise AttributeValidationError(errors)
     return clean

@@ -50,6 +50,15 @@ def test_a_bad_outline_is_named_in_the_readers_language(reader_image, geometry, 
     assert response.json()["geometry"][0].startswith(message)
 
 
+def test_a_value_outside_the_lexicon_is_named_in_the_readers_language(reader_image):
+    client, image = reader_image
+    response = client.post("/api/v1/regions/", {
+        "image": image.pk, "shape": "rectangle", "geometry": {"points": [[10, 10], [60, 40]]},
+        "attributes": {"echogenicity": "sparkly"}}, format="json", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.status_code == 400
+    assert response.json()["attributes"][0].startswith("echogenicity: 'sparkly' 不是 echogenicity 的取值（可用：")
+
+
 def test_nan_in_the_json_body_returns_400(reader_image):
     client, image = reader_image
     body = f'{{"image": {image.pk}, "shape": "polygon", "geometry": {{"points": [[1, 1], [NaN, 1], [1, 50]]}}}}'

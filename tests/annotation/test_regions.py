@@ -152,6 +152,11 @@ def test_submit_requires_the_lexicons_required_attributes(setup):
     with pytest.raises(ValidationError) as caught:
         services.assignment_submit(assignment=setup["assignment"])
     assert f"region {region.pk} (lesion): diagnosis is required" in caught.value.message_dict["regions"]
+    from django.utils import translation
+
+    with translation.override("zh-hans"), pytest.raises(ValidationError) as caught:
+        services.assignment_submit(assignment=setup["assignment"])
+    assert f"区域 {region.pk}（lesion）：diagnosis 为必填项" in caught.value.message_dict["regions"]
     services.region_update(region=region, actor=setup["reader"], expected_version=1, changes={"attributes": COMPLETE})
     assert services.assignment_submit(assignment=setup["assignment"]).status == "submitted"
 
