@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +24,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from django.utils.translation import gettext
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
@@ -151,7 +153,31 @@ def thumbnail_store_pending(verified: VerifiedImage) -> tuple[str, str | None]:
 def _pending(name: str, content: bytes, extension: str) -> str | None:
     if default_storage.exists(name):
         return None
-    return default_storage.save(f"images/pending/{uuid.uuid4().hex}.{extension}", ContentFile(content))
+    return default_storage.save(f"{PENDING_DIR}/{uuid.uuid4().hex}.{extension}", ContentFile(content))
+
+
+# Where files wait, under temporary names, for the rows that will point at them to commit.
+PENDING_DIR = "images/pending"
+
+
+def pending_sweep(*, older_than: timedelta = timedelta(hours=24)) -> int:
+    """Remove the temporary files an import left behind when it could not clean up after itself (a
+    decode process or a worker killed mid-write). Only files older than ``older_than`` go, so a running
+    import keeps its own (a batch job is stopped after 12 hours). Returns how many were removed."""
+    try:
+        _, names = default_storage.listdir(PENDING_DIR)
+    except (FileNotFoundError, NotImplementedError):
+        return 0
+    cutoff, removed = timezone.now() - older_than, 0
+    for name in names:
+        path = f"{PENDING_DIR}/{name}"
+        try:
+            if default_storage.get_modified_time(path) < cutoff:
+                default_storage.delete(path)
+                removed += 1
+        except (OSError, NotImplementedError):  # gone meanwhile, or the storage cannot tell its age
+            continue
+    return removed
 
 
 def image_store_commit(temporary: str, name: str) -> None:

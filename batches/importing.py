@@ -81,6 +81,7 @@ from annotation.media import (
     image_store_discard,
     image_store_pending,
     image_verify,
+    pending_sweep,
     reference_path_check,
     thumbnail_store_pending,
 )
@@ -520,6 +521,9 @@ class _Importer:
     # -- the batch
 
     def run(self) -> None:
+        swept = pending_sweep()
+        if swept:
+            logger.info("removed %d temporary files left by earlier imports", swept)
         workers = decode_threads()
         pool = self._decode_pool(workers) if workers else nullcontext()
         # One guard for the decode threads and this one: see ``media.decompression_bombs_refused``.

@@ -265,3 +265,23 @@ def test_a_decode_process_that_dies_mid_import_costs_nothing(tmp_path, settings,
     assert Image.objects.count() == 9
     assert all(default_storage.exists(image.file.name) and default_storage.exists(image.thumbnail.name)
                for image in Image.objects.all())
+
+
+def test_temporary_files_left_by_a_dead_import_are_swept_by_the_next(tmp_path, settings):
+    """What a killed decode process wrote under a temporary name is removed by a later import once it is
+    a day old; a file of an import still running (younger) stays."""
+    import os
+    import time
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    pending = tmp_path / "media" / "images" / "pending"
+    pending.mkdir(parents=True)
+    (pending / "old.jpg").write_bytes(b"left behind")
+    (pending / "new.jpg").write_bytes(b"still being imported")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(pending / "old.jpg", (two_days_ago, two_days_ago))
+    rows = [{"study": "ACC-S", "patient": "P-S", "images": [{"file": "s.jpg"}]}]
+    report = batch_import(dataset=dataset_make(name="swept"),
+                          path=batch_write(tmp_path / "b", rows, {"s.jpg": jpeg_bytes(seed=5)}))
+    assert report.counts["rows_imported"] == 1
+    assert sorted(p.name for p in pending.iterdir()) == ["new.jpg"]
