@@ -12,9 +12,6 @@ import io
 import os
 import threading
 import uuid
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -51,56 +48,29 @@ class VerifiedImage:
         return {"JPEG": "jpg"}.get(self.format, self.format.lower())
 
 
-_bomb_guards = 0  # decompression_bombs_refused() blocks open now, in any thread
-_bomb_guards_lock = threading.Lock()
-
-
-@contextmanager
-def decompression_bombs_refused() -> Iterator[None]:
-    """While open, Pillow's decompression-bomb warning is an error in every thread, so ``image_verify``
-    refuses an image over ``IMAGE_MAX_PIXELS``. The warnings filter list is one per process, and
-    ``warnings.catch_warnings`` swaps it whole: two threads entering it at once can each restore the
-    list the other saved, so a thread may decode with the filter gone and let a bomb through with a
-    mere warning. A caller verifying on several threads opens this once, in one thread, around them
-    all, and passes ``guarded=True``."""
-    global _bomb_guards
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-        with _bomb_guards_lock:
-            _bomb_guards += 1
-        try:
-            yield
-        finally:
-            with _bomb_guards_lock:
-                _bomb_guards -= 1
-
-
-def image_verify(content: bytes, *, thumbnail: bool = False, guarded: bool = False) -> VerifiedImage:
+def image_verify(content: bytes, *, thumbnail: bool = False) -> VerifiedImage:
     """Decode ``content`` completely and return its facts. Raises ``ImageFileError`` for an empty,
     oversized, truncated, unknown-format or decompression-bomb file. With ``thumbnail`` the thumbnail
-    is made from the same decoded pixels (an importer then decodes each file once). With ``guarded``
-    the caller holds ``decompression_bombs_refused()`` open (verifying on threads); otherwise this
-    call opens it itself."""
+    is made from the same decoded pixels (an importer then decodes each file once). Safe on several
+    threads at once: the pixel limit is checked on the size the header declares, before decoding, not
+    through the process-wide warnings filter (Pillow only warns up to twice its limit)."""
     if not content:
         raise ImageFileError(gettext("the file is empty"))
     if len(content) > settings.IMAGE_MAX_BYTES:
         raise ImageFileError(gettext("the file is %(size)s bytes; the limit is %(limit)s")
                              % {"size": f"{len(content):,}", "limit": f"{settings.IMAGE_MAX_BYTES:,}"})
-    if not guarded:
-        with decompression_bombs_refused():
-            return image_verify(content, thumbnail=thumbnail, guarded=True)
-    if not _bomb_guards:
-        raise RuntimeError("image_verify(guarded=True) outside decompression_bombs_refused()")
     PILImage.MAX_IMAGE_PIXELS = settings.IMAGE_MAX_PIXELS
     try:
         with PILImage.open(io.BytesIO(content)) as probe:
             fmt = probe.format or ""
+            if probe.width * probe.height > settings.IMAGE_MAX_PIXELS:
+                raise PILImage.DecompressionBombError(f"{probe.width}×{probe.height} px")
             probe.verify()
         with PILImage.open(io.BytesIO(content)) as image:
             image.load()
             width, height = image.size
             small = thumbnail_jpeg(image) if thumbnail and fmt in ACCEPTED_FORMATS else None
-    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
+    except PILImage.DecompressionBombError as error:
         raise ImageFileError(gettext("the image has too many pixels (limit %(limit)s)")
                              % {"limit": f"{settings.IMAGE_MAX_PIXELS:,}"}) from error
     except UnidentifiedImageError as error:

@@ -76,7 +76,6 @@ from annotation.lexicons import AttributeValidationError, attributes_validate
 from annotation.media import (
     ImageFileError,
     VerifiedImage,
-    decompression_bombs_refused,
     image_store_commit,
     image_store_discard,
     image_store_pending,
@@ -287,7 +286,6 @@ _child_prepare: Callable[[str], _Prepared] | None = None
 def _decode_child_start(prepare: Callable[[str], _Prepared]) -> None:
     global _child_prepare
     _child_prepare = prepare
-    decompression_bombs_refused().__enter__()  # for the life of the process, which only decodes
 
 
 def _decode_child_prepare(name: str) -> _Prepared:
@@ -526,8 +524,7 @@ class _Importer:
             logger.info("removed %d temporary files left by earlier imports", swept)
         workers = decode_threads()
         pool = self._decode_pool(workers) if workers else nullcontext()
-        # One guard for the decode threads and this one: see ``media.decompression_bombs_refused``.
-        with decompression_bombs_refused(), pool:
+        with pool:
             self._pool = pool if workers else None
             try:
                 self._run()
@@ -1000,7 +997,7 @@ class _Importer:
         if is_dicom(content[:132], name):
             return _Prepared(content=content)
         try:
-            verified = image_verify(content, thumbnail=self.options.thumbnails, guarded=True)
+            verified = image_verify(content, thumbnail=self.options.thumbnails)
         except ValueError as failure:  # ImageFileError among them
             return _Prepared(content=content, failure=failure)
         prepared = _Prepared(content=content, verified=verified)
@@ -1388,7 +1385,7 @@ class _Importer:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": facts})
                 return None
             try:
-                verified = image_verify(self.source.read(name), thumbnail=self.options.thumbnails, guarded=True)
+                verified = image_verify(self.source.read(name), thumbnail=self.options.thumbnails)
                 reference = self._reference(name)
             except (ImageFileError, FileNotFoundError, ValueError) as failure:
                 problems.append({"level": "error", "where": where, "file": file_name, "reason": str(failure)})
