@@ -11,29 +11,17 @@ from batches import forms
 register = template.Library()
 
 
-@register.filter
-def job_status_label(code) -> str:
-    return forms.JOB_STATUS_LABELS.get(code, code)
+def _labeller(labels: dict):
+    def label(code) -> str:
+        return labels.get(code, code)
+    return label
 
 
-@register.filter
-def format_label(code) -> str:
-    return forms.FORMAT_LABELS.get(code, code)
-
-
-@register.filter
-def export_status_label(code) -> str:
-    return forms.EXPORT_STATUS_SHORT.get(code, code)
-
-
-@register.filter
-def split_label(code) -> str:
-    return forms.SPLIT_LABELS.get(code, code)
-
-
-@register.filter
-def level_label(code) -> str:
-    return forms.LEVEL_LABELS.get(code, code)
+# ``{{ job.status|job_status_label }}`` and the like: each filter shows one table of ``forms``.
+for _name, _labels in {"job_status_label": forms.JOB_STATUS_LABELS, "format_label": forms.FORMAT_LABELS,
+                       "export_status_label": forms.EXPORT_STATUS_SHORT, "split_label": forms.SPLIT_LABELS,
+                       "level_label": forms.LEVEL_LABELS}.items():
+    register.filter(_name, _labeller(_labels))
 
 
 @register.filter
