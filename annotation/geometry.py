@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import shapely
 from shapely import affinity, get_coordinates
 from shapely.geometry import LineString, Point, Polygon
 from shapely.validation import explain_validity
@@ -71,6 +72,31 @@ def _number(value: Any, what: str) -> float:
     return value
 
 
+def _points_plain(raw: list) -> list[tuple[float, float]] | None:
+    """``raw`` as float pairs when every item is an ``[x, y]`` pair of finite numbers within range (the
+    common case, checked in bulk); None when any is not, for ``_points`` to name the first bad one."""
+    for pair in raw:
+        kind = type(pair)
+        if (kind is not list and kind is not tuple) or len(pair) != 2:
+            return None
+        x, y = pair
+        kind_x, kind_y = type(x), type(y)
+        if (kind_x is not float and kind_x is not int) or (kind_y is not float and kind_y is not int):
+            return None
+    try:
+        values = np.array(raw, dtype=float).reshape(-1, 2)
+    except OverflowError:
+        return None
+    if not (np.isfinite(values).all() and (np.abs(values) <= MAX_COORDINATE).all()):
+        return None
+    return [(x, y) for x, y in values.tolist()]
+
+
+def _polygon(points) -> Polygon:
+    """A shapely polygon of an outline's points (made in one call, not point by point)."""
+    return shapely.polygons(np.asarray(points, dtype=float).reshape(-1, 2))
+
+
 def _points(geometry: dict, minimum: int, maximum: int = MAX_POINTS) -> list[tuple[float, float]]:
     raw = geometry.get("points")
     if not isinstance(raw, list):
@@ -81,6 +107,9 @@ def _points(geometry: dict, minimum: int, maximum: int = MAX_POINTS) -> list[tup
     if len(raw) > maximum:
         raise GeometryError(gettext_noop("has %(count)s points; a region may have at most %(maximum)s (simplify the outline)"),
                             count=f"{len(raw):,}", maximum=f"{maximum:,}")
+    fast = _points_plain(raw)
+    if fast is not None:
+        return fast
     points = []
     for index, pair in enumerate(raw):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -128,7 +157,7 @@ def geometry_validate(shape: str, geometry: Any, *, width: int, height: int, max
         if len(points) > 3 and points[0] == points[-1]:
             points = points[:-1]
         _inside(points, width, height)
-        polygon = Polygon(points)
+        polygon = _polygon(points)
         # One validity pass on the accepted path (a valid polygon's outline is simple and encloses an
         # area); the further checks run only on a refused outline, to name what is wrong with it.
         if not polygon.is_valid or polygon.area <= 0:
@@ -163,7 +192,7 @@ def geometry_shape(shape: str, geometry: dict):
         return affinity.rotate(affinity.scale(circle, rx, ry), geometry.get("rotation", 0), origin=(cx, cy))
     points = geometry["points"]
     if shape == "polygon":
-        return Polygon(points)
+        return _polygon(points)
     if shape == "rectangle":
         (x1, y1), (x2, y2) = points
         return Polygon([(x1, y1), (x2, y1), (x2, y2), (x1, y2)])
@@ -248,7 +277,13 @@ def geometry_measures(
         return _axes(hull * (scale_x, scale_y))
 
     long_px, short_px = axes(1.0, 1.0)
-    long_mm, short_mm = axes(spacing_x_mm, spacing_y_mm) if has_mm else (None, None)
+    if not has_mm:
+        long_mm, short_mm = None, None
+    elif spacing_x_mm == spacing_y_mm and shape not in ("line", "point"):
+        # Square pixels scale every length alike: the same diameters, in millimetres.
+        long_mm, short_mm = long_px * spacing_x_mm, short_px * spacing_x_mm
+    else:
+        long_mm, short_mm = axes(spacing_x_mm, spacing_y_mm)
     return Measures(
         bbox=bbox,
         area_px=round(area_px, 3),
@@ -299,7 +334,7 @@ def polygon_repair(points: Any, *, width: int, height: int,
         distinct.pop()
     if len(set(distinct)) < 3:
         raise GeometryError(gettext_noop("an outline needs at least 3 distinct points, got %(count)s"), count=len(set(distinct)))
-    source = Polygon(distinct)
+    source = _polygon(distinct)
     outside = [(x, y) for x, y in distinct if x < 0 or y < 0 or x > width or y > height]
     if source.is_valid and source.area > 0 and not outside:
         return [[x, y] for x, y in distinct], []
