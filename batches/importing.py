@@ -130,9 +130,10 @@ def decode_threads() -> int:
 
 
 # Files verified ahead of their rows are held until taken: at most this many, and this many bytes of
-# file content (a single larger file is still read ahead alone).
-AHEAD_FILES = 64
-AHEAD_BYTES = 64 << 20
+# file content (a single larger file is still read ahead alone). The window spans into the next chunk,
+# so the decoders keep working while a chunk is inserted and its studies aligned.
+AHEAD_FILES = 512
+AHEAD_BYTES = 96 << 20
 # Images this import wrote that the same-file check remembers, instead of asking the database.
 REMEMBERED_IMAGES = 200_000
 
@@ -221,12 +222,15 @@ class _Ahead:
     At most ``AHEAD_FILES`` files and ``AHEAD_BYTES`` are held; a file that its row never takes (the
     row failed first) is dropped when a later one is taken."""
 
-    def __init__(self, *, pool: Executor, prepare: Callable[[str], _Prepared], names: list[str],
-                 size: Callable[[str], int]):
+    def __init__(self, *, pool: Executor, prepare: Callable[[str], _Prepared], size: Callable[[str], int]):
         self._pool, self._prepare, self._size = pool, prepare, size
-        self._waiting: deque[str] = deque(names)
+        self._waiting: deque[str] = deque()
         self._submitted: deque[tuple[str, int, Future]] = deque()
         self._held = 0
+
+    def extend(self, names: Iterable[str]) -> None:
+        """Queue the files of rows to come, after those queued already."""
+        self._waiting.extend(names)
         self._top_up()
 
     def _top_up(self) -> None:
@@ -254,13 +258,17 @@ class _Ahead:
         ahead: the caller prepares it itself."""
         position = next((i for i, (ahead, _, _) in enumerate(self._submitted) if ahead == name), None)
         if position is None:
-            if name in self._waiting:  # rows skipped the files ahead of it: start again from here
-                while self._submitted:
-                    self._drop()
-                while self._waiting.popleft() != name:
-                    pass
-                self._top_up()
-            return None
+            if name not in self._waiting:
+                return None
+            # Rows skipped the files ahead of it: start again from this one.
+            while self._submitted:
+                self._drop()
+            while self._waiting[0] != name:
+                self._waiting.popleft()
+            self._top_up()
+            if not self._submitted or self._submitted[0][0] != name:  # the decode pool is broken
+                return None
+            position = 0
         for _ in range(position):
             self._drop()
         _, size, future = self._submitted.popleft()
@@ -529,8 +537,6 @@ class _Importer:
             try:
                 self._run()
             finally:
-                if self._ahead is not None:
-                    self._ahead.close()
                 self._pool = None
 
     def _decode_pool(self, workers: int) -> Executor:
@@ -572,25 +578,42 @@ class _Importer:
         its row. Files are moved into place, and alignment of the new reports queued, once the chunk has
         committed; progress is recorded between chunks."""
         iterator = (row if isinstance(row, _PlannedRow) else _PlannedRow(run=row) for row in rows)
-        while chunk := list(itertools.islice(iterator, chunk_rows())):
-            counts, problems = Counter(self.report.counts), len(self.report.problems)
-            try:
-                self._chunk(chunk, isolating=False)
-            except _Isolate:
-                self.report.counts, self.report.problems[problems:] = counts, []
-                self._chunk(chunk, isolating=True)
-            self.report.done += len(chunk)
-            self.progress(self.report)
+        if self._pool is not None:
+            prepare = _decode_child_prepare if isinstance(self._pool, ProcessPoolExecutor) else self._prepare
+            self._ahead = _Ahead(pool=self._pool, prepare=prepare, size=self.source.size)
+        try:
+            chunk = list(itertools.islice(iterator, chunk_rows()))
+            self._files_ahead(chunk)
+            while chunk:
+                # The next chunk is planned first, so its files are prepared while this one is written.
+                following = list(itertools.islice(iterator, chunk_rows()))
+                self._files_ahead(following)
+                counts, problems = Counter(self.report.counts), len(self.report.problems)
+                try:
+                    self._chunk(chunk, isolating=False)
+                except _Isolate:
+                    self.report.counts, self.report.problems[problems:] = counts, []
+                    if self._ahead is not None:  # the rows take their files again
+                        self._ahead.close()
+                        self._files_ahead(chunk + following)
+                    self._chunk(chunk, isolating=True)
+                self.report.done += len(chunk)
+                self.progress(self.report)
+                chunk = following
+        finally:
+            if self._ahead is not None:
+                self._ahead.close()
+                self._ahead = None
+
+    def _files_ahead(self, chunk: list[_PlannedRow]) -> None:
+        if self._ahead is not None:
+            self._ahead.extend(name for row in chunk for name in row.files)
 
     def _chunk(self, chunk: list[_PlannedRow], *, isolating: bool) -> None:
         self._isolating = isolating
         self._chunk_writes = writes = _Writes()
         self._positions: dict[str, int] = {}
         before = Counter(self.report.counts)
-        names = [name for row in chunk for name in row.files]
-        if self._pool is not None and names:
-            prepare = _decode_child_prepare if isinstance(self._pool, ProcessPoolExecutor) else self._prepare
-            self._ahead = _Ahead(pool=self._pool, prepare=prepare, names=names, size=self.source.size)
         try:
             with transaction.atomic():
                 self._studies_find([accession for row in chunk for accession in row.accessions])
@@ -610,10 +633,6 @@ class _Importer:
             self.report.add(level="error", reason=(gettext("%(rows)s rows from here on could not be saved (%(error)s)")
                                                   % {"rows": len(chunk), "error": f"{type(failure).__name__}: {failure}"})[:500])
             return
-        finally:
-            if self._ahead is not None:
-                self._ahead.close()
-                self._ahead = None
         for temporary, final in writes.files:
             image_store_commit(temporary, final)
         self._written_add(writes)

@@ -285,3 +285,35 @@ def test_temporary_files_left_by_a_dead_import_are_swept_by_the_next(tmp_path, s
                           path=batch_write(tmp_path / "b", rows, {"s.jpg": jpeg_bytes(seed=5)}))
     assert report.counts["rows_imported"] == 1
     assert sorted(p.name for p in pending.iterdir()) == ["new.jpg"]
+
+
+def test_the_next_chunks_files_are_verified_while_a_chunk_is_written(tmp_path, settings, monkeypatch):
+    """The decoders do not wait for a chunk's insert and alignment: the first chunk's insert is held
+    until every file of the batch (the second chunk's too) has been verified on the decode threads."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.IMPORT_CHUNK_ROWS = 3
+    settings.IMPORT_DECODE_THREADS = 2
+    rows, files = _rows(6)
+    verified, waited = [], []
+    real_verify, real_insert = media.image_verify, importing._Writes.insert
+
+    def verify(content, **kwargs):
+        result = real_verify(content, **kwargs)
+        verified.append(threading.current_thread().name)
+        return result
+
+    def insert(self):
+        if not waited:
+            for _ in range(400):  # up to 20 s
+                if len(verified) == 6:
+                    break
+                threading.Event().wait(0.05)
+            waited.append(len(verified))
+        return real_insert(self)
+
+    monkeypatch.setattr(importing, "image_verify", verify)
+    monkeypatch.setattr(importing._Writes, "insert", insert)
+    report = batch_import(dataset=dataset_make(name="ahead"), path=batch_write(tmp_path / "b", rows, files))
+    assert report.counts["rows_imported"] == 6
+    assert waited == [6]
+    assert all(name.startswith("import-decode") for name in verified)
