@@ -408,6 +408,7 @@ def _align_and_record(runs: list[_StudyRun]) -> None:
     links: list[Alignment] = []
     new: list[tuple[Disagreement, tuple[int, ...]]] = []
     stale: list[int] = []
+    changes: dict[int, list[int] | None] = {}
     for run in runs:
         result, findings, finding_rows, lesion_by_key, region_image = _study_match(run)
         links += _alignments_of(run, result.matches, findings, finding_rows, lesion_by_key, region_image)
@@ -416,9 +417,9 @@ def _align_and_record(runs: list[_StudyRun]) -> None:
         # A re-run can open or settle disagreements of an image already adjudicated (or waiting to be); an
         # image whose disagreements did not change keeps its status, so only a change is news.
         if touched is None or touched:
-            image_ids = None if touched is None else sorted(touched)
-            transaction.on_commit(lambda study_id=run.study.pk, image_ids=image_ids: disagreements_changed.send(
-                sender=Study, study_id=study_id, image_ids=image_ids))
+            changes[run.study.pk] = None if touched is None else sorted(touched)
+    if changes:
+        transaction.on_commit(lambda: disagreements_changed.send(sender=Study, changes=changes))
     Alignment.objects.bulk_create(links)
     if new:
         # one INSERT for the disagreements and one for their regions (PostgreSQL and SQLite return the ids)

@@ -1,8 +1,8 @@
 """What the alignment layer tells the layers above it, sent on commit.
 
-- ``disagreements_changed(study_id, image_ids)``: an alignment run opened, changed or settled
-  disagreements of these images (``image_ids is None``: a study-level one, which concerns every image
-  of the study).
+- ``disagreements_changed(changes)``: an alignment run opened, changed or settled disagreements;
+  ``changes`` maps each study concerned to the ids of its images concerned (None: a study-level
+  change, which concerns every image of the study). One signal for all the studies aligned together.
 """
 
 from django.dispatch import Signal

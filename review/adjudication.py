@@ -668,14 +668,18 @@ def image_adjudication_refresh(*, image_id: int, actor=None) -> str:
     return image.status
 
 
-def study_adjudication_refresh(*, study_id: int, image_ids: list[int] | None = None) -> None:
-    """Follow a change of a study's disagreements: each read image of the study (or only ``image_ids``)
-    gets the status its review state gives (see ``image_adjudication_refresh``)."""
-    images = Image.objects.filter(study_id=study_id, status__in=[Image.Status.ANNOTATED, Image.Status.ADJUDICATED])
-    if image_ids is not None:
-        images = images.filter(pk__in=image_ids)
-    for image_id in images.values_list("id", flat=True):
-        image_adjudication_refresh(image_id=image_id)
+def studies_adjudication_refresh(*, changes: dict[int, list[int] | None]) -> None:
+    """Follow a change of studies' disagreements (study id -> the ids of its images concerned, None for
+    all of them): each read image concerned gets the status its review state gives (see
+    ``image_adjudication_refresh``). One query finds them, however many studies changed."""
+    studies = list(changes)
+    for start in range(0, len(studies), 500):
+        for image_id, study_id in (Image.objects.filter(
+                study_id__in=studies[start:start + 500],
+                status__in=[Image.Status.ANNOTATED, Image.Status.ADJUDICATED]).order_by("study_id", "position", "id")
+                .values_list("id", "study_id")):
+            if changes[study_id] is None or image_id in changes[study_id]:
+                image_adjudication_refresh(image_id=image_id)
 
 
 def _agreed_lesions_promote(*, image: Image, actor) -> int:

@@ -9,7 +9,7 @@ from alignment.signals import disagreements_changed
 
 
 @receiver(disagreements_changed, dispatch_uid="review.disagreements_changed")
-def adjudication_status_refresh(sender, *, study_id: int, image_ids: list[int] | None, **kwargs) -> None:
+def adjudication_status_refresh(sender, *, changes: dict[int, list[int] | None], **kwargs) -> None:
     from . import adjudication
 
-    adjudication.study_adjudication_refresh(study_id=study_id, image_ids=image_ids)
+    adjudication.studies_adjudication_refresh(changes=changes)
