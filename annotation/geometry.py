@@ -34,6 +34,7 @@ SHAPES = ("polygon", "rectangle", "ellipse", "line", "point")
 MAX_POINTS = 2_500
 MAX_COORDINATE = 1_000_000.0
 ELLIPSE_SEGMENTS = 64
+BRUTE_FORCE_AXES = 96  # hull vertices up to which the axes compare every pair
 
 
 class GeometryError(ValueError):
@@ -212,9 +213,10 @@ def _axes(coords: Sequence[Sequence[float]] | np.ndarray) -> tuple[float, float]
     """Long axis (largest diameter) and short axis (largest extent perpendicular to it) of a convex
     polygon given by its vertices in order around it (no repeated closing vertex).
 
-    Rotating calipers, vectorised: the vertex farthest from each edge is the one whose turning angle
-    brackets the edge's inward normal, found by a binary search over the monotone edge angles; the
-    diameter is among those antipodal pairs (O(n log n) rather than all n² pairs). Equally long diameters
+    Up to ``BRUTE_FORCE_AXES`` vertices every pair is compared. Above, rotating calipers, vectorised: the
+    vertex farthest from each edge is the one whose turning angle brackets the edge's inward normal,
+    found by a binary search over the monotone edge angles; the diameter is among those antipodal pairs
+    (O(n log n) rather than all n² pairs). Either way, equally long diameters
     resolve to the first pair in vertex order, as an exhaustive search does, so the short axis is measured
     across the same diameter.
     """
@@ -223,31 +225,42 @@ def _axes(coords: Sequence[Sequence[float]] | np.ndarray) -> tuple[float, float]
         return 0.0, 0.0
     points = np.asarray(coords, dtype=float)
     xs, ys = points[:, 0], points[:, 1]
+    if n <= BRUTE_FORCE_AXES:
+        # Few vertices (a hand-drawn outline's hull has a few dozen): every pair at once is quicker than
+        # the calipers' bookkeeping. Row-major order finds the first of equally long pairs.
+        squared = np.triu((xs[:, None] - xs[None, :]) ** 2 + (ys[:, None] - ys[None, :]) ** 2, 1)
+        a, b = divmod(int(squared.argmax()), n)
+        best = float(squared[a, b])
+        if best == 0:
+            return 0.0, 0.0
+        return _axes_across(coords, xs, ys, a, b, best)
     index = np.arange(n)
-    if n <= 3:
-        first, second = np.triu_indices(n, 1)
-    else:
-        following = np.roll(index, -1)
-        ex, ey = xs[following] - xs, ys[following] - ys
-        turn = 1.0 if float(np.sum(xs * ys[following] - xs[following] * ys)) >= 0 else -1.0
-        # Edge angles increase around a counter-clockwise convex polygon (mirror a clockwise one).
-        angles = np.unwrap(np.arctan2(turn * ey, ex))
-        around = np.concatenate([angles, angles + 2 * np.pi])
-        far = np.searchsorted(around, angles + np.pi) % n
-        # Neighbours of the found vertex cover parallel edges (two antipodal vertices) and rounding.
-        ends = [(far + step) % n for step in (-1, 0, 1)]
-        first = np.concatenate([start for start in (index, following) for _ in ends])
-        second = np.concatenate([end for _ in (index, following) for end in ends])
-        first, second = np.minimum(first, second), np.maximum(first, second)
-        keep = first < second
-        first, second = first[keep], second[keep]
+    following = np.roll(index, -1)
+    ex, ey = xs[following] - xs, ys[following] - ys
+    turn = 1.0 if float(np.sum(xs * ys[following] - xs[following] * ys)) >= 0 else -1.0
+    # Edge angles increase around a counter-clockwise convex polygon (mirror a clockwise one).
+    angles = np.unwrap(np.arctan2(turn * ey, ex))
+    around = np.concatenate([angles, angles + 2 * np.pi])
+    far = np.searchsorted(around, angles + np.pi) % n
+    # Neighbours of the found vertex cover parallel edges (two antipodal vertices) and rounding.
+    ends = [(far + step) % n for step in (-1, 0, 1)]
+    first = np.concatenate([start for start in (index, following) for _ in ends])
+    second = np.concatenate([end for _ in (index, following) for end in ends])
+    first, second = np.minimum(first, second), np.maximum(first, second)
+    keep = first < second
+    first, second = first[keep], second[keep]
     squared = (xs[first] - xs[second]) ** 2 + (ys[first] - ys[second]) ** 2
     best = float(squared.max())
     if best == 0:
         return 0.0, 0.0
     tied = squared == best
     order = np.lexsort((second[tied], first[tied]))[0]
-    a, b = int(first[tied][order]), int(second[tied][order])
+    return _axes_across(coords, xs, ys, int(first[tied][order]), int(second[tied][order]), best)
+
+
+def _axes_across(coords, xs: np.ndarray, ys: np.ndarray, a: int, b: int, best: float) -> tuple[float, float]:
+    """The long axis from vertex ``a`` to ``b`` (``best`` its squared length) and the outline's extent
+    across it."""
     long_axis = math.sqrt(best)
     ux, uy = (coords[b][0] - coords[a][0]) / long_axis, (coords[b][1] - coords[a][1]) / long_axis
     projections = -uy * xs + ux * ys

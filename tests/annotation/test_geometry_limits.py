@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 from shapely.geometry import MultiPoint
 
-from annotation import services
+from annotation import geometry, services
 from annotation.geometry import MAX_POINTS, GeometryError, _axes, geometry_measures, geometry_validate
 from annotation.models import Region
 from tests.factories import SQUARE, assignment_make, dataset_make, image_make, study_make, user_make
@@ -75,8 +75,10 @@ def test_axes_keep_their_meaning_on_a_rectangle_and_an_ellipse():
     assert ellipse.short_axis_px == pytest.approx(30.0, abs=0.05)
 
 
+@pytest.mark.parametrize("brute_force", [0, geometry.BRUTE_FORCE_AXES], ids=["calipers", "pairs"])
 @pytest.mark.parametrize("seed", range(40))
-def test_axes_equal_the_exhaustive_definition_on_random_hulls(seed):
+def test_axes_equal_the_exhaustive_definition_on_random_hulls(seed, brute_force, monkeypatch):
+    monkeypatch.setattr(geometry, "BRUTE_FORCE_AXES", brute_force)
     rng = random.Random(seed)
     count = rng.choice([4, 5, 12, 60, 300])
     if seed % 2:  # integer grids give parallel edges and equally long diameters
