@@ -20,12 +20,20 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from annotation.geometry import geometry_iou
 from annotation.lexicons import term_code
 
 from .nlp.vocabulary import NON_LESION_KINDS
+
+
+def _assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns of the cheapest one-to-one assignment (SciPy, imported on first use: a
+    process that never matches does not load it)."""
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(cost)
+
 
 MATCH_THRESHOLD = 1.5  # the score a pair needs to beat "no match"
 REPEAT_THRESHOLD = 3.0  # a second mention of an already matched lesion needs firmer evidence
@@ -362,7 +370,7 @@ def _assign(findings: Sequence[FindingInput], lesions: Sequence[LesionInput], sc
     cost[:, :m] = -sub
     for i in range(n):
         cost[i, m + i] = -MATCH_THRESHOLD
-    chosen_rows, chosen_cols = linear_sum_assignment(cost)
+    chosen_rows, chosen_cols = _assignment(cost)
     return [Match(findings[rows[i]].key, lesions[cols[j]].key, float(sub[i, j]), evidence[rows[i], cols[j]])
             for i, j in zip(chosen_rows, chosen_cols) if j < m]
 
@@ -800,7 +808,7 @@ def pairs_by_iou(iou: np.ndarray, *, threshold: float = IOU_THRESHOLD) -> list[t
     assignment on 1 − IoU, keeping pairs with IoU ≥ ``threshold``; ``(row, column, IoU)``."""
     if not iou.size:
         return []
-    rows, columns = linear_sum_assignment(1 - iou)
+    rows, columns = _assignment(1 - iou)
     return [(int(i), int(j), float(iou[i, j])) for i, j in zip(rows, columns) if iou[i, j] >= threshold]
 
 

@@ -26,9 +26,9 @@ from django.utils import timezone
 from annotation.lexicons import lexicon_load, lexicon_systems, tirads_level, tirads_points
 from annotation.models import Assignment, Dataset, Image, Region, Report, Study
 
-from . import matching
+from . import matching, nlp
 from .models import Alignment, AlignmentRun, Disagreement, Finding, Sentence, StudyAlignmentState
-from .nlp import PIPELINE_VERSION, parse_report
+from .nlp import PIPELINE_VERSION
 from .signals import disagreements_changed
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ def reports_parse(*, reports: list[Report]) -> dict[int, list[Sentence]]:
     missing = [report for report in reports if report.pk not in result]
     if not missing:
         return {pk: result.get(pk, []) for pk in by_id}
-    parsed = {report.pk: parse_report(report.text, language=report.language, lexicon=report.study.dataset.lexicon.system)
+    parsed = {report.pk: nlp.parse_report(report.text, language=report.language,
+                                          lexicon=report.study.dataset.lexicon.system)
               for report in missing}
     with transaction.atomic():
         ids = list(Report.objects.select_for_update().filter(pk__in=list(parsed)).order_by("pk")

@@ -5,23 +5,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable
 
-from . import patterns as P
 from .assemble import assemble
 from .context import Cue, Scope, build_scopes, flags
 from .lexicons import LEXICON_SYSTEMS, load_tables
 from .model import ParsedReport
+from .patterns import detect_language
 from .pipeline import CUE, get_pipeline, match_payload
 
 LANGUAGES = ("auto", "en", "zh")
-
-
-def detect_language(text: str) -> str:
-    """``zh`` when CJK characters make up a noticeable share of the text, else ``en``."""
-    cjk = len(P.CJK.findall(text))
-    if cjk == 0:
-        return "en"
-    visible = sum(1 for ch in text if not ch.isspace())
-    return "zh" if cjk >= 0.15 * visible or cjk >= 8 else "en"
 
 
 def _check(language: str, lexicon: str) -> None:

@@ -470,3 +470,12 @@ ROMAN_VALUES = {
     "Ⅵ": 6,
 }
 CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def detect_language(text: str) -> str:
+    """``zh`` when CJK characters make up a noticeable share of the text, else ``en``."""
+    cjk = len(CJK.findall(text))
+    if cjk == 0:
+        return "en"
+    visible = sum(1 for ch in text if not ch.isspace())
+    return "zh" if cjk >= 0.15 * visible or cjk >= 8 else "en"
