@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -49,6 +50,28 @@ def _digest(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- parsing
+
+
+def parser_warm() -> threading.Thread:
+    """Import spaCy and SciPy and build the report pipelines on a background thread, for a process
+    that will align soon and waits on other work meanwhile (an import aligning in-process, while its
+    decoders catch up): the parser is ready when the first reports arrive. Start it after any fork
+    (a child must not inherit a half-done import)."""
+
+    def warm() -> None:
+        try:
+            import scipy.optimize  # noqa: F401 — what matching imports on first use
+
+            from .nlp.pipeline import get_pipeline
+
+            for language in ("en", "zh"):
+                get_pipeline(language)
+        except Exception:  # noqa: BLE001 — the first parse builds it again and says what is wrong
+            log.debug("parser warm-up failed", exc_info=True)
+
+    thread = threading.Thread(target=warm, name="parser-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def report_parse(*, report: Report) -> list[Sentence]:

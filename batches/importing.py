@@ -517,6 +517,7 @@ class _Importer:
         self.dicom_used: set[str] = set()
         self._pool: Executor | None = None
         self._ahead: _Ahead | None = None
+        self._parser_warmed = False
         self._language = translation.get_language()  # what the import's problems are written in
         # The same-file check (``_image``) asks the database only about images this import did not
         # write; while the dataset holds no others, the ones it wrote are remembered here instead:
@@ -583,7 +584,11 @@ class _Importer:
             self._ahead = _Ahead(pool=self._pool, prepare=prepare, size=self.source.size)
         try:
             chunk = list(itertools.islice(iterator, chunk_rows()))
-            self._files_ahead(chunk)
+            self._files_ahead(chunk)  # forks the decode processes, if any
+            if settings.CELERY_TASK_ALWAYS_EAGER and not self._parser_warmed:
+                # This process aligns each chunk once it commits: the parser gets ready meanwhile.
+                self._parser_warmed = True
+                alignment_services.parser_warm()
             while chunk:
                 # The next chunk is planned first, so its files are prepared while this one is written.
                 following = list(itertools.islice(iterator, chunk_rows()))

@@ -196,3 +196,13 @@ def test_one_study_that_breaks_the_batch_fails_alone(django_capture_on_commit_ca
     assert StudyAlignmentState.objects.get(study_id=bad).error == "ValueError: matcher broke"
     assert not Disagreement.objects.filter(study_id=bad).exists()
     assert Disagreement.objects.filter(study_id__in=[ids[0], ids[2]]).count() == 2
+
+
+def test_the_parser_warmed_on_a_background_thread_is_the_one_the_first_parse_uses(monkeypatch):
+    from alignment.nlp import pipeline
+
+    monkeypatch.setattr(pipeline, "_PIPELINES", {})
+    services.parser_warm().join(timeout=60)
+    warmed = dict(pipeline._PIPELINES)
+    assert set(warmed) == {("en", None), ("zh", None)}
+    assert pipeline.get_pipeline("en") is warmed[("en", None)]
