@@ -15,7 +15,10 @@ two images per study) as a manifest batch, then times, each in a process of its 
   ``_bench`` added), parsing and alignment fanned out to a Celery worker with 2 processes (Redis
   broker); timed until every thumbnail exists and every study is aligned.
 
-Prints each time, images/s, ratio to the floor and peak memory. Needs ``DATABASE_URL`` pointing at a
+With ``--repeat N`` (default 3) the three take turns N times on the same batch, each import's ratio
+taken to the floor measured just before it, so that a slower spell of the machine weighs on both sides
+of a ratio; the table gives the median of each (and the ratios of every turn). Prints each time,
+images/s, ratio to the floor and peak memory. Needs ``DATABASE_URL`` pointing at a
 PostgreSQL server whose user may create databases, and Redis (``--broker``) for the postgres run.
 """
 
@@ -27,6 +30,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,29 +156,44 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
+    parser.add_argument("--repeat", type=int, default=3, help="turns of floor and imports (medians reported)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL",
                                                                   "postgres://postgres@127.0.0.1:5432/sonoalign"))
     parser.add_argument("--broker", default=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"))
     args = parser.parse_args()
-    print("| images | run | seconds | images/s | ratio to floor | peak memory |")
+    print("| images | run | seconds (median) | images/s | ratio to floor (median; each turn) | peak memory |")
     print("| --- | --- | --- | --- | --- | --- |")
     for images in args.images:
         work = Path(tempfile.mkdtemp(prefix="bench-import-"))
         try:
             batch = work / "batch"
             batch_generate(batch, images)
-            floor, floor_mb, _ = timed([PYTHON, "-c", FLOOR, str(batch), str(work / "floor")], dict(os.environ))
-            print(f"| {images:,} | floor | {floor:.1f} | {images / floor:.0f} | 1.0x | {floor_mb:.0f} MB |", flush=True)
-            for database in args.databases:
-                if database == "sqlite":
-                    seconds, mb, _ = run_sqlite(batch, work)
-                    run = "sqlite (embedded)"
-                else:
-                    seconds, mb, command = run_postgres(batch, work, images=images, base_url=args.database_url,
-                                                        broker=args.broker)
-                    run = f"postgres, 2 workers (command {command:.1f} s)"
-                print(f"| {images:,} | {run} | {seconds:.1f} | {images / seconds:.0f} | {seconds / floor:.1f}x "
-                      f"| {mb:.0f} MB |", flush=True)
+            runs: dict[str, list[tuple[float, float, float]]] = {}  # run -> (seconds, MB, ratio) per turn
+            commands: dict[str, list[float]] = {}
+            for _ in range(max(1, args.repeat)):
+                shutil.rmtree(work / "floor", ignore_errors=True)
+                floor, floor_mb, _ = timed([PYTHON, "-c", FLOOR, str(batch), str(work / "floor")], dict(os.environ))
+                runs.setdefault("floor", []).append((floor, floor_mb, 1.0))
+                for database in args.databases:
+                    for leftover in ("media-sqlite", "media-postgres", "bench.sqlite3", "bench.sqlite3-wal",
+                                     "bench.sqlite3-shm"):
+                        path = work / leftover
+                        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                    if database == "sqlite":
+                        seconds, mb, _ = run_sqlite(batch, work)
+                    else:
+                        seconds, mb, command = run_postgres(batch, work, images=images, base_url=args.database_url,
+                                                            broker=args.broker)
+                        commands.setdefault(database, []).append(command)
+                    runs.setdefault(database, []).append((seconds, mb, seconds / floor))
+            for run, turns in runs.items():
+                seconds = statistics.median(t[0] for t in turns)
+                ratio = statistics.median(t[2] for t in turns)
+                label = {"floor": "floor", "sqlite": "sqlite (embedded)"}.get(run) or \
+                    f"postgres, 2 workers (command {statistics.median(commands[run]):.1f} s)"
+                each = "" if run == "floor" else " (" + ", ".join(f"{t[2]:.2f}" for t in turns) + ")"
+                print(f"| {images:,} | {label} | {seconds:.1f} | {images / seconds:.0f} | {ratio:.2f}x{each} "
+                      f"| {max(t[1] for t in turns):.0f} MB |", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return 0
