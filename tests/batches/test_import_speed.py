@@ -317,3 +317,16 @@ def test_the_next_chunks_files_are_verified_while_a_chunk_is_written(tmp_path, s
     assert report.counts["rows_imported"] == 6
     assert waited == [6]
     assert all(name.startswith("import-decode") for name in verified)
+
+
+def test_with_debug_on_the_query_log_holds_one_chunk_not_the_whole_import(tmp_path, settings):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.DEBUG = True
+    settings.IMPORT_CHUNK_ROWS = 2
+    rows, files = _rows(8)
+    logged = []
+    report = batch_import(dataset=dataset_make(name="debug"), path=batch_write(tmp_path / "b", rows, files),
+                          progress=lambda report: logged.append(len(connection.queries_log)))
+    assert report.counts["rows_imported"] == 8
+    chunks = logged[-4:]
+    assert chunks[0] > 0 and max(chunks) <= chunks[0] + 5, logged
