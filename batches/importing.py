@@ -517,7 +517,6 @@ class _Importer:
         self.dicom_used: set[str] = set()
         self._pool: Executor | None = None
         self._ahead: _Ahead | None = None
-        self._parser_warmed = False
         self._language = translation.get_language()  # what the import's problems are written in
         # The same-file check (``_image``) asks the database only about images this import did not
         # write; while the dataset holds no others, the ones it wrote are remembered here instead:
@@ -535,6 +534,10 @@ class _Importer:
         pool = self._decode_pool(workers) if workers else nullcontext()
         with pool:
             self._pool = pool if workers else None
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                # This process aligns each chunk once it commits: the parser gets ready while the rows
+                # wait on the decoders (after the fork: a child must not inherit a half-done import).
+                alignment_services.parser_warm()
             try:
                 self._run()
             finally:
@@ -546,8 +549,13 @@ class _Importer:
         worker's may not)."""
         if self.options.processes and self.source.local_path(MANIFEST_NAME) is not None \
                 and not multiprocessing.current_process().daemon:
-            return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                        initializer=_decode_child_start, initargs=(self._prepare,))
+            try:
+                pool.submit(int).result()  # forks the processes now, while this one runs nothing else
+            except BrokenExecutor:
+                logger.warning("the decode processes could not start; the rows prepare their files")
+            return pool
         return ThreadPoolExecutor(workers, thread_name_prefix="import-decode")
 
     def _run(self) -> None:
@@ -584,11 +592,7 @@ class _Importer:
             self._ahead = _Ahead(pool=self._pool, prepare=prepare, size=self.source.size)
         try:
             chunk = list(itertools.islice(iterator, chunk_rows()))
-            self._files_ahead(chunk)  # forks the decode processes, if any
-            if settings.CELERY_TASK_ALWAYS_EAGER and not self._parser_warmed:
-                # This process aligns each chunk once it commits: the parser gets ready meanwhile.
-                self._parser_warmed = True
-                alignment_services.parser_warm()
+            self._files_ahead(chunk)
             while chunk:
                 # The next chunk is planned first, so its files are prepared while this one is written.
                 following = list(itertools.islice(iterator, chunk_rows()))
