@@ -227,6 +227,7 @@ class _Ahead:
         self._waiting: deque[str] = deque()
         self._submitted: deque[tuple[str, int, Future]] = deque()
         self._held = 0
+        self._dead = False
 
     def extend(self, names: Iterable[str]) -> None:
         """Queue the files of rows to come, after those queued already."""
@@ -241,8 +242,7 @@ class _Ahead:
             try:
                 future = self._pool.submit(self._prepare, self._waiting[0])
             except BrokenExecutor:  # a decode process died: the rows prepare their files themselves
-                logger.warning("a decode process died; files are prepared by the rows from here on")
-                self._waiting.clear()
+                self._broken()
                 return
             self._submitted.append((self._waiting.popleft(), size, future))
             self._held += size
@@ -277,7 +277,15 @@ class _Ahead:
         try:
             return future.result()
         except BrokenExecutor:  # a decode process died (killed, out of memory): the row does it itself
+            self._broken()
             return None
+
+    def _broken(self) -> None:
+        """The decode pool is broken: say so once; nothing more is sent to it."""
+        if not self._dead:
+            self._dead = True
+            logger.warning("a decode process died; files are prepared by the rows from here on")
+        self._waiting.clear()
 
     def close(self) -> None:
         """Cancel what has not started; what runs finishes on its thread and is dropped."""
