@@ -233,7 +233,7 @@ def _axes(coords: Sequence[Sequence[float]] | np.ndarray) -> tuple[float, float]
         best = float(squared[a, b])
         if best == 0:
             return 0.0, 0.0
-        return _axes_across(coords, xs, ys, a, b, best)
+        return _axes_across(xs, ys, a, b, best)
     index = np.arange(n)
     following = np.roll(index, -1)
     ex, ey = xs[following] - xs, ys[following] - ys
@@ -255,14 +255,14 @@ def _axes(coords: Sequence[Sequence[float]] | np.ndarray) -> tuple[float, float]
         return 0.0, 0.0
     tied = squared == best
     order = np.lexsort((second[tied], first[tied]))[0]
-    return _axes_across(coords, xs, ys, int(first[tied][order]), int(second[tied][order]), best)
+    return _axes_across(xs, ys, int(first[tied][order]), int(second[tied][order]), best)
 
 
-def _axes_across(coords, xs: np.ndarray, ys: np.ndarray, a: int, b: int, best: float) -> tuple[float, float]:
+def _axes_across(xs: np.ndarray, ys: np.ndarray, a: int, b: int, best: float) -> tuple[float, float]:
     """The long axis from vertex ``a`` to ``b`` (``best`` its squared length) and the outline's extent
     across it."""
     long_axis = math.sqrt(best)
-    ux, uy = (coords[b][0] - coords[a][0]) / long_axis, (coords[b][1] - coords[a][1]) / long_axis
+    ux, uy = float(xs[b] - xs[a]) / long_axis, float(ys[b] - ys[a]) / long_axis
     projections = -uy * xs + ux * ys
     return long_axis, float(projections.max() - projections.min())
 
