@@ -12,15 +12,18 @@ and always a simple polygon). The cost of putting the boundary at a given radius
   measured from the prompt and flipped for the bright ones);
 - a region term (click prompts): pixels unlike the ones around the click cost to include, pixels like
   them cost to leave out, so the outline grows as far as the lesion and no further;
-- a shape term (box prompts): a box drawn around a lesion is tight, so radii close to a learned prior
-  are cheap, and the result is finally stretched to touch the four sides of the box. The prior is the
-  inscribed ellipse moved, ray by ray, by regression trees that read the ray's intensity profile (fitted
-  on the development thyroid tracings: `benchmarks/outline.py --fit`).
+- what a small network reads of the box (box prompts): three U-Nets, fitted on the development thyroid
+  tracings (`benchmarks/outline.py --fit`), each read the box with a margin around it, and its mirror
+  image, on a 48x48 grid, and say for every cell how likely it is lesion; a boundary costs less the more
+  of that it encloses and the less of the rest. The network carries the shape a tracing usually has in
+  its box (it is told where each cell lies in the box) as well as what the image shows, so the weak,
+  partial edges of real ultrasound may only nudge it. The result is finally stretched to touch the four
+  sides of the box, as a box drawn around a lesion is tight.
 
 A click is first turned into a box: a few hundred candidate ellipses around it are described by the
 contrast across their rim, inside against outside, texture and size, and trees fitted the same way
-predict which overlaps the lesion best. The trees are stored as plain arrays beside this module and
-evaluated with numpy: proposing needs neither scikit-learn nor pickle.
+predict which overlaps the lesion best. Trees and networks are stored as plain arrays beside this
+module and evaluated with numpy: proposing needs neither scikit-learn, PyTorch nor pickle.
 
 Before any of this, thin bright structures (caliper crosses, burned-in text, measurement dots) are
 found with a white top-hat and filled from their surroundings, so they neither attract the boundary nor
@@ -293,12 +296,12 @@ def _polarity(window: _Window, cx, cy, inner: np.ndarray, outer: np.ndarray, ang
 
 
 # Weights of the cost terms, fitted on the development thyroid images (see benchmarks/outline.py).
-BOX_EDGE = 1.0
+BOX_EDGE = 0.5
 BOX_SIGMA = 0.2
 BOX_REACH = 0.05
 EDGE_CLIP = 1.0
 BOX_REGION = 0.05
-BOX_SHAPE = 6.0  # around the learned prior, which the edges may only nudge
+BOX_READ = 6.0  # what the network reads of the box, which the edges may only nudge
 POINT_REACH = 0.3  # largest lesion radius looked for, as a share of the image's longer side
 POINT_TYPICAL = 0.095  # typical lesion radius, same unit (the median of the development outlines)
 POINT_SIZE_PRIOR = 1.0
@@ -335,45 +338,6 @@ def _box_frame(image: np.ndarray, box) -> _BoxFrame:
     return _BoxFrame(window, (x0 + x1) / 2, (y0 + y1) / 2, half_w, half_h, angles, to_box, to_ellipse)
 
 
-# Where each ray's profile is read, as shares of the distance to the box's edge.
-PROFILE_FRACTIONS = np.linspace(0.1, 1.45, 28)
-
-
-def box_ray_features(frame: _BoxFrame) -> np.ndarray:
-    """What each ray shows (rows as rays): the speckle-reduced intensity along it, relative to the
-    lesion's middle and in units of contrast, averaged with its two neighbours; its steps; the mean
-    profile of all rays (the box as a whole); where the ray points and the box's shape and size."""
-    window, angles = frame.window, frame.angles
-    inside = np.median(_sample(window, frame.cx, frame.cy, frame.to_ellipse[:, None] * np.linspace(0, 0.6, 8), angles))
-    radii = frame.to_box[:, None] * PROFILE_FRACTIONS[None, :]
-    profile = np.clip((_sample(window, frame.cx, frame.cy, radii, angles) - inside) / window.spread, -4, 4)
-    neighbours = (np.roll(profile, 1, axis=0) + profile + np.roll(profile, -1, axis=0)) / 3
-    rays = len(angles)
-    return np.column_stack(
-        [
-            neighbours,
-            np.diff(profile, axis=1),
-            frame.to_ellipse / frame.to_box,
-            np.abs(np.cos(angles)),
-            np.abs(np.sin(angles)),
-            np.cos(angles),
-            np.sin(angles),
-            np.full(rays, math.log(frame.half_w / frame.half_h)),
-            np.full(rays, math.log(4 * frame.half_w * frame.half_h) / 10),
-            np.repeat(profile.mean(axis=0, keepdims=True), rays, axis=0),
-        ]
-    )
-
-
-def _box_prior(frame: _BoxFrame) -> np.ndarray:
-    """Where the lesion's edge most likely crosses each ray (share of the distance to the box's edge):
-    the inscribed ellipse, moved by what the learned trees read in the ray's profile, smoothed over
-    neighbouring rays as outlines are."""
-    ellipse = frame.to_ellipse / frame.to_box
-    shift = ndimage.gaussian_filter1d(_forest(BOX_MODEL).predict(box_ray_features(frame)), BOX_PRIOR_SMOOTH, mode="wrap")
-    return np.clip(ellipse + shift, 0.25, 1.0)
-
-
 def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> OutlineProposal:
     x0, y0, x1, y1 = box
     frame = _box_frame(image, box)
@@ -382,7 +346,6 @@ def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> Outline
     size = min(half_w, half_h)
     fractions = np.linspace(0.25, 1.0, BOX_RADII)
     radii = to_box[:, None] * fractions[None, :]
-    prior = _box_prior(frame)[:, None]
 
     polarity = _polarity(window, cx, cy, to_ellipse[:, None] * np.linspace(0, 0.6, 8), to_box[:, None] * np.linspace(1.05, 1.25, 4), angles)
     reach = max(2.0, BOX_REACH * size)
@@ -393,8 +356,15 @@ def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> Outline
     likeness = ((values - outside_level) ** 2 - (values - inside_level) ** 2) / window.spread**2
     # Cumulative along each ray: the region a boundary at this radius encloses.
     region = -np.cumsum(np.clip(likeness, -4, 4), axis=1) * (fractions[1] - fractions[0]) * 10
-    shape = ((fractions[None, :] - prior) / 0.15) ** 2
-    cost = -BOX_EDGE * np.clip(contrast, -EDGE_CLIP, EDGE_CLIP) + BOX_REGION * region + BOX_SHAPE * shape
+    # What the network reads as lesion, along the rays: a boundary at a radius costs less the more
+    # lesion it takes in and the less of anything else.
+    net_x, net_y, net_hx, net_hy = box_net_frame(box)
+    columns = (cx + radii * np.cos(angles)[:, None] - net_x + net_hx) / (2 * net_hx) * NET_CELLS - 0.5
+    rows = (cy + radii * np.sin(angles)[:, None] - net_y + net_hy) / (2 * net_hy) * NET_CELLS - 0.5
+    probability = _box_net(BOX_NET).probability(box_net_input(image, box))
+    lesion = ndimage.map_coordinates(probability, [rows, columns], order=1, mode="nearest") - 0.5
+    read = -np.cumsum(lesion, axis=1) * (fractions[1] - fractions[0]) * 10
+    cost = -BOX_EDGE * np.clip(contrast, -EDGE_CLIP, EDGE_CLIP) + BOX_REGION * region + BOX_READ * read
     _forbid_excluded(cost, cx, cy, radii, angles, excluded)
     path = _closed_path(cost)
     chosen = radii[np.arange(RAYS), path]
@@ -536,9 +506,125 @@ class Forest:
             return cls(**arrays, depth=int(saved["depth"]), baseline=float(saved["baseline"]))
 
 
-# The same for where a box's lesion edge crosses each ray, relative to the inscribed ellipse.
-BOX_MODEL = Path(__file__).with_name("outline_box_model.npz")
-BOX_PRIOR_SMOOTH = 2.0  # rays
+# --- the network that reads a box ---------------------------------------------------------------------
+
+# A box and a margin around it are read on a square grid of this many cells a side.
+NET_CELLS = 48
+NET_MARGIN = 0.25  # context on each side of the box, as a share of the box's side
+BOX_NET = Path(__file__).with_name("outline_box_net.npz")
+
+
+def box_net_frame(box) -> tuple[float, float, float, float]:
+    """Centre and half sides of the square grid the network reads for a box (the box and its margin)."""
+    x0, y0, x1, y1 = box
+    scale = 1.0 + 2.0 * NET_MARGIN
+    return (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * scale, (y1 - y0) / 2 * scale
+
+
+def box_net_input(image: np.ndarray, box) -> np.ndarray:
+    """What the network reads of a box: NET_CELLS x NET_CELLS cells over the box and its margin, of the
+    image with its burned-in marks filled, smoothed to the size of a cell and scaled to 0..1 by the
+    crop's own 1st and 99th percentiles. Cells beyond the image are black, as the image's own edge is."""
+    cx, cy, hx, hy = box_net_frame(box)
+    cell = 2.0 * max(hx, hy) / NET_CELLS
+    sigma = max(1.0, 0.5 * cell)
+    reach = 3.0 * sigma + 1.0
+    window = _window(image, cx - hx - reach, cy - hy - reach, cx + hx + reach, cy + hy + reach, sigma)
+    steps = (np.arange(NET_CELLS) + 0.5) / NET_CELLS * 2.0 - 1.0
+    ys, xs = np.meshgrid(cy + hy * steps - window.top - 0.5, cx + hx * steps - window.left - 0.5, indexing="ij")
+    values = ndimage.map_coordinates(window.smooth, [ys, xs], order=1, mode="constant", cval=0.0)
+    low, high = np.percentile(values, (1, 99))
+    if high - low < 1e-6:
+        return np.zeros((NET_CELLS, NET_CELLS), dtype=np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def net_coordinates(cells: int) -> np.ndarray:
+    """Where each cell lies in the grid (x and y from -1 to 1, and the distance from the middle): the
+    network's sense of the box, given as three more input channels."""
+    steps = (np.arange(cells, dtype=np.float32) + 0.5) / cells * 2.0 - 1.0
+    ys, xs = np.meshgrid(steps, steps, indexing="ij")
+    return np.stack([xs, ys, np.sqrt(xs**2 + ys**2)])
+
+
+def _conv3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """3x3 convolution with one cell of zero padding, as one matrix product."""
+    n, channels, height, width = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    columns = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
+    columns = columns.transpose(0, 2, 3, 1, 4, 5).reshape(n * height * width, channels * 9)
+    out = columns @ weight.reshape(len(weight), -1).T + bias
+    return out.reshape(n, height, width, -1).transpose(0, 3, 1, 2)
+
+
+def _pool(x: np.ndarray) -> np.ndarray:
+    n, channels, height, width = x.shape
+    return x.reshape(n, channels, height // 2, 2, width // 2, 2).max(axis=(3, 5))
+
+
+def _up(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """2x2 transposed convolution with stride 2: every cell becomes four."""
+    n, _, height, width = x.shape
+    out = np.einsum("nchw,coij->nohiwj", x, weight).reshape(n, weight.shape[1], 2 * height, 2 * width)
+    return out + bias[None, :, None, None]
+
+
+@dataclass(frozen=True)
+class BoxNet:
+    """Small U-Nets (an encoder of ``depth`` levels, each two 3x3 convolutions with batch normalisation
+    folded in, and a decoder with skip connections) as plain arrays, evaluated with numpy. Each member
+    reads the crop and its mirror image; their probabilities are averaged."""
+
+    arrays: dict[str, np.ndarray]
+    members: int
+    depth: int
+
+    def _block(self, name: str, x: np.ndarray) -> np.ndarray:
+        for conv in ("a", "b"):
+            x = np.maximum(_conv3(x, self.arrays[f"{name}.{conv}.w"], self.arrays[f"{name}.{conv}.b"]), 0.0)
+        return x
+
+    def _logit(self, member: int, x: np.ndarray) -> np.ndarray:
+        skips = []
+        for level in range(self.depth):
+            x = self._block(f"{member}.enc{level}", x)
+            skips.append(x)
+            x = _pool(x)
+        x = self._block(f"{member}.mid", x)
+        for level in reversed(range(self.depth)):
+            x = _up(x, self.arrays[f"{member}.up{level}.w"], self.arrays[f"{member}.up{level}.b"])
+            x = self._block(f"{member}.dec{level}", np.concatenate([x, skips[level]], axis=1))
+        out = self.arrays[f"{member}.out.w"]
+        return np.einsum("nchw,oc->nohw", x, out.reshape(out.shape[0], -1)) + self.arrays[f"{member}.out.b"][None, :, None, None]
+
+    def probability(self, cells: np.ndarray) -> np.ndarray:
+        """Probability that each cell is lesion, for a box_net_input grid."""
+        size = cells.shape[-1]
+        coordinates = net_coordinates(size)
+        x = np.stack([np.concatenate([cells[None], coordinates]), np.concatenate([cells[None, :, ::-1], coordinates])])
+        total = np.zeros((size, size), dtype=np.float64)
+        for member in range(self.members):
+            logit = np.clip(self._logit(member, x.astype(np.float32)), -30.0, 30.0)
+            probability = 1.0 / (1.0 + np.exp(-logit))
+            total += probability[0, 0] + probability[1, 0, :, ::-1]
+        return total / (2 * self.members)
+
+    def save(self, path) -> None:
+        # Half precision on disk (half the size; the probabilities move by about 0.001), single in use.
+        halves = {name: value.astype(np.float16) for name, value in self.arrays.items()}
+        np.savez_compressed(path, members=self.members, depth=self.depth, **halves)
+
+    @classmethod
+    def load(cls, path) -> BoxNet:
+        with np.load(path) as saved:
+            arrays = {name: saved[name].astype(np.float32) for name in saved.files if name not in ("members", "depth")}
+            return cls(arrays=arrays, members=int(saved["members"]), depth=int(saved["depth"]))
+
+
+@functools.cache
+def _box_net(path: Path) -> BoxNet:
+    return BoxNet.load(path)
+
 
 # Which candidate ellipse around a click best matches the lesion is learned: trees fitted on the
 # development thyroid tracings predict each candidate's overlap with the traced outline from its

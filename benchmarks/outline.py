@@ -15,13 +15,18 @@ Then it times proposals on the same images enlarged to 800x600, on one core, nex
 (grayscale conversion and the inscribed ellipse), in one run. The worst cases of each prompt type are
 written as PNG overlays to artifacts/outline/ (truth green, proposal red, prompt yellow).
 
-The proposal's two learned parts (annotation/outline_box_model.npz, annotation/outline_click_model.npz)
-are fitted on these tracings, so the figures of the shipped models on them are in-sample. The honest
-figures come from fitting on one half of the cases and measuring on the other:
+The proposal's two learned parts (annotation/outline_box_net.npz, the networks that read a box, and
+annotation/outline_click_model.npz, the trees that size a click) are fitted on these tracings, so the
+figures of the shipped ones on them are in-sample. The honest figures come from fitting on one half of
+the cases and measuring on the other:
 
-    .venv/bin/python benchmarks/outline.py --fit --half even --box-model /tmp/box-even.npz --click-model /tmp/click-even.npz
-    .venv/bin/python benchmarks/outline.py --half odd --box-model /tmp/box-even.npz --click-model /tmp/click-even.npz
-    (and the same with even and odd swapped; `--fit` alone refits the shipped models on all cases)
+    .venv/bin/python benchmarks/outline.py --fit --half even --box-net /tmp/net-even.npz --click-model /tmp/click-even.npz
+    .venv/bin/python benchmarks/outline.py --half odd --box-net /tmp/net-even.npz --click-model /tmp/click-even.npz
+    (and the same with even and odd swapped; `--fit` alone refits the shipped ones on all cases)
+
+Fitting the networks needs PyTorch (the CPU wheel is enough; about 5 minutes for three members on two
+cores); the proposals and the tests do not: the weights are exported as arrays and checked against
+PyTorch's own output when they are written.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
-from shapely.geometry import LineString, Point, Polygon  # noqa: E402
+from shapely.geometry import Point, Polygon  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -228,38 +233,144 @@ def fit_click_model(outlines: list[Traced], target: Path, extra_clicks: int = 2)
     print(f"click model fitted on {len(outlines)} outlines ({len(overlaps)} candidates), written to {target}")
 
 
-def fit_box_model(outlines: list[Traced], target: Path) -> None:
-    """Fit the trees that read, ray by ray from the box's centre, how far the lesion's edge lies from the
-    inscribed ellipse: the truth is where the tracing last crosses the ray, as a share of the way to the
-    box's edge."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    features, shifts = [], []
+def box_net_samples(outlines: list[Traced], per_outline: int, jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    """What the network reads of each outline's box, and the traced outline on the same grid (the share
+    of each cell inside it): the exact box first, then boxes whose sides are moved by up to ``jitter``
+    of the box's size, as an annotator's box is never exactly tight (a seed per case: the same each run)."""
+    cells = outline_module.NET_CELLS
+    inputs, targets = [], []
     for traced in outlines:
-        frame = outline_module._box_frame(pixels_of(traced.image), traced.box)
-        features.append(outline_module.box_ray_features(frame))
-        shifts.append(traced_fraction(traced, frame) - frame.to_ellipse / frame.to_box)
-    features, shifts = np.vstack(features), np.concatenate(shifts)
-    known = np.isfinite(shifts)
-    model = HistGradientBoostingRegressor(
-        max_iter=300, learning_rate=0.05, max_leaf_nodes=31, max_depth=6, min_samples_leaf=50, random_state=0
-    )
-    model.fit(features[known], np.clip(shifts[known], -0.5, 0.5))
-    save_forest(model, features[:200], target)
-    print(f"box model fitted on {len(outlines)} outlines ({known.sum()} rays), written to {target}")
+        pixels = pixels_of(traced.image)
+        rng = np.random.default_rng(traced.case * 1000 + int(traced.outline.area))
+        x0, y0, x1, y1 = traced.box
+        for sample in range(per_outline):
+            moved = rng.uniform(-jitter, jitter, 4) * (x1 - x0, y1 - y0, x1 - x0, y1 - y0) if sample else np.zeros(4)
+            box = (x0 + moved[0], y0 + moved[1], x1 + moved[2], y1 + moved[3])
+            inputs.append(outline_module.box_net_input(pixels, box))
+            cx, cy, hx, hy = outline_module.box_net_frame(box)
+            fine = 4 * cells
+            ring = np.asarray(traced.outline.exterior.coords)
+            ring = np.c_[(ring[:, 0] - cx + hx) / (2 * hx) * fine, (ring[:, 1] - cy + hy) / (2 * hy) * fine]
+            mask = Image.new("L", (fine, fine), 0)
+            ImageDraw.Draw(mask).polygon([tuple(p) for p in ring], fill=255)
+            targets.append(np.asarray(mask, np.float32).reshape(cells, 4, cells, 4).mean(axis=(1, 3)) / 255.0)
+    return np.stack(inputs), np.stack(targets)
 
 
-def traced_fraction(traced: Traced, frame) -> np.ndarray:
-    """Where the tracing last crosses each ray, as a share of the distance to the box's edge (NaN where
-    it does not cross it)."""
-    shares = np.full(len(frame.angles), np.nan)
-    for ray, (angle, to_box) in enumerate(zip(frame.angles, frame.to_box, strict=True)):
-        far = (frame.cx + 3 * to_box * math.cos(angle), frame.cy + 3 * to_box * math.sin(angle))
-        crossing = traced.outline.exterior.intersection(LineString([(frame.cx, frame.cy), far]))
-        points = [g for g in getattr(crossing, "geoms", [crossing]) if g.geom_type == "Point" and not g.is_empty]
-        if points:
-            shares[ray] = max(math.hypot(g.x - frame.cx, g.y - frame.cy) for g in points) / to_box
-    return shares
+def fit_box_net(outlines: list[Traced], target: Path, members: int = 3, steps: int = 600, width: int = 8, depth: int = 4) -> None:
+    """Fit the small U-Nets that read a box (needs PyTorch, which proposing does not: the weights are
+    exported as arrays with batch normalisation folded into the convolutions). Each member starts from
+    its own seed; every step takes 32 of the prepared crops, mirrored at random and with their
+    brightness and contrast varied, and lowers cross-entropy plus Dice loss."""
+    try:
+        import torch
+        from torch import nn
+        from torch.nn import functional as F
+    except ImportError:
+        sys.exit("Fitting the box network needs PyTorch (for instance the CPU wheel: pip install torch).")
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    inputs, targets = box_net_samples(outlines, per_outline=48, jitter=0.06)
+    print(f"box network: {len(inputs)} crops of {len(outlines)} outlines prepared in {time.perf_counter() - started:.0f} s")
+    cells = outline_module.NET_CELLS
+    coordinates = torch.from_numpy(outline_module.net_coordinates(cells))
+    inputs, targets = torch.from_numpy(inputs)[:, None], torch.from_numpy(targets)[:, None]
+
+    def block(given: int, out: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(given, out, 3, padding=1),
+            nn.BatchNorm2d(out),
+            nn.ReLU(),
+            nn.Conv2d(out, out, 3, padding=1),
+            nn.BatchNorm2d(out),
+            nn.ReLU(),
+        )
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            widths = [width * 2**level for level in range(depth)]
+            given = 4
+            self.enc = nn.ModuleList()
+            for out in widths:
+                self.enc.append(block(given, out))
+                given = out
+            self.mid = block(given, 2 * given)
+            given *= 2
+            self.up, self.dec = nn.ModuleList(), nn.ModuleList()
+            for out in reversed(widths):
+                self.up.append(nn.ConvTranspose2d(given, out, 2, stride=2))
+                self.dec.append(block(2 * out, out))
+                given = out
+            self.out = nn.Conv2d(given, 1, 1)
+
+        def forward(self, x):
+            skips = []
+            for encode in self.enc:
+                x = encode(x)
+                skips.append(x)
+                x = F.max_pool2d(x, 2)
+            x = self.mid(x)
+            for up, decode, skip in zip(self.up, self.dec, reversed(skips), strict=True):
+                x = decode(torch.cat([up(x), skip], 1))
+            return self.out(x)
+
+    arrays: dict[str, np.ndarray] = {}
+
+    def folded(prefix: str, sequence: nn.Sequential) -> None:
+        for name, (conv, norm) in (("a", (sequence[0], sequence[1])), ("b", (sequence[3], sequence[4]))):
+            scale = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach()
+            arrays[f"{prefix}.{name}.w"] = (conv.weight.detach() * scale[:, None, None, None]).numpy()
+            arrays[f"{prefix}.{name}.b"] = ((conv.bias.detach() - norm.running_mean) * scale + norm.bias.detach()).numpy()
+
+    for member in range(members):
+        torch.manual_seed(member)
+        generator = np.random.default_rng(member)
+        net = UNet()
+        optimiser = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, 3e-3, total_steps=steps)
+        net.train()
+        for _ in range(steps):
+            chosen = torch.from_numpy(generator.integers(0, len(inputs), 32))
+            x, y = inputs[chosen].clone(), targets[chosen].clone()
+            mirrored = torch.from_numpy(generator.random(32) < 0.5)
+            x[mirrored], y[mirrored] = x[mirrored].flip(-1), y[mirrored].flip(-1)
+            gamma = torch.from_numpy(np.exp(generator.uniform(-0.4, 0.4, (32, 1, 1, 1))).astype(np.float32))
+            gain = torch.from_numpy(generator.uniform(0.8, 1.2, (32, 1, 1, 1)).astype(np.float32))
+            offset = torch.from_numpy(generator.uniform(-0.1, 0.1, (32, 1, 1, 1)).astype(np.float32))
+            x = x.clamp(0, 1) ** gamma * gain + offset
+            logit = net(torch.cat([x, coordinates.expand(32, -1, -1, -1)], 1))
+            probability = torch.sigmoid(logit)
+            overlap = (probability * y).sum((1, 2, 3))
+            dice = 1 - (2 * overlap + 1) / (probability.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
+            loss = F.binary_cross_entropy_with_logits(logit, y) + dice.mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+        net.eval()
+        for level, encode in enumerate(net.enc):
+            folded(f"{member}.enc{level}", encode)
+        folded(f"{member}.mid", net.mid)
+        for index, (up, decode) in enumerate(zip(net.up, net.dec, strict=True)):
+            level = depth - 1 - index
+            arrays[f"{member}.up{level}.w"] = up.weight.detach().numpy()
+            arrays[f"{member}.up{level}.b"] = up.bias.detach().numpy()
+            folded(f"{member}.dec{level}", decode)
+        arrays[f"{member}.out.w"] = net.out.weight.detach().numpy()
+        arrays[f"{member}.out.b"] = net.out.bias.detach().numpy()
+        # The arrays must give what the network gives.
+        with torch.no_grad():
+            sample = torch.cat([inputs[:2], coordinates.expand(2, -1, -1, -1)], 1)
+            expected = net(sample).numpy()
+        single = outline_module.BoxNet(arrays={k: v for k, v in arrays.items() if k.startswith(f"{member}.")}, members=1, depth=depth)
+        got = single._logit(member, sample.numpy())
+        assert np.allclose(got, expected, atol=1e-3), float(np.abs(got - expected).max())
+        print(f"box network member {member + 1}/{members} fitted ({time.perf_counter() - started:.0f} s), last loss {loss.item():.3f}")
+    arrays = {name: value.astype(np.float32) for name, value in arrays.items()}
+    outline_module.BoxNet(arrays=arrays, members=members, depth=depth).save(target)
+    print(f"box network fitted on {len(outlines)} outlines, written to {target}")
 
 
 def save_forest(model, sample: np.ndarray, target: Path) -> None:
@@ -350,7 +461,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--worst", type=int, default=8, help="overlays written per prompt type")
-    parser.add_argument("--timed", type=int, default=60, help="images timed at 800x600")
+    parser.add_argument("--timed", type=int, default=60, help="images timed at 800x600 (0: no timing)")
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts" / "outline")
     parser.add_argument("--no-artifacts", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="only the first N outlines (quick runs)")
@@ -358,13 +469,16 @@ def main() -> None:
     parser.add_argument(
         "--click-model", type=Path, default=outline_module.CLICK_MODEL, help="trees that rank the candidates around a click"
     )
-    parser.add_argument("--box-model", type=Path, default=outline_module.BOX_MODEL, help="trees that place a box's outline ray by ray")
+    parser.add_argument("--box-net", type=Path, default=outline_module.BOX_NET, help="the network that reads a box")
+    parser.add_argument("--members", type=int, default=3, help="networks fitted (each from its own seed) and averaged")
     parser.add_argument(
-        "--fit", action="store_true", help="fit both models on the chosen outlines, write them to --click-model and --box-model, and stop"
+        "--fit",
+        action="store_true",
+        help="fit the box network and the click trees on the chosen outlines, write them (--box-net, --click-model), stop",
     )
     args = parser.parse_args()
     outline_module.CLICK_MODEL = args.click_model
-    outline_module.BOX_MODEL = args.box_model
+    outline_module.BOX_NET = args.box_net
     if not (args.data / "xml").is_dir():
         sys.exit(f"No data set at {args.data} (expects xml/ and images/).")
     outlines, skipped = traced_outlines(args.data)
@@ -373,11 +487,12 @@ def main() -> None:
         outlines = outlines[: args.limit]
     print(f"{len(outlines)} traced outlines ({args.half} cases); skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
     if args.fit:
-        fit_box_model(outlines, args.box_model)
+        fit_box_net(outlines, args.box_net, members=args.members)
         fit_click_model(outlines, args.click_model)
         return
     measure_quality(outlines, args.worst, None if args.no_artifacts else args.artifacts)
-    measure_time(outlines, args.timed)
+    if args.timed:
+        measure_time(outlines, args.timed)
 
 
 if __name__ == "__main__":

@@ -149,3 +149,57 @@ def test_trees_stored_as_arrays_predict_as_fitted(tmp_path):
     assert forest.predict(features).tolist() == [21.5, 22.5, 11.5, 12.5]
     forest.save(tmp_path / "trees.npz")
     assert Forest.load(tmp_path / "trees.npz").predict(features).tolist() == [21.5, 22.5, 11.5, 12.5]
+
+
+def test_network_layers_compute_what_they_stand_for():
+    from scipy import ndimage
+
+    from annotation.outline import _conv3, _pool, _up
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 3, 6, 8)).astype(np.float32)
+    weight = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    # A 3x3 convolution with zero padding is a correlation summed over the input channels.
+    expected = np.stack(
+        [[sum(ndimage.correlate(x[n, c], weight[o, c], mode="constant") for c in range(3)) + bias[o] for o in range(4)] for n in range(2)]
+    )
+    assert np.allclose(_conv3(x, weight, bias), expected, atol=1e-4)
+    assert _pool(x).shape == (2, 3, 3, 4)
+    assert _pool(x)[1, 2, 1, 3] == x[1, 2, 2:4, 6:8].max()
+    # A 2x2 transposed convolution with stride 2 spreads every cell over four, weighted per position.
+    up_weight = rng.normal(size=(3, 5, 2, 2)).astype(np.float32)
+    up_bias = rng.normal(size=5).astype(np.float32)
+    grown = _up(x, up_weight, up_bias)
+    assert grown.shape == (2, 5, 12, 16)
+    i, j, a, b = 4, 5, 1, 0
+    assert np.isclose(grown[1, 3, 2 * i + a, 2 * j + b], (x[1, :, i, j] * up_weight[:, 3, a, b]).sum() + up_bias[3], atol=1e-5)
+
+
+def test_box_network_reads_a_crop_and_its_mirror_alike(tmp_path):
+    from annotation.outline import BoxNet
+
+    rng = np.random.default_rng(3)
+    width, depth = 2, 1
+    arrays = {}
+
+    def conv(name, given, out, size=3):
+        arrays[f"0.{name}.w"] = rng.normal(scale=0.5, size=(out, given, size, size)).astype(np.float32)
+        arrays[f"0.{name}.b"] = rng.normal(scale=0.1, size=out).astype(np.float32)
+
+    conv("enc0.a", 4, width), conv("enc0.b", width, width)
+    conv("mid.a", width, 2 * width), conv("mid.b", 2 * width, 2 * width)
+    arrays["0.up0.w"] = rng.normal(scale=0.5, size=(2 * width, width, 2, 2)).astype(np.float32)
+    arrays["0.up0.b"] = np.zeros(width, np.float32)
+    conv("dec0.a", 2 * width, width), conv("dec0.b", width, width)
+    conv("out", width, 1, size=1)
+    net = BoxNet(arrays=arrays, members=1, depth=depth)
+    cells = rng.random((8, 8)).astype(np.float32)
+    probability = net.probability(cells)
+    assert probability.shape == (8, 8)
+    assert ((probability > 0) & (probability < 1)).all()
+    # Each member reads the crop and its mirror image, so a mirrored crop reads as the mirrored answer.
+    assert np.allclose(net.probability(cells[:, ::-1]), probability[:, ::-1], atol=1e-6)
+    # Stored in half precision: the same answer to well within a hundredth.
+    net.save(tmp_path / "net.npz")
+    assert np.allclose(BoxNet.load(tmp_path / "net.npz").probability(cells), probability, atol=0.01)
