@@ -46,7 +46,7 @@ from shapely.geometry import MultiPoint, Polygon
 RAYS = 96
 BOX_RADII = 48
 # Largest radius step (in grid cells) between neighbouring rays: what keeps the contour smooth.
-MAX_STEP = 2
+MAX_STEP = 3
 MAX_VERTICES = 200
 MIN_BOX_SIDE = 4.0
 # Straight bright runs at least this long (pixels) are taken for marks drawn on the image.
