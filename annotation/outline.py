@@ -22,8 +22,11 @@ and always a simple polygon). The cost of putting the boundary at a given radius
 
 A click is first turned into a box: a few hundred candidate ellipses around it are described by the
 contrast across their rim, inside against outside, texture and size, and trees fitted the same way
-predict which overlaps the lesion best. Trees and networks are stored as plain arrays beside this
-module and evaluated with numpy: proposing needs neither scikit-learn, PyTorch nor pickle.
+predict which overlaps the lesion best. A second set of networks, fitted on boxes up to a third off on
+every side, reads the chosen candidate's box with a wide margin; the box of what it reads as lesion
+under the click is the one outlined, so a candidate of the wrong size is corrected. Trees and
+networks are stored as plain arrays beside this module and evaluated with numpy: proposing needs
+neither scikit-learn, PyTorch nor pickle.
 
 Before any of this, thin bright structures (caliper crosses, burned-in text, measurement dots) are
 found with a white top-hat and filled from their surroundings, so they neither attract the boundary nor
@@ -358,10 +361,11 @@ def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> Outline
     region = -np.cumsum(np.clip(likeness, -4, 4), axis=1) * (fractions[1] - fractions[0]) * 10
     # What the network reads as lesion, along the rays: a boundary at a radius costs less the more
     # lesion it takes in and the less of anything else.
-    net_x, net_y, net_hx, net_hy = box_net_frame(box)
+    net = _box_net(BOX_NET)
+    net_x, net_y, net_hx, net_hy = box_net_frame(box, net.margin)
     columns = (cx + radii * np.cos(angles)[:, None] - net_x + net_hx) / (2 * net_hx) * NET_CELLS - 0.5
     rows = (cy + radii * np.sin(angles)[:, None] - net_y + net_hy) / (2 * net_hy) * NET_CELLS - 0.5
-    probability = _box_net(BOX_NET).probability(box_net_input(image, box))
+    probability = net.read(image, box)
     lesion = ndimage.map_coordinates(probability, [rows, columns], order=1, mode="nearest") - 0.5
     read = -np.cumsum(lesion, axis=1) * (fractions[1] - fractions[0]) * 10
     cost = -BOX_EDGE * np.clip(contrast, -EDGE_CLIP, EDGE_CLIP) + BOX_REGION * region + BOX_READ * read
@@ -510,22 +514,25 @@ class Forest:
 
 # A box and a margin around it are read on a square grid of this many cells a side.
 NET_CELLS = 48
-NET_MARGIN = 0.25  # context on each side of the box, as a share of the box's side
 BOX_NET = Path(__file__).with_name("outline_box_net.npz")
+# The same kind of network, fitted on boxes up to a third too large or too small on each side and
+# reading a wider margin: it finds the extent of the lesion around a click from the candidate chosen.
+CLICK_NET = Path(__file__).with_name("outline_click_net.npz")
 
 
-def box_net_frame(box) -> tuple[float, float, float, float]:
-    """Centre and half sides of the square grid the network reads for a box (the box and its margin)."""
+def box_net_frame(box, margin: float) -> tuple[float, float, float, float]:
+    """Centre and half sides of the grid a network reads for a box: the box and ``margin`` (a share of
+    each side) around it."""
     x0, y0, x1, y1 = box
-    scale = 1.0 + 2.0 * NET_MARGIN
+    scale = 1.0 + 2.0 * margin
     return (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * scale, (y1 - y0) / 2 * scale
 
 
-def box_net_input(image: np.ndarray, box) -> np.ndarray:
+def box_net_input(image: np.ndarray, box, margin: float) -> np.ndarray:
     """What the network reads of a box: NET_CELLS x NET_CELLS cells over the box and its margin, of the
     image with its burned-in marks filled, smoothed to the size of a cell and scaled to 0..1 by the
     crop's own 1st and 99th percentiles. Cells beyond the image are black, as the image's own edge is."""
-    cx, cy, hx, hy = box_net_frame(box)
+    cx, cy, hx, hy = box_net_frame(box, margin)
     cell = 2.0 * max(hx, hy) / NET_CELLS
     sigma = max(1.0, 0.5 * cell)
     reach = 3.0 * sigma + 1.0
@@ -578,6 +585,11 @@ class BoxNet:
     arrays: dict[str, np.ndarray]
     members: int
     depth: int
+    margin: float  # what it reads around a box, as a share of each side
+
+    def read(self, image: np.ndarray, box) -> np.ndarray:
+        """Probability that each cell of the box's grid (box_net_frame) is lesion."""
+        return self.probability(box_net_input(image, box, self.margin))
 
     def _block(self, name: str, x: np.ndarray) -> np.ndarray:
         for conv in ("a", "b"):
@@ -612,13 +624,14 @@ class BoxNet:
     def save(self, path) -> None:
         # Half precision on disk (half the size; the probabilities move by about 0.001), single in use.
         halves = {name: value.astype(np.float16) for name, value in self.arrays.items()}
-        np.savez_compressed(path, members=self.members, depth=self.depth, **halves)
+        np.savez_compressed(path, members=self.members, depth=self.depth, margin=self.margin, **halves)
 
     @classmethod
     def load(cls, path) -> BoxNet:
         with np.load(path) as saved:
-            arrays = {name: saved[name].astype(np.float32) for name in saved.files if name not in ("members", "depth")}
-            return cls(arrays=arrays, members=int(saved["members"]), depth=int(saved["depth"]))
+            settings = ("members", "depth", "margin")
+            arrays = {name: saved[name].astype(np.float32) for name in saved.files if name not in settings}
+            return cls(arrays=arrays, members=int(saved["members"]), depth=int(saved["depth"]), margin=float(saved["margin"]))
 
 
 @functools.cache
@@ -657,4 +670,29 @@ def _propose_from_point(image, point, excluded, max_vertices) -> OutlineProposal
     predicted = np.where(in_sector, _forest(CLICK_MODEL).predict(features), -np.inf)
     ex, ey, rx, ry = candidates[int(np.argmax(predicted)), :4]
     box = (max(ex - rx, 0.0), max(ey - ry, 0.0), min(ex + rx, float(width)), min(ey + ry, float(height)))
-    return _propose_in_box(image, box, excluded, max_vertices)
+    return _propose_in_box(image, _lesion_box(image, point, box), excluded, max_vertices)
+
+
+def _lesion_box(image: np.ndarray, point, box) -> tuple[float, float, float, float]:
+    """The box the clicked lesion fills: the click network reads the chosen candidate's box with a wide
+    margin, and the part it reads as lesion under the click (or its largest part) gives the box. The
+    candidate's box stays when the network finds nothing."""
+    net = _box_net(CLICK_NET)
+    probability = net.read(image, box)
+    centre_x, centre_y, half_x, half_y = box_net_frame(box, net.margin)
+    cells = probability.shape[0]
+    labels, count = ndimage.label(probability > 0.5)
+    if not count:
+        return box
+    column = int(np.clip((point[0] - centre_x + half_x) / (2 * half_x) * cells, 0, cells - 1))
+    row = int(np.clip((point[1] - centre_y + half_y) / (2 * half_y) * cells, 0, cells - 1))
+    part = labels[row, column] or 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(labels), labels, range(1, count + 1))))
+    rows, columns = np.nonzero(labels == part)
+    height, width = image.shape[:2]
+    x0 = max(centre_x - half_x + columns.min() / cells * 2 * half_x, 0.0)
+    x1 = min(centre_x - half_x + (columns.max() + 1) / cells * 2 * half_x, float(width))
+    y0 = max(centre_y - half_y + rows.min() / cells * 2 * half_y, 0.0)
+    y1 = min(centre_y - half_y + (rows.max() + 1) / cells * 2 * half_y, float(height))
+    if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
+        return box
+    return x0, y0, x1, y1

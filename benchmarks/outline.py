@@ -15,17 +15,20 @@ Then it times proposals on the same images enlarged to 800x600, on one core, nex
 (grayscale conversion and the inscribed ellipse), in one run. The worst cases of each prompt type are
 written as PNG overlays to artifacts/outline/ (truth green, proposal red, prompt yellow).
 
-The proposal's two learned parts (annotation/outline_box_net.npz, the networks that read a box, and
-annotation/outline_click_model.npz, the trees that size a click) are fitted on these tracings, so the
-figures of the shipped ones on them are in-sample. The honest figures come from fitting on one half of
-the cases and measuring on the other:
+The proposal's three learned parts (annotation/outline_box_net.npz, the networks that read a box;
+annotation/outline_click_model.npz, the trees that choose a candidate around a click; and
+annotation/outline_click_net.npz, the networks that find its extent from there) are fitted on these
+tracings, so the figures of the shipped ones on them are in-sample. The honest figures come from
+fitting on one half of the cases and measuring on the other:
 
-    .venv/bin/python benchmarks/outline.py --fit --half even --box-net /tmp/net-even.npz --click-model /tmp/click-even.npz
-    .venv/bin/python benchmarks/outline.py --half odd --box-net /tmp/net-even.npz --click-model /tmp/click-even.npz
+    .venv/bin/python benchmarks/outline.py --fit --half even \
+        --box-net /tmp/box-e.npz --click-net /tmp/cnet-e.npz --click-model /tmp/click-e.npz
+    .venv/bin/python benchmarks/outline.py --half odd \
+        --box-net /tmp/box-e.npz --click-net /tmp/cnet-e.npz --click-model /tmp/click-e.npz
     (and the same with even and odd swapped; `--fit` alone refits the shipped ones on all cases)
 
-Fitting the networks needs PyTorch (the CPU wheel is enough; about 5 minutes for three members on two
-cores); the proposals and the tests do not: the weights are exported as arrays and checked against
+Fitting the networks needs PyTorch (the CPU wheel is enough; about 5 minutes for each set of three on
+two cores); the proposals and the tests do not: the weights are exported as arrays and checked against
 PyTorch's own output when they are written.
 """
 
@@ -233,7 +236,7 @@ def fit_click_model(outlines: list[Traced], target: Path, extra_clicks: int = 2)
     print(f"click model fitted on {len(outlines)} outlines ({len(overlaps)} candidates), written to {target}")
 
 
-def box_net_samples(outlines: list[Traced], per_outline: int, jitter: float) -> tuple[np.ndarray, np.ndarray]:
+def box_net_samples(outlines: list[Traced], per_outline: int, jitter: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """What the network reads of each outline's box, and the traced outline on the same grid (the share
     of each cell inside it): the exact box first, then boxes whose sides are moved by up to ``jitter``
     of the box's size, as an annotator's box is never exactly tight (a seed per case: the same each run)."""
@@ -246,8 +249,8 @@ def box_net_samples(outlines: list[Traced], per_outline: int, jitter: float) -> 
         for sample in range(per_outline):
             moved = rng.uniform(-jitter, jitter, 4) * (x1 - x0, y1 - y0, x1 - x0, y1 - y0) if sample else np.zeros(4)
             box = (x0 + moved[0], y0 + moved[1], x1 + moved[2], y1 + moved[3])
-            inputs.append(outline_module.box_net_input(pixels, box))
-            cx, cy, hx, hy = outline_module.box_net_frame(box)
+            inputs.append(outline_module.box_net_input(pixels, box, margin))
+            cx, cy, hx, hy = outline_module.box_net_frame(box, margin)
             fine = 4 * cells
             ring = np.asarray(traced.outline.exterior.coords)
             ring = np.c_[(ring[:, 0] - cx + hx) / (2 * hx) * fine, (ring[:, 1] - cy + hy) / (2 * hy) * fine]
@@ -257,7 +260,17 @@ def box_net_samples(outlines: list[Traced], per_outline: int, jitter: float) -> 
     return np.stack(inputs), np.stack(targets)
 
 
-def fit_box_net(outlines: list[Traced], target: Path, members: int = 3, steps: int = 600, width: int = 8, depth: int = 4) -> None:
+def fit_box_net(
+    outlines: list[Traced],
+    target: Path,
+    *,
+    margin: float,
+    jitter: float,
+    members: int = 3,
+    steps: int = 600,
+    width: int = 8,
+    depth: int = 4,
+) -> None:
     """Fit the small U-Nets that read a box (needs PyTorch, which proposing does not: the weights are
     exported as arrays with batch normalisation folded into the convolutions). Each member starts from
     its own seed; every step takes 32 of the prepared crops, mirrored at random and with their
@@ -271,8 +284,8 @@ def fit_box_net(outlines: list[Traced], target: Path, members: int = 3, steps: i
 
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
-    inputs, targets = box_net_samples(outlines, per_outline=48, jitter=0.06)
-    print(f"box network: {len(inputs)} crops of {len(outlines)} outlines prepared in {time.perf_counter() - started:.0f} s")
+    inputs, targets = box_net_samples(outlines, per_outline=48, jitter=jitter, margin=margin)
+    print(f"network for {target.name}: {len(inputs)} crops of {len(outlines)} outlines prepared in {time.perf_counter() - started:.0f} s")
     cells = outline_module.NET_CELLS
     coordinates = torch.from_numpy(outline_module.net_coordinates(cells))
     inputs, targets = torch.from_numpy(inputs)[:, None], torch.from_numpy(targets)[:, None]
@@ -364,13 +377,15 @@ def fit_box_net(outlines: list[Traced], target: Path, members: int = 3, steps: i
         with torch.no_grad():
             sample = torch.cat([inputs[:2], coordinates.expand(2, -1, -1, -1)], 1)
             expected = net(sample).numpy()
-        single = outline_module.BoxNet(arrays={k: v for k, v in arrays.items() if k.startswith(f"{member}.")}, members=1, depth=depth)
+        single = outline_module.BoxNet(
+            arrays={k: v for k, v in arrays.items() if k.startswith(f"{member}.")}, members=1, depth=depth, margin=margin
+        )
         got = single._logit(member, sample.numpy())
         assert np.allclose(got, expected, atol=1e-3), float(np.abs(got - expected).max())
-        print(f"box network member {member + 1}/{members} fitted ({time.perf_counter() - started:.0f} s), last loss {loss.item():.3f}")
+        print(f"{target.name}: member {member + 1}/{members} fitted ({time.perf_counter() - started:.0f} s), last loss {loss.item():.3f}")
     arrays = {name: value.astype(np.float32) for name, value in arrays.items()}
-    outline_module.BoxNet(arrays=arrays, members=members, depth=depth).save(target)
-    print(f"box network fitted on {len(outlines)} outlines, written to {target}")
+    outline_module.BoxNet(arrays=arrays, members=members, depth=depth, margin=margin).save(target)
+    print(f"network fitted on {len(outlines)} outlines, written to {target}")
 
 
 def save_forest(model, sample: np.ndarray, target: Path) -> None:
@@ -470,15 +485,17 @@ def main() -> None:
         "--click-model", type=Path, default=outline_module.CLICK_MODEL, help="trees that rank the candidates around a click"
     )
     parser.add_argument("--box-net", type=Path, default=outline_module.BOX_NET, help="the network that reads a box")
+    parser.add_argument("--click-net", type=Path, default=outline_module.CLICK_NET, help="the network that finds a clicked lesion's extent")
     parser.add_argument("--members", type=int, default=3, help="networks fitted (each from its own seed) and averaged")
     parser.add_argument(
         "--fit",
         action="store_true",
-        help="fit the box network and the click trees on the chosen outlines, write them (--box-net, --click-model), stop",
+        help="fit the networks and the click trees on the chosen outlines, write them (--box-net, --click-net, --click-model), stop",
     )
     args = parser.parse_args()
     outline_module.CLICK_MODEL = args.click_model
     outline_module.BOX_NET = args.box_net
+    outline_module.CLICK_NET = args.click_net
     if not (args.data / "xml").is_dir():
         sys.exit(f"No data set at {args.data} (expects xml/ and images/).")
     outlines, skipped = traced_outlines(args.data)
@@ -487,7 +504,9 @@ def main() -> None:
         outlines = outlines[: args.limit]
     print(f"{len(outlines)} traced outlines ({args.half} cases); skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
     if args.fit:
-        fit_box_net(outlines, args.box_net, members=args.members)
+        # A box drawn around a lesion is nearly tight; a candidate around a click may be a third off.
+        fit_box_net(outlines, args.box_net, margin=0.25, jitter=0.06, members=args.members)
+        fit_box_net(outlines, args.click_net, margin=0.6, jitter=0.3, members=args.members)
         fit_click_model(outlines, args.click_model)
         return
     measure_quality(outlines, args.worst, None if args.no_artifacts else args.artifacts)

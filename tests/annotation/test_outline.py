@@ -193,7 +193,7 @@ def test_box_network_reads_a_crop_and_its_mirror_alike(tmp_path):
     arrays["0.up0.b"] = np.zeros(width, np.float32)
     conv("dec0.a", 2 * width, width), conv("dec0.b", width, width)
     conv("out", width, 1, size=1)
-    net = BoxNet(arrays=arrays, members=1, depth=depth)
+    net = BoxNet(arrays=arrays, members=1, depth=depth, margin=0.25)
     cells = rng.random((8, 8)).astype(np.float32)
     probability = net.probability(cells)
     assert probability.shape == (8, 8)
