@@ -362,11 +362,9 @@ def _propose_in_box(image, box, excluded, max_vertices, stretch=True) -> Outline
     # What the network reads as lesion, along the rays: a boundary at a radius costs less the more
     # lesion it takes in and the less of anything else.
     net = _box_net(BOX_NET)
-    net_x, net_y, net_hx, net_hy = box_net_frame(box, net.margin)
-    columns = (cx + radii * np.cos(angles)[:, None] - net_x + net_hx) / (2 * net_hx) * NET_CELLS - 0.5
-    rows = (cy + radii * np.sin(angles)[:, None] - net_y + net_hy) / (2 * net_hy) * NET_CELLS - 0.5
+    columns, rows = NetGrid.around(box, net.margin).to_cells(cx + radii * np.cos(angles)[:, None], cy + radii * np.sin(angles)[:, None])
     probability = net.read(image, box)
-    lesion = ndimage.map_coordinates(probability, [rows, columns], order=1, mode="nearest") - 0.5
+    lesion = ndimage.map_coordinates(probability, [rows - 0.5, columns - 0.5], order=1, mode="nearest") - 0.5
     read = -np.cumsum(lesion, axis=1) * (fractions[1] - fractions[0]) * 10
     cost = -BOX_EDGE * np.clip(contrast, -EDGE_CLIP, EDGE_CLIP) + BOX_REGION * region + BOX_READ * read
     _forbid_excluded(cost, cx, cy, radii, angles, excluded)
@@ -520,25 +518,43 @@ BOX_NET = Path(__file__).with_name("outline_box_net.npz")
 CLICK_NET = Path(__file__).with_name("outline_click_net.npz")
 
 
-def box_net_frame(box, margin: float) -> tuple[float, float, float, float]:
-    """Centre and half sides of the grid a network reads for a box: the box and ``margin`` (a share of
-    each side) around it."""
-    x0, y0, x1, y1 = box
-    scale = 1.0 + 2.0 * margin
-    return (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * scale, (y1 - y0) / 2 * scale
+@dataclass(frozen=True)
+class NetGrid:
+    """The grid a network reads for a box: NET_CELLS cells a side over the box and ``margin`` (a share of
+    each side) around it. Cell edges fall on whole numbers, so cell i spans i..i+1."""
+
+    cx: float
+    cy: float
+    half_x: float
+    half_y: float
+
+    @classmethod
+    def around(cls, box, margin: float) -> NetGrid:
+        x0, y0, x1, y1 = box
+        scale = 1.0 + 2.0 * margin
+        return cls((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * scale, (y1 - y0) / 2 * scale)
+
+    def to_cells(self, x, y, cells: int = NET_CELLS):
+        """Image points as (column, row) positions on the grid."""
+        return (x - self.cx + self.half_x) / (2 * self.half_x) * cells, (y - self.cy + self.half_y) / (2 * self.half_y) * cells
+
+    def to_image(self, column, row, cells: int = NET_CELLS):
+        """Grid positions as image points (x, y)."""
+        return self.cx - self.half_x + column / cells * 2 * self.half_x, self.cy - self.half_y + row / cells * 2 * self.half_y
 
 
 def box_net_input(image: np.ndarray, box, margin: float) -> np.ndarray:
     """What the network reads of a box: NET_CELLS x NET_CELLS cells over the box and its margin, of the
     image with its burned-in marks filled, smoothed to the size of a cell and scaled to 0..1 by the
     crop's own 1st and 99th percentiles. Cells beyond the image are black, as the image's own edge is."""
-    cx, cy, hx, hy = box_net_frame(box, margin)
+    grid = NetGrid.around(box, margin)
+    cx, cy, hx, hy = grid.cx, grid.cy, grid.half_x, grid.half_y
     cell = 2.0 * max(hx, hy) / NET_CELLS
     sigma = max(1.0, 0.5 * cell)
     reach = 3.0 * sigma + 1.0
     window = _window(image, cx - hx - reach, cy - hy - reach, cx + hx + reach, cy + hy + reach, sigma)
-    steps = (np.arange(NET_CELLS) + 0.5) / NET_CELLS * 2.0 - 1.0
-    ys, xs = np.meshgrid(cy + hy * steps - window.top - 0.5, cx + hx * steps - window.left - 0.5, indexing="ij")
+    xs, ys = grid.to_image(np.arange(NET_CELLS) + 0.5, np.arange(NET_CELLS) + 0.5)
+    ys, xs = np.meshgrid(ys - window.top - 0.5, xs - window.left - 0.5, indexing="ij")
     values = ndimage.map_coordinates(window.smooth, [ys, xs], order=1, mode="constant", cval=0.0)
     low, high = np.percentile(values, (1, 99))
     if high - low < 1e-6:
@@ -588,7 +604,7 @@ class BoxNet:
     margin: float  # what it reads around a box, as a share of each side
 
     def read(self, image: np.ndarray, box) -> np.ndarray:
-        """Probability that each cell of the box's grid (box_net_frame) is lesion."""
+        """Probability that each cell of the box's grid (NetGrid) is lesion."""
         return self.probability(box_net_input(image, box, self.margin))
 
     def _block(self, name: str, x: np.ndarray) -> np.ndarray:
@@ -678,21 +694,17 @@ def _lesion_box(image: np.ndarray, point, box) -> tuple[float, float, float, flo
     margin, and the part it reads as lesion under the click (or its largest part) gives the box. The
     candidate's box stays when the network finds nothing."""
     net = _box_net(CLICK_NET)
-    probability = net.read(image, box)
-    centre_x, centre_y, half_x, half_y = box_net_frame(box, net.margin)
-    cells = probability.shape[0]
-    labels, count = ndimage.label(probability > 0.5)
+    grid = NetGrid.around(box, net.margin)
+    labels, count = ndimage.label(net.read(image, box) > 0.5)
     if not count:
         return box
-    column = int(np.clip((point[0] - centre_x + half_x) / (2 * half_x) * cells, 0, cells - 1))
-    row = int(np.clip((point[1] - centre_y + half_y) / (2 * half_y) * cells, 0, cells - 1))
-    part = labels[row, column] or 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(labels), labels, range(1, count + 1))))
+    column, row = (int(np.clip(at, 0, NET_CELLS - 1)) for at in grid.to_cells(*point))
+    part = labels[row, column] or 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
     rows, columns = np.nonzero(labels == part)
     height, width = image.shape[:2]
-    x0 = max(centre_x - half_x + columns.min() / cells * 2 * half_x, 0.0)
-    x1 = min(centre_x - half_x + (columns.max() + 1) / cells * 2 * half_x, float(width))
-    y0 = max(centre_y - half_y + rows.min() / cells * 2 * half_y, 0.0)
-    y1 = min(centre_y - half_y + (rows.max() + 1) / cells * 2 * half_y, float(height))
+    x0, y0 = (max(at, 0.0) for at in grid.to_image(columns.min(), rows.min()))
+    x1, y1 = grid.to_image(columns.max() + 1, rows.max() + 1)
+    x1, y1 = min(x1, float(width)), min(y1, float(height))
     if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
         return box
     return x0, y0, x1, y1

@@ -250,10 +250,9 @@ def box_net_samples(outlines: list[Traced], per_outline: int, jitter: float, mar
             moved = rng.uniform(-jitter, jitter, 4) * (x1 - x0, y1 - y0, x1 - x0, y1 - y0) if sample else np.zeros(4)
             box = (x0 + moved[0], y0 + moved[1], x1 + moved[2], y1 + moved[3])
             inputs.append(outline_module.box_net_input(pixels, box, margin))
-            cx, cy, hx, hy = outline_module.box_net_frame(box, margin)
             fine = 4 * cells
             ring = np.asarray(traced.outline.exterior.coords)
-            ring = np.c_[(ring[:, 0] - cx + hx) / (2 * hx) * fine, (ring[:, 1] - cy + hy) / (2 * hy) * fine]
+            ring = np.column_stack(outline_module.NetGrid.around(box, margin).to_cells(ring[:, 0], ring[:, 1], fine))
             mask = Image.new("L", (fine, fine), 0)
             ImageDraw.Draw(mask).polygon([tuple(p) for p in ring], fill=255)
             targets.append(np.asarray(mask, np.float32).reshape(cells, 4, cells, 4).mean(axis=(1, 3)) / 255.0)
